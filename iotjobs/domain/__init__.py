@@ -1,0 +1,1 @@
+"""Pure domain core: commands, events, deciders, validation. Standard library only."""

@@ -1,0 +1,88 @@
+"""Every aggregate and message type, so the runtime can route keys and (de)serialise by name."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, is_dataclass
+from typing import Any
+
+from iotjobs.domain import job, registry, thing
+from iotjobs.domain.decision import Context, Decision, Timer
+from iotjobs.domain.errors import Rejection
+from iotjobs.domain.execution import RecordExecutionStatus
+
+
+@dataclass(frozen=True)
+class Aggregate:
+    name: str
+    initial: Callable[[str], Any]
+    decide: Callable[[Any, Any, Context], Decision]
+    evolve: Callable[[Any, Any], Any]
+    timers: Callable[[Any], list[Timer]]
+    to_dict: Callable[[Any], dict[str, Any]]
+    from_dict: Callable[[dict[str, Any]], Any]
+
+
+def _no_timers(_state: Any) -> list[Timer]:
+    return []
+
+
+THING = Aggregate(
+    "thing",
+    thing.initial,
+    thing.decide,
+    thing.evolve,
+    thing.timers,
+    thing.ThingState.to_dict,
+    thing.ThingState.from_dict,
+)
+JOB = Aggregate(
+    "job", job.initial, job.decide, job.evolve, _no_timers, job.JobState.to_dict, job.JobState.from_dict
+)
+REGISTRY = Aggregate(
+    "registry",
+    registry.initial,
+    registry.decide,
+    registry.evolve,
+    _no_timers,
+    registry.RegistryState.to_dict,
+    registry.RegistryState.from_dict,
+)
+
+
+def aggregate_for(key: str) -> Aggregate:
+    if key.startswith("thing/"):
+        return THING
+    if key.startswith("job/"):
+        return JOB
+    if key == registry.KEY:
+        return REGISTRY
+    raise KeyError(f"no aggregate owns key {key!r}")
+
+
+MESSAGE_TYPES: dict[str, type] = {
+    cls.__name__: cls
+    for cls in (
+        *thing.COMMANDS,
+        *thing.EVENTS,
+        *thing.REPLIES,
+        *job.COMMANDS,
+        *job.EVENTS,
+        *job.REPLIES,
+        *registry.COMMANDS,
+        *registry.EVENTS,
+        *registry.REPLIES,
+        RecordExecutionStatus,
+        Rejection,
+    )
+}
+
+
+def to_message(obj: Any) -> dict[str, Any]:
+    if not is_dataclass(obj) or isinstance(obj, type):
+        raise TypeError(f"{obj!r} is not a message")
+    return {"type": type(obj).__name__, "data": asdict(obj)}
+
+
+def from_message(message: dict[str, Any]) -> Any:
+    return MESSAGE_TYPES[message["type"]](**message["data"])

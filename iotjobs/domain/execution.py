@@ -1,0 +1,76 @@
+"""One job execution on one thing: its fields, statuses and the views other modules need."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+QUEUED = "QUEUED"
+IN_PROGRESS = "IN_PROGRESS"
+SUCCEEDED = "SUCCEEDED"
+FAILED = "FAILED"
+TIMED_OUT = "TIMED_OUT"
+REJECTED = "REJECTED"
+REMOVED = "REMOVED"
+CANCELED = "CANCELED"
+
+ALL_STATUSES = (QUEUED, IN_PROGRESS, SUCCEEDED, FAILED, TIMED_OUT, REJECTED, REMOVED, CANCELED)
+TERMINAL = frozenset({SUCCEEDED, FAILED, TIMED_OUT, REJECTED, REMOVED, CANCELED})
+PENDING = frozenset({QUEUED, IN_PROGRESS})
+DEVICE_SETTABLE = (IN_PROGRESS, SUCCEEDED, FAILED, REJECTED)
+
+
+@dataclass(frozen=True)
+class Execution:
+    job_id: str
+    thing_name: str
+    execution_number: int
+    status: str
+    queued_at: float
+    last_updated_at: float
+    version_number: int
+    seq: int
+    document: str
+    in_progress_timeout_minutes: int | None = None
+    status_details: dict[str, str] = field(default_factory=dict)
+    started_at: float | None = None
+    in_progress_deadline: float | None = None
+    step_deadline: float | None = None
+    namespace_id: str | None = None
+    force_canceled: bool = False
+    retry_attempt: int = 0
+
+    @property
+    def deadline(self) -> float | None:
+        """The effective timeout: a step timer never extends past the in-progress deadline."""
+        deadlines = [d for d in (self.in_progress_deadline, self.step_deadline) if d is not None]
+        return min(deadlines) if deadlines else None
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL
+
+    def state_view(self) -> dict[str, Any]:
+        """JobExecutionState: what a rejected device request is told about the execution."""
+        return {
+            "status": self.status,
+            "statusDetails": dict(self.status_details),
+            "versionNumber": self.version_number,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @staticmethod
+    def from_dict(data: dict[str, Any]) -> Execution:
+        return Execution(**data)
+
+
+@dataclass(frozen=True)
+class RecordExecutionStatus:
+    """Sent by a thing to `job/{id}` whenever one of its executions changes status."""
+
+    job_id: str
+    thing_name: str
+    execution_number: int
+    status: str

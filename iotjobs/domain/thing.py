@@ -1,0 +1,512 @@
+"""The thing aggregate (key `thing/{name}`): every job execution of one thing.
+
+It owns queue order, `$next`, versionNumber, statusDetails, timers and the notify / notify-next
+payloads. Device requests from MQTT and HTTP arrive here as commands.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from iotjobs.domain import validation as v
+from iotjobs.domain.decision import Context, Decision, Send, Timer
+from iotjobs.domain.errors import DomainError, ErrorKind, invalid, not_found
+from iotjobs.domain.execution import (
+    DEVICE_SETTABLE,
+    IN_PROGRESS,
+    PENDING,
+    QUEUED,
+    TIMED_OUT,
+    Execution,
+    RecordExecutionStatus,
+)
+
+NEXT = "$next"
+NOTIFY_CAP = 10
+
+# --- commands ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RegisterThing:
+    thing_name: str
+    thing_id: str
+
+
+@dataclass(frozen=True)
+class QueueExecution:
+    job_id: str
+    document: str
+    in_progress_timeout_minutes: int | None = None
+    namespace_id: str | None = None
+
+
+@dataclass(frozen=True)
+class GetPending:
+    pass
+
+
+@dataclass(frozen=True)
+class StartNext:
+    status_details: dict[str, str] | None = None
+    step_timeout_minutes: int | None = None
+
+
+@dataclass(frozen=True)
+class DescribeExecution:
+    job_id: str
+    execution_number: int | None = None
+    include_document: bool = True
+
+
+@dataclass(frozen=True)
+class UpdateExecution:
+    job_id: str
+    status: str
+    status_details: dict[str, str] | None = None
+    expected_version: int | None = None
+    execution_number: int | None = None
+    include_state: bool = False
+    include_document: bool = False
+    step_timeout_minutes: int | None = None
+
+
+@dataclass(frozen=True)
+class FireTimeout:
+    job_id: str
+    execution_number: int
+
+
+# --- events -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ThingRegistered:
+    thing_name: str
+    thing_id: str
+
+
+@dataclass(frozen=True)
+class ExecutionQueued:
+    thing_name: str
+    job_id: str
+    execution_number: int
+    seq: int
+    queued_at: float
+    document: str
+    in_progress_timeout_minutes: int | None = None
+    namespace_id: str | None = None
+    retry_attempt: int = 0
+
+
+@dataclass(frozen=True)
+class ExecutionUpdated:
+    """The execution's mutable fields after a change, and what caused it."""
+
+    thing_name: str
+    job_id: str
+    execution_number: int
+    status: str
+    status_details: dict[str, str]
+    version_number: int
+    last_updated_at: float
+    started_at: float | None
+    in_progress_deadline: float | None
+    step_deadline: float | None
+    cause: str
+
+
+# --- replies and effects ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ThingRegisteredReply:
+    thing_name: str
+    thing_id: str
+
+
+@dataclass(frozen=True)
+class PendingReply:
+    in_progress: list[dict[str, Any]]
+    queued: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class ExecutionReply:
+    """start-next and describe: the execution (None when nothing is pending)."""
+
+    execution: dict[str, Any] | None
+    include_document: bool = True
+
+
+@dataclass(frozen=True)
+class UpdateReply:
+    execution: dict[str, Any]
+    include_state: bool
+    include_document: bool
+
+
+@dataclass(frozen=True)
+class NotifyPending:
+    """`notify`: the pending list changed membership."""
+
+    thing_name: str
+    executions: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class NotifyNext:
+    """`notify-next`: the head of the pending list is another execution (None: the list is empty)."""
+
+    thing_name: str
+    execution: dict[str, Any] | None
+
+
+COMMANDS = (RegisterThing, QueueExecution, GetPending, StartNext, DescribeExecution, UpdateExecution, FireTimeout)
+EVENTS = (ThingRegistered, ExecutionQueued, ExecutionUpdated)
+REPLIES = (ThingRegisteredReply, PendingReply, ExecutionReply, UpdateReply)
+
+# --- state ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ThingState:
+    name: str
+    thing_id: str | None = None
+    executions: dict[str, Execution] = field(default_factory=dict)
+    """The latest execution of each job on this thing."""
+    next_seq: int = 0
+
+    @property
+    def registered(self) -> bool:
+        return self.thing_id is not None
+
+    def pending(self) -> list[Execution]:
+        """IN_PROGRESS first, then QUEUED, each in the order they were queued."""
+        live = [e for e in self.executions.values() if e.status in PENDING]
+        return sorted(live, key=lambda e: (e.status != IN_PROGRESS, e.seq))
+
+    def head(self) -> Execution | None:
+        pending = self.pending()
+        return pending[0] if pending else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "thing_id": self.thing_id,
+            "executions": {k: e.to_dict() for k, e in self.executions.items()},
+            "next_seq": self.next_seq,
+        }
+
+    @staticmethod
+    def from_dict(data: dict[str, Any]) -> ThingState:
+        return ThingState(
+            name=data["name"],
+            thing_id=data["thing_id"],
+            executions={k: Execution.from_dict(e) for k, e in data["executions"].items()},
+            next_seq=data["next_seq"],
+        )
+
+
+def initial(key: str) -> ThingState:
+    return ThingState(name=key.removeprefix("thing/"))
+
+
+def key_for(thing_name: str) -> str:
+    return f"thing/{thing_name}"
+
+
+# --- evolve -----------------------------------------------------------------------------------
+
+
+def evolve(state: ThingState, event: Any) -> ThingState:
+    match event:
+        case ThingRegistered(thing_id=thing_id):
+            return replace(state, thing_id=thing_id)
+        case ExecutionQueued():
+            execution = Execution(
+                job_id=event.job_id,
+                thing_name=event.thing_name,
+                execution_number=event.execution_number,
+                status=QUEUED,
+                queued_at=event.queued_at,
+                last_updated_at=event.queued_at,
+                version_number=1,
+                seq=event.seq,
+                document=event.document,
+                in_progress_timeout_minutes=event.in_progress_timeout_minutes,
+                namespace_id=event.namespace_id,
+                retry_attempt=event.retry_attempt,
+            )
+            return replace(
+                state,
+                executions={**state.executions, event.job_id: execution},
+                next_seq=max(state.next_seq, event.seq + 1),
+            )
+        case ExecutionUpdated():
+            current = state.executions[event.job_id]
+            updated = replace(
+                current,
+                status=event.status,
+                status_details=dict(event.status_details),
+                version_number=event.version_number,
+                last_updated_at=event.last_updated_at,
+                started_at=event.started_at,
+                in_progress_deadline=event.in_progress_deadline,
+                step_deadline=event.step_deadline,
+            )
+            return replace(state, executions={**state.executions, event.job_id: updated})
+    raise TypeError(f"thing aggregate cannot apply {type(event).__name__}")
+
+
+def fold(state: ThingState, events: tuple[Any, ...] | list[Any]) -> ThingState:
+    for event in events:
+        state = evolve(state, event)
+    return state
+
+
+# --- decide -----------------------------------------------------------------------------------
+
+
+def decide(state: ThingState, command: Any, ctx: Context) -> Decision:
+    try:
+        events, reply = _decide(state, command, ctx)
+    except DomainError as err:
+        return Decision(reply=err.rejection())
+    after = fold(state, events)
+    return Decision(
+        reply=reply,
+        events=tuple(events),
+        sends=tuple(_status_reports(state, after)),
+        effects=tuple(_notifications(state, after)),
+    )
+
+
+def _decide(state: ThingState, command: Any, ctx: Context) -> tuple[list[Any], Any]:
+    match command:
+        case RegisterThing():
+            if state.registered:
+                return [], ThingRegisteredReply(state.name, state.thing_id or command.thing_id)
+            return [ThingRegistered(state.name, command.thing_id)], ThingRegisteredReply(
+                state.name, command.thing_id
+            )
+        case QueueExecution():
+            return _queue(state, command, ctx), None
+        case GetPending():
+            _require_thing(state)
+            pending = state.pending()[:NOTIFY_CAP]
+            return [], PendingReply(
+                in_progress=[e.to_dict() for e in pending if e.status == IN_PROGRESS],
+                queued=[e.to_dict() for e in pending if e.status == QUEUED],
+            )
+        case StartNext():
+            return _start_next(state, command, ctx)
+        case DescribeExecution():
+            return [], _describe(state, command)
+        case UpdateExecution():
+            return _update(state, command, ctx)
+        case FireTimeout():
+            return _fire_timeout(state, command, ctx), None
+    raise TypeError(f"thing aggregate cannot handle {type(command).__name__}")
+
+
+def _require_thing(state: ThingState) -> None:
+    if not state.registered:
+        raise not_found(f"Thing {state.name} does not exist")
+
+
+def _queue(state: ThingState, command: QueueExecution, ctx: Context) -> list[Any]:
+    current = state.executions.get(command.job_id)
+    if current is not None and not current.is_terminal:
+        return []  # one live execution per job and thing: a repeated release changes nothing
+    events: list[Any] = []
+    if not state.registered:
+        # The job only targets registered things, so the registration is certain even if its
+        # own command has not arrived yet.
+        events.append(ThingRegistered(state.name, ""))
+    events.append(
+        ExecutionQueued(
+            thing_name=state.name,
+            job_id=command.job_id,
+            execution_number=(current.execution_number + 1) if current else 1,
+            seq=state.next_seq,
+            queued_at=ctx.now,
+            document=command.document,
+            in_progress_timeout_minutes=command.in_progress_timeout_minutes,
+            namespace_id=command.namespace_id,
+        )
+    )
+    return events
+
+
+def _changed(
+    execution: Execution,
+    ctx: Context,
+    cause: str,
+    *,
+    status: str | None = None,
+    status_details: dict[str, str] | None = None,
+    step_timeout_minutes: int | None = None,
+) -> ExecutionUpdated:
+    """The event for one persisted change: versionNumber moves on every one."""
+    new_status = status or execution.status
+    started_at = execution.started_at
+    in_progress_deadline = execution.in_progress_deadline
+    step_deadline = execution.step_deadline
+    if execution.status == QUEUED and new_status == IN_PROGRESS:
+        started_at = ctx.now
+        if execution.in_progress_timeout_minutes is not None:
+            in_progress_deadline = ctx.now + ctx.minutes(execution.in_progress_timeout_minutes)
+    if step_timeout_minutes is not None:
+        step_deadline = (
+            None if step_timeout_minutes == v.CANCEL_STEP_TIMER else ctx.now + ctx.minutes(step_timeout_minutes)
+        )
+    if new_status != IN_PROGRESS:
+        in_progress_deadline = step_deadline = None
+    return ExecutionUpdated(
+        thing_name=execution.thing_name,
+        job_id=execution.job_id,
+        execution_number=execution.execution_number,
+        status=new_status,
+        status_details=dict(execution.status_details if status_details is None else status_details),
+        version_number=execution.version_number + 1,
+        last_updated_at=ctx.now,
+        started_at=started_at,
+        in_progress_deadline=in_progress_deadline,
+        step_deadline=step_deadline,
+        cause=cause,
+    )
+
+
+def _start_next(state: ThingState, command: StartNext, ctx: Context) -> tuple[list[Any], Any]:
+    details = None if command.status_details is None else v.check_status_details(command.status_details)
+    step = None if command.step_timeout_minutes is None else v.check_step_timeout(command.step_timeout_minutes)
+    _require_thing(state)
+    head = state.head()
+    if head is None:
+        return [], ExecutionReply(None)
+    if head.status == IN_PROGRESS:
+        return [], ExecutionReply(head.to_dict())
+    event = _changed(
+        head, ctx, "start-next", status=IN_PROGRESS, status_details=details, step_timeout_minutes=step
+    )
+    return [event], ExecutionReply(evolve(state, event).executions[head.job_id].to_dict())
+
+
+def _find(state: ThingState, job_id: str, execution_number: int | None) -> Execution:
+    execution = state.executions.get(job_id)
+    if execution is None:
+        raise not_found(f"Job execution for job {job_id} on thing {state.name} does not exist")
+    if execution_number is not None and execution_number != execution.execution_number:
+        raise not_found(
+            f"Job execution {execution_number} of job {job_id} on thing {state.name} does not exist"
+        )
+    return execution
+
+
+def _describe(state: ThingState, command: DescribeExecution) -> ExecutionReply:
+    if command.job_id != NEXT:
+        v.check_job_id(command.job_id)
+    _require_thing(state)
+    if command.job_id == NEXT:
+        head = state.head()
+        return ExecutionReply(head.to_dict() if head else None, command.include_document)
+    execution = _find(state, command.job_id, command.execution_number)
+    if execution.is_terminal:
+        raise DomainError(
+            ErrorKind.TERMINAL_STATE,
+            f"Job execution {execution.job_id} on thing {state.name} is in terminal state {execution.status}",
+        )
+    return ExecutionReply(execution.to_dict(), command.include_document)
+
+
+def _update(state: ThingState, command: UpdateExecution, ctx: Context) -> tuple[list[Any], Any]:
+    v.check_job_id(command.job_id)
+    if command.status not in DEVICE_SETTABLE:
+        raise invalid(
+            f"status '{command.status}' cannot be set by a device; use one of {', '.join(DEVICE_SETTABLE)}"
+        )
+    details = None if command.status_details is None else v.check_status_details(command.status_details)
+    step = None if command.step_timeout_minutes is None else v.check_step_timeout(command.step_timeout_minutes)
+    _require_thing(state)
+    execution = _find(state, command.job_id, command.execution_number)
+    if command.expected_version is not None and command.expected_version != execution.version_number:
+        raise DomainError(
+            ErrorKind.VERSION_MISMATCH,
+            f"expectedVersion {command.expected_version} does not match the current versionNumber "
+            f"{execution.version_number} of job execution {execution.job_id} on thing {state.name}",
+            {"executionState": execution.state_view()},
+        )
+    if execution.is_terminal:
+        raise DomainError(
+            ErrorKind.INVALID_STATE_TRANSITION,
+            f"Job execution {execution.job_id} on thing {state.name} is already {execution.status} and "
+            f"cannot move to {command.status}",
+            {"executionState": execution.state_view()},
+        )
+    event = _changed(
+        execution, ctx, "update", status=command.status, status_details=details, step_timeout_minutes=step
+    )
+    updated = evolve(state, event).executions[execution.job_id]
+    return [event], UpdateReply(updated.to_dict(), command.include_state, command.include_document)
+
+
+def _fire_timeout(state: ThingState, command: FireTimeout, ctx: Context) -> list[Any]:
+    execution = state.executions.get(command.job_id)
+    if (
+        execution is None
+        or execution.execution_number != command.execution_number
+        or execution.status != IN_PROGRESS
+        or execution.deadline is None
+        or execution.deadline > ctx.now
+    ):
+        return []  # the timer was reset, cleared or overtaken by the device
+    return [_changed(execution, ctx, "timeout", status=TIMED_OUT)]
+
+
+# --- consequences of a change -----------------------------------------------------------------
+
+
+def _status_reports(before: ThingState, after: ThingState) -> list[Send]:
+    sends = []
+    for job_id, execution in after.executions.items():
+        previous = before.executions.get(job_id)
+        if previous is None or previous.execution_number != execution.execution_number:
+            continue  # a new execution: the job counted it when it released it
+        if previous.status != execution.status:
+            sends.append(
+                Send(
+                    f"job/{job_id}",
+                    RecordExecutionStatus(job_id, after.name, execution.execution_number, execution.status),
+                )
+            )
+    return sends
+
+
+def _identity(execution: Execution | None) -> tuple[str, int] | None:
+    return None if execution is None else (execution.job_id, execution.execution_number)
+
+
+def _notifications(before: ThingState, after: ThingState) -> list[Any]:
+    effects: list[Any] = []
+    pending_before = {_identity(e) for e in before.pending()}
+    pending_after = after.pending()
+    if pending_before != {_identity(e) for e in pending_after}:
+        effects.append(NotifyPending(after.name, [e.to_dict() for e in pending_after[:NOTIFY_CAP]]))
+    head_after = after.head()
+    if _identity(before.head()) != _identity(head_after):
+        effects.append(NotifyNext(after.name, head_after.to_dict() if head_after else None))
+    return effects
+
+
+# --- timers -----------------------------------------------------------------------------------
+
+
+def timers(state: ThingState) -> list[Timer]:
+    return [
+        Timer(e.deadline, FireTimeout(e.job_id, e.execution_number))
+        for e in state.executions.values()
+        if e.status == IN_PROGRESS and e.deadline is not None
+    ]
+

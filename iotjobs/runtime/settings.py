@@ -1,0 +1,63 @@
+"""One frozen settings object, read from IOTJOBS_* variables; shared by the native stack, compose and k8s."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+PREFIX = "IOTJOBS_"
+
+
+@dataclass(frozen=True)
+class Settings:
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    pg_dsn: str = "postgresql://postgres@127.0.0.1:5432/iotjobs"
+    mqtt_host: str = "127.0.0.1"
+    mqtt_port: int = 1883
+    control_host: str = "127.0.0.1"
+    control_port: int = 8080
+    dataplane_host: str = "127.0.0.1"
+    dataplane_port: int = 8081
+    region: str = "us-east-1"
+    account_id: str = "123456789012"
+    seconds_per_minute: float = 60.0
+    topic_prefix: str = "iotjobs"
+    partitions: int = 8
+    instance_id: str = ""
+    request_timeout_seconds: float = 15.0
+    log_level: str = "INFO"
+
+    @staticmethod
+    def env_name(field_name: str) -> str:
+        return PREFIX + field_name.upper()
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(cls.env_name(f.name))
+            if raw is None or raw == "":
+                continue
+            kind = type(f.default)
+            try:
+                values[f.name] = kind(raw)
+            except ValueError:
+                raise ValueError(f"{cls.env_name(f.name)}={raw!r} is not a valid {kind.__name__}") from None
+        settings = cls(**values)
+        if not settings.instance_id:
+            settings = cls(**{**values, "instance_id": f"{socket.gethostname()}-{os.getpid()}"})
+        return settings
+
+    def env(self) -> dict[str, str]:
+        """The variables that reproduce these settings in another process."""
+        return {self.env_name(f.name): str(getattr(self, f.name)) for f in fields(self)}
+
+    def topic(self, name: str) -> str:
+        return f"{self.topic_prefix}.{name}"
+
+    def minutes(self, m: float) -> float:
+        return m * self.seconds_per_minute

@@ -1,0 +1,96 @@
+"""The Kafka topics of iotjobs and their creation at start-up."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
+
+from iotjobs.runtime.settings import Settings
+
+STATE_MAX_BYTES = 16 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Topics:
+    events: str
+    thing_commands: str
+    thing_state: str
+    control_commands: str
+    control_state: str
+    replies: str
+
+    @staticmethod
+    def of(settings: Settings) -> Topics:
+        return Topics(
+            events=settings.topic("events"),
+            thing_commands=settings.topic("commands.thing"),
+            thing_state=settings.topic("state.thing"),
+            control_commands=settings.topic("commands.control"),
+            control_state=settings.topic("state.control"),
+            replies=settings.topic("replies"),
+        )
+
+    def commands_for(self, key: str) -> str:
+        return self.thing_commands if key.startswith("thing/") else self.control_commands
+
+
+def topic_specs(settings: Settings) -> list[NewTopic]:
+    t = Topics.of(settings)
+    n = settings.partitions
+    compacted = {"cleanup.policy": "compact", "max.message.bytes": str(STATE_MAX_BYTES)}
+    return [
+        NewTopic(t.events, n, 1),
+        NewTopic(t.thing_commands, n, 1),
+        # A state topic has as many partitions as its command topic: partition p of one holds the
+        # state of the keys whose commands arrive on partition p of the other.
+        NewTopic(t.thing_state, n, 1, topic_configs=compacted),
+        NewTopic(t.control_commands, n, 1),
+        NewTopic(t.control_state, n, 1, topic_configs=compacted),
+        NewTopic(t.replies, n, 1, topic_configs={"retention.ms": str(3600 * 1000)}),
+    ]
+
+
+async def ensure_topics(settings: Settings, timeout: float = 60.0) -> None:
+    """Create any missing topic; waits (bounded) for the broker to answer."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+        try:
+            await admin.start()
+            break
+        except KafkaConnectionError:
+            await admin.close()
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(0.5)
+    try:
+        existing = set(await admin.list_topics())
+        missing = [spec for spec in topic_specs(settings) if spec.name not in existing]
+        if missing:
+            response = await admin.create_topics(missing)
+            for topic, code, *message in response.topic_errors:
+                # another instance may have created it first
+                if code not in (0, TopicAlreadyExistsError.errno):
+                    raise RuntimeError(f"cannot create topic {topic}: error {code} {message}")
+    finally:
+        await admin.close()
+
+
+async def partitions_of(consumer: AIOKafkaConsumer, topic: str, timeout: float = 30.0) -> list[TopicPartition]:
+    """The partitions of a topic, waiting (bounded) until the broker's metadata lists them."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        partitions = consumer.partitions_for_topic(topic)
+        if partitions:
+            return [TopicPartition(topic, p) for p in sorted(partitions)]
+        if loop.time() > deadline:
+            raise TimeoutError(f"topic {topic} has no partitions in the cluster metadata")
+        # aiokafka keeps metadata only for topics it was told about.
+        consumer._client.add_topic(topic)
+        await consumer._client.force_metadata_update()
+        await asyncio.sleep(0.05)

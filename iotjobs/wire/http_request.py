@@ -1,0 +1,64 @@
+"""Reading AWS REST-JSON requests: bodies, query members and path labels, with AWS-style errors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from iotjobs.domain.errors import invalid
+
+
+async def json_body(request: web.Request) -> dict[str, Any]:
+    raw = await request.read()
+    if not raw.strip():
+        return {}
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise invalid(f"request body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise invalid("request body must be a JSON object")
+    return body
+
+
+def query_bool(request: web.Request, name: str) -> bool | None:
+    raw = request.query.get(name)
+    if raw is None:
+        return None
+    if raw not in ("true", "false"):
+        raise invalid(f"{name} must be true or false, got '{raw}'")
+    return raw == "true"
+
+
+def query_int(request: web.Request, name: str) -> int | None:
+    raw = request.query.get(name)
+    if raw is None:
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise invalid(f"{name} must be an integer, got '{raw}'") from None
+
+
+def query_enum(request: web.Request, name: str, allowed: tuple[str, ...]) -> str | None:
+    raw = request.query.get(name)
+    if raw is not None and raw not in allowed:
+        raise invalid(f"{name} must be one of {', '.join(allowed)}, got '{raw}'")
+    return raw
+
+
+def optional(body: dict[str, Any], name: str, kind: type, what: str) -> Any:
+    value = body.get(name)
+    if value is None:
+        return None
+    if kind is int and isinstance(value, bool):
+        raise invalid(f"{name} must be {what}")
+    if not isinstance(value, kind):
+        raise invalid(f"{name} must be {what}")
+    return value
+
+
+def json_response(data: dict[str, Any]) -> web.Response:
+    return web.Response(body=orjson.dumps(data), content_type="application/json")

@@ -1,0 +1,220 @@
+"""The device MQTT API on `$aws/things/{thing}/jobs/...`: topics, request payloads and response shapes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from iotjobs.domain import thing as t
+from iotjobs.domain import validation as v
+from iotjobs.domain.errors import DomainError, ErrorKind, Rejection
+
+REQUEST_FILTERS = (
+    "$aws/things/+/jobs/get",
+    "$aws/things/+/jobs/start-next",
+    "$aws/things/+/jobs/+/get",
+    "$aws/things/+/jobs/+/update",
+)
+
+# Domain rejection kind -> MQTT ErrorResponse code.
+CODES = {
+    ErrorKind.INVALID_REQUEST: "InvalidRequest",
+    ErrorKind.INVALID_JSON: "InvalidJson",
+    ErrorKind.RESOURCE_NOT_FOUND: "ResourceNotFound",
+    ErrorKind.INVALID_STATE_TRANSITION: "InvalidStateTransition",
+    ErrorKind.VERSION_MISMATCH: "VersionMismatch",
+    ErrorKind.TERMINAL_STATE: "TerminalStateReached",
+    ErrorKind.THROTTLED: "RequestThrottled",
+    ErrorKind.INTERNAL: "InternalError",
+}
+
+
+@dataclass(frozen=True)
+class Request:
+    thing_name: str
+    topic: str
+    command: Any
+    client_token: str | None
+
+
+class MqttRejected(Exception):
+    """A request refused before it reaches the thing's decider."""
+
+    def __init__(self, topic: str, rejection: Rejection, client_token: str | None) -> None:
+        super().__init__(rejection.message)
+        self.topic = topic
+        self.rejection = rejection
+        self.client_token = client_token
+
+
+def _payload(raw: bytes) -> dict[str, Any]:
+    if not raw.strip():
+        return {}
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise DomainError(ErrorKind.INVALID_JSON, f"payload is not valid UTF-8 JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise DomainError(ErrorKind.INVALID_JSON, "payload must be a JSON object")
+    return body
+
+
+def _get(body: dict[str, Any], name: str, kind: type, what: str) -> Any:
+    value = body.get(name)
+    if value is None:
+        return None
+    if (kind is int and isinstance(value, bool)) or not isinstance(value, kind):
+        raise v.invalid(f"{name} must be {what}")
+    return value
+
+
+def parse_request(topic: str, raw: bytes) -> Request:
+    """Turn a publish on a request topic into the thing command it asks for."""
+    parts = topic.split("/")
+    client_token = None
+    try:
+        body = _payload(raw)
+        token = body.get("clientToken")
+        client_token = token if isinstance(token, str) else None
+        if token is not None and (not isinstance(token, str) or len(token) > 64):
+            raise v.invalid("clientToken must be a string of at most 64 characters")
+        if len(parts) < 5 or parts[:2] != ["$aws", "things"] or parts[3] != "jobs":
+            raise v.invalid(f"topic {topic} is not a jobs request topic")
+        thing_name = v.check_thing_name(parts[2])
+        return Request(thing_name, topic, _command(parts[4:], body), client_token)
+    except DomainError as err:
+        raise MqttRejected(topic, err.rejection(), client_token) from None
+
+
+def _command(rest: list[str], body: dict[str, Any]) -> Any:
+    if rest == ["get"]:
+        return t.GetPending()
+    if rest == ["start-next"]:
+        return t.StartNext(
+            status_details=_get(body, "statusDetails", dict, "a map of string to string"),
+            step_timeout_minutes=_get(body, "stepTimeoutInMinutes", int, "an integer"),
+        )
+    if len(rest) == 2 and rest[1] == "get":
+        job_id = rest[0] if rest[0] == t.NEXT else v.check_job_id(rest[0])
+        include = _get(body, "includeJobDocument", bool, "a boolean")
+        return t.DescribeExecution(
+            job_id=job_id,
+            execution_number=_get(body, "executionNumber", int, "an integer"),
+            include_document=True if include is None else include,
+        )
+    if len(rest) == 2 and rest[1] == "update":
+        job_id = v.check_job_id(rest[0])
+        status = _get(body, "status", str, "a string")
+        if status is None:
+            raise v.invalid("status is required")
+        return t.UpdateExecution(
+            job_id=job_id,
+            status=status,
+            status_details=_get(body, "statusDetails", dict, "a map of string to string"),
+            expected_version=_get(body, "expectedVersion", int, "an integer"),
+            execution_number=_get(body, "executionNumber", int, "an integer"),
+            include_state=bool(_get(body, "includeJobExecutionState", bool, "a boolean")),
+            include_document=bool(_get(body, "includeJobDocument", bool, "a boolean")),
+            step_timeout_minutes=_get(body, "stepTimeoutInMinutes", int, "an integer"),
+        )
+    raise DomainError(ErrorKind.INVALID_REQUEST, f"no jobs operation at topic segment {'/'.join(rest)}")
+
+
+# --- responses --------------------------------------------------------------------------------
+
+
+def _seconds(value: float | None) -> int | None:
+    return None if value is None else int(value)
+
+
+def _compact(data: dict[str, Any]) -> dict[str, Any]:
+    return {k: val for k, val in data.items() if val is not None}
+
+
+def summary(execution: dict[str, Any]) -> dict[str, Any]:
+    return _compact(
+        {
+            "jobId": execution["job_id"],
+            "queuedAt": _seconds(execution["queued_at"]),
+            "startedAt": _seconds(execution["started_at"]),
+            "lastUpdatedAt": _seconds(execution["last_updated_at"]),
+            "versionNumber": execution["version_number"],
+            "executionNumber": execution["execution_number"],
+        }
+    )
+
+
+def execution_view(execution: dict[str, Any], include_document: bool = True) -> dict[str, Any]:
+    return _compact(
+        {
+            "jobId": execution["job_id"],
+            "thingName": execution["thing_name"],
+            "jobDocument": orjson.loads(execution["document"]) if include_document else None,
+            "status": execution["status"],
+            "statusDetails": execution["status_details"],
+            "queuedAt": _seconds(execution["queued_at"]),
+            "startedAt": _seconds(execution["started_at"]),
+            "lastUpdatedAt": _seconds(execution["last_updated_at"]),
+            "versionNumber": execution["version_number"],
+            "executionNumber": execution["execution_number"],
+        }
+    )
+
+
+def _state(execution: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "status": execution["status"],
+        "statusDetails": execution["status_details"],
+        "versionNumber": execution["version_number"],
+    }
+
+
+def reply_payload(reply: Any, client_token: str | None, now: float) -> tuple[str, dict[str, Any]]:
+    """('accepted' | 'rejected', payload) for a decider's reply to a device request."""
+    body: dict[str, Any]
+    outcome = "accepted"
+    match reply:
+        case Rejection():
+            outcome = "rejected"
+            body = {"code": CODES.get(reply.kind, "InternalError"), "message": reply.message}
+            if "executionState" in reply.detail:
+                body["executionState"] = reply.detail["executionState"]
+        case t.PendingReply():
+            body = {
+                "inProgressJobs": [summary(e) for e in reply.in_progress],
+                "queuedJobs": [summary(e) for e in reply.queued],
+            }
+        case t.ExecutionReply():
+            body = {}
+            if reply.execution is not None:
+                body["execution"] = execution_view(reply.execution, reply.include_document)
+        case t.UpdateReply():
+            body = {}
+            if reply.include_state:
+                body["executionState"] = _state(reply.execution)
+            if reply.include_document:
+                body["jobDocument"] = orjson.loads(reply.execution["document"])
+        case _:
+            raise TypeError(f"no MQTT shape for {type(reply).__name__}")
+    body["timestamp"] = int(now)
+    if client_token is not None:
+        body["clientToken"] = client_token
+    return outcome, body
+
+
+def notification(effect: Any, now: float) -> tuple[str, dict[str, Any]]:
+    """(topic, payload) for notify and notify-next."""
+    match effect:
+        case t.NotifyPending():
+            jobs: dict[str, list[dict[str, Any]]] = {}
+            for execution in effect.executions:
+                jobs.setdefault(execution["status"], []).append(summary(execution))
+            return f"$aws/things/{effect.thing_name}/jobs/notify", {"timestamp": int(now), "jobs": jobs}
+        case t.NotifyNext():
+            payload: dict[str, Any] = {"timestamp": int(now)}
+            if effect.execution is not None:
+                payload["execution"] = execution_view(effect.execution)
+            return f"$aws/things/{effect.thing_name}/jobs/notify-next", payload
+    raise TypeError(f"no MQTT notification for {type(effect).__name__}")

@@ -1,0 +1,59 @@
+"""The control plane: the `iot` REST API, and the job and registry deciders."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from iotjobs.domain.arns import Arns
+from iotjobs.runtime import pg
+from iotjobs.runtime.bus import CommandBus
+from iotjobs.runtime.deciders import DeciderRuntime
+from iotjobs.runtime.projection import ProjectionWaiter
+from iotjobs.runtime.settings import Settings
+from iotjobs.runtime.topics import Topics, ensure_topics
+from iotjobs.wire.http_app import error_middleware
+from iotjobs.wire.http_errors import CONTROL
+from services.control.context import CONTROL_KEY, Control
+from services.control.operations import add_routes
+
+SETTINGS_KEY = web.AppKey("settings", Settings)
+
+
+async def _resources(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS_KEY]
+    topics = Topics.of(settings)
+    await ensure_topics(settings)
+    runtime = DeciderRuntime(
+        settings, role="control", command_topic=topics.control_commands, state_topic=topics.control_state
+    )
+    bus = CommandBus(settings)
+    pool = await pg.pool(settings.pg_dsn)
+    listener = await pg.connect(settings.pg_dsn)
+    projection = ProjectionWaiter(listener, topics.events)
+    await projection.start()
+    await bus.start()
+    await runtime.start()
+    app[CONTROL_KEY] = Control(settings, bus, pool, projection, Arns(settings.region, settings.account_id))
+    try:
+        yield
+    finally:
+        await runtime.stop()
+        await bus.stop()
+        await projection.stop()
+        await listener.close()
+        await pool.close()
+
+
+async def health(_request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = web.Application(middlewares=[error_middleware(CONTROL)])
+    app[SETTINGS_KEY] = settings
+    app.cleanup_ctx.append(_resources)
+    app.router.add_get("/health", health)
+    add_routes(app)
+    return app

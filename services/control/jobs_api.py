@@ -1,0 +1,362 @@
+"""Job and job-execution operations of the `iot` API."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import asyncpg
+from aiohttp import web
+
+from iotjobs.domain import job, registry
+from iotjobs.domain import validation as v
+from iotjobs.domain.arns import Arns
+from iotjobs.domain.errors import invalid, not_found
+from iotjobs.domain.execution import ALL_STATUSES
+from iotjobs.runtime import clock
+from iotjobs.wire.http_request import json_body, json_response, optional, query_enum, query_int
+from iotjobs.wire.pagination import decode_token, encode_token, page_size
+from services.control.context import Control, control
+
+JOB_STATUSES = ("IN_PROGRESS", "CANCELED", "COMPLETED", "DELETION_IN_PROGRESS", "SCHEDULED")
+TARGET_SELECTIONS = (job.CONTINUOUS, job.SNAPSHOT)
+NOT_YET_SERVED = (
+    "documentSource",
+    "presignedUrlConfig",
+    "jobExecutionsRolloutConfig",
+    "abortConfig",
+    "jobExecutionsRetryConfig",
+    "schedulingConfig",
+    "jobTemplateArn",
+    "documentParameters",
+    "destinationPackageVersions",
+    "tags",
+)
+COUNTERS = {
+    "CANCELED": "numberOfCanceledThings",
+    "SUCCEEDED": "numberOfSucceededThings",
+    "FAILED": "numberOfFailedThings",
+    "REJECTED": "numberOfRejectedThings",
+    "QUEUED": "numberOfQueuedThings",
+    "IN_PROGRESS": "numberOfInProgressThings",
+    "REMOVED": "numberOfRemovedThings",
+    "TIMED_OUT": "numberOfTimedOutThings",
+}
+
+
+def _compact(data: dict[str, Any]) -> dict[str, Any]:
+    """AWS omits absent members; botocore reads a missing member and a null the same way."""
+    return {k: val for k, val in data.items() if val is not None}
+
+
+# --- CreateJob --------------------------------------------------------------------------------
+
+
+def _targets(body: dict[str, Any], arns: Arns) -> tuple[list[str], list[str], list[str]]:
+    targets = body.get("targets")
+    if not isinstance(targets, list) or not targets:
+        raise invalid("targets is required and must list at least one thing or thing group ARN")
+    if len(targets) > v.MAX_TARGETS:
+        raise invalid(f"targets may list at most {v.MAX_TARGETS} ARNs, got {len(targets)}")
+    things: list[str] = []
+    groups: list[str] = []
+    for arn in targets:
+        if not isinstance(arn, str) or len(arn) > 2048:
+            raise invalid("each target must be an ARN string of at most 2048 characters")
+        kind, name = arns.parse_target(arn)
+        v.check_name("target name", name, v.THING_NAME, 128)
+        (things if kind == "thing" else groups).append(name)
+    return list(targets), things, groups
+
+
+def parse_create_job(job_id: str, body: dict[str, Any], arns: Arns) -> registry.ResolveJobTargets:
+    for member in NOT_YET_SERVED:
+        if body.get(member) is not None:
+            raise invalid(f"{member} is not supported by this iotjobs version")
+    targets, things, groups = _targets(body, arns)
+    document = body.get("document")
+    if document is None:
+        raise invalid("document is required (documentSource and jobTemplateArn are not served yet)")
+    v.check_document(document)
+    description = optional(body, "description", str, "a string")
+    if description is not None:
+        v.check_free_text("description", description, v.MAX_DESCRIPTION_CHARS)
+    selection = optional(body, "targetSelection", str, "a string") or job.SNAPSHOT
+    if selection not in TARGET_SELECTIONS:
+        raise invalid(f"targetSelection must be one of {', '.join(TARGET_SELECTIONS)}, got '{selection}'")
+    if selection == job.CONTINUOUS:
+        raise invalid("targetSelection CONTINUOUS is not supported by this iotjobs version")
+    timeout = optional(body, "timeoutConfig", dict, "an object")
+    minutes = None
+    if timeout is not None and timeout.get("inProgressTimeoutInMinutes") is not None:
+        minutes = v.check_timeout_minutes(
+            "timeoutConfig.inProgressTimeoutInMinutes", timeout["inProgressTimeoutInMinutes"]
+        )
+    namespace = optional(body, "namespaceId", str, "a string")
+    if namespace is not None:
+        v.check_name("namespaceId", namespace, v.NAMESPACE_ID, 64)
+    spec = job.JobSpec(
+        targets=targets,
+        document=document,
+        target_selection=selection,
+        description=description,
+        in_progress_timeout_minutes=minutes,
+        namespace_id=namespace,
+    )
+    return registry.ResolveJobTargets(job_id, spec.__dict__, things, groups)
+
+
+async def create_job(request: web.Request) -> web.Response:
+    ctl = control(request)
+    job_id = v.check_job_id(request.match_info["jobId"])
+    command = parse_create_job(job_id, await json_body(request), ctl.arns)
+    reply = await ctl.write(registry.KEY, command)
+    return json_response(_compact({"jobArn": ctl.arns.job(job_id), "jobId": job_id, "description": reply.description}))
+
+
+# --- reads ------------------------------------------------------------------------------------
+
+
+async def _job_row(ctl: Control, job_id: str) -> asyncpg.Record:
+    row = await ctl.pool.fetchrow("SELECT * FROM jobs WHERE job_id = $1", job_id)
+    if row is None:
+        raise not_found(f"Job {job_id} does not exist")
+    return row
+
+
+async def _process_details(ctl: Control, job_id: str) -> dict[str, int]:
+    rows = await ctl.pool.fetch(
+        "SELECT status, count(*) AS n FROM job_executions WHERE job_id = $1 GROUP BY status", job_id
+    )
+    counts = dict.fromkeys(COUNTERS.values(), 0)
+    for row in rows:
+        counts[COUNTERS[row["status"]]] = row["n"]
+    return counts
+
+
+async def describe_job(request: web.Request) -> web.Response:
+    ctl = control(request)
+    job_id = v.check_job_id(request.match_info["jobId"])
+    row = await _job_row(ctl, job_id)
+    spec = row["spec"]
+    timeout = spec.get("in_progress_timeout_minutes")
+    described = _compact(
+        {
+            "jobArn": ctl.arns.job(job_id),
+            "jobId": job_id,
+            "targetSelection": row["target_selection"],
+            "status": row["status"],
+            "forceCanceled": False,
+            "targets": row["targets"],
+            "description": row["description"],
+            "createdAt": row["created_at"],
+            "lastUpdatedAt": row["last_updated_at"],
+            "completedAt": row["completed_at"],
+            "jobProcessDetails": await _process_details(ctl, job_id),
+            "timeoutConfig": {"inProgressTimeoutInMinutes": timeout} if timeout else None,
+            "namespaceId": spec.get("namespace_id"),
+            "isConcurrent": False,
+        }
+    )
+    return json_response({"job": described})
+
+
+async def get_job_document(request: web.Request) -> web.Response:
+    ctl = control(request)
+    job_id = v.check_job_id(request.match_info["jobId"])
+    row = await _job_row(ctl, job_id)
+    return json_response({"document": row["document"]})
+
+
+async def list_jobs(request: web.Request) -> web.Response:
+    ctl = control(request)
+    filters = {
+        "status": query_enum(request, "status", JOB_STATUSES),
+        "targetSelection": query_enum(request, "targetSelection", TARGET_SELECTIONS),
+        "thingGroupName": request.query.get("thingGroupName"),
+        "thingGroupId": request.query.get("thingGroupId"),
+        "namespaceId": request.query.get("namespaceId"),
+    }
+    if filters["thingGroupName"] is not None:
+        v.check_group_name(filters["thingGroupName"])
+    if filters["thingGroupId"] is not None:
+        v.check_name("thingGroupId", filters["thingGroupId"], re.compile(r"[a-zA-Z0-9\-]+"), 128)
+    if filters["namespaceId"] is not None:
+        v.check_name("namespaceId", filters["namespaceId"], v.NAMESPACE_ID, 64)
+    limit = page_size(request.query.get("maxResults"))
+    after = decode_token(request.query.get("nextToken"), filters)
+    group_name = filters["thingGroupName"]
+    if filters["thingGroupId"] is not None:
+        group_name = await ctl.pool.fetchval(
+            "SELECT group_name FROM thing_groups WHERE group_id = $1", filters["thingGroupId"]
+        )
+        if group_name is None:
+            return json_response({"jobs": []})
+    rows = await ctl.pool.fetch(
+        """SELECT j.*, (SELECT g.group_id FROM jsonb_array_elements_text(j.targets) WITH ORDINALITY AS t(arn, i)
+                         JOIN thing_groups g ON t.arn = $9 || g.group_name
+                         ORDER BY t.i LIMIT 1) AS first_group_id
+           FROM jobs j
+           WHERE ($1::text IS NULL OR j.status = $1)
+             AND ($2::text IS NULL OR j.target_selection = $2)
+             AND ($3::text IS NULL OR j.targets @> to_jsonb(ARRAY[$4::text]))
+             AND ($5::text IS NULL OR j.spec->>'namespace_id' = $5)
+             AND ($6::float8 IS NULL OR (j.created_at, j.job_id) > ($6::float8, $7::text))
+           ORDER BY j.created_at, j.job_id
+           LIMIT $8""",
+        filters["status"],
+        filters["targetSelection"],
+        group_name,
+        ctl.arns.thing_group(group_name) if group_name else None,
+        filters["namespaceId"],
+        after[0] if after else None,
+        after[1] if after else None,
+        limit + 1,
+        ctl.arns.thing_group(""),
+    )
+    page = rows[:limit]
+    jobs = [
+        _compact(
+            {
+                "jobArn": ctl.arns.job(r["job_id"]),
+                "jobId": r["job_id"],
+                "thingGroupId": r["first_group_id"],
+                "targetSelection": r["target_selection"],
+                "status": r["status"],
+                "createdAt": r["created_at"],
+                "lastUpdatedAt": r["last_updated_at"],
+                "completedAt": r["completed_at"],
+                "isConcurrent": False,
+            }
+        )
+        for r in page
+    ]
+    result: dict[str, Any] = {"jobs": jobs}
+    if len(rows) > limit:
+        result["nextToken"] = encode_token([page[-1]["created_at"], page[-1]["job_id"]], filters)
+    return json_response(result)
+
+
+def _summary(row: asyncpg.Record) -> dict[str, Any]:
+    return _compact(
+        {
+            "status": row["status"],
+            "queuedAt": row["queued_at"],
+            "startedAt": row["started_at"],
+            "lastUpdatedAt": row["last_updated_at"],
+            "executionNumber": row["execution_number"],
+            "retryAttempt": row["retry_attempt"],
+        }
+    )
+
+
+async def describe_job_execution(request: web.Request) -> web.Response:
+    ctl = control(request)
+    thing = v.check_thing_name(request.match_info["thingName"])
+    job_id = v.check_job_id(request.match_info["jobId"])
+    number = query_int(request, "executionNumber")
+    row = await ctl.pool.fetchrow(
+        """SELECT * FROM job_executions WHERE job_id = $1 AND thing_name = $2
+             AND ($3::bigint IS NULL OR execution_number = $3)
+           ORDER BY execution_number DESC LIMIT 1""",
+        job_id,
+        thing,
+        number,
+    )
+    if row is None:
+        raise not_found(f"Job execution for job {job_id} on thing {thing} does not exist")
+    seconds_left = None
+    if row["status"] == "IN_PROGRESS" and row["deadline"] is not None:
+        seconds_left = max(0, int(row["deadline"] - clock.now()))
+    execution = _compact(
+        {
+            "jobId": job_id,
+            "status": row["status"],
+            "forceCanceled": row["force_canceled"],
+            "statusDetails": {"detailsMap": row["status_details"]},
+            "thingArn": ctl.arns.thing(thing),
+            "queuedAt": row["queued_at"],
+            "startedAt": row["started_at"],
+            "lastUpdatedAt": row["last_updated_at"],
+            "executionNumber": row["execution_number"],
+            "versionNumber": row["version_number"],
+            "approximateSecondsBeforeTimedOut": seconds_left,
+        }
+    )
+    return json_response({"execution": execution})
+
+
+async def list_job_executions_for_job(request: web.Request) -> web.Response:
+    ctl = control(request)
+    job_id = v.check_job_id(request.match_info["jobId"])
+    filters = {"job": job_id, "status": query_enum(request, "status", ALL_STATUSES)}
+    limit = page_size(request.query.get("maxResults"))
+    after = decode_token(request.query.get("nextToken"), filters)
+    await _job_row(ctl, job_id)
+    rows = await ctl.pool.fetch(
+        """SELECT * FROM (
+               SELECT DISTINCT ON (thing_name) * FROM job_executions WHERE job_id = $1
+               ORDER BY thing_name, execution_number DESC) latest
+           WHERE ($2::text IS NULL OR status = $2)
+             AND ($3::float8 IS NULL OR (queued_at, thing_name) > ($3::float8, $4::text))
+           ORDER BY queued_at, thing_name LIMIT $5""",
+        job_id,
+        filters["status"],
+        after[0] if after else None,
+        after[1] if after else None,
+        limit + 1,
+    )
+    page = rows[:limit]
+    result: dict[str, Any] = {
+        "executionSummaries": [
+            {"thingArn": ctl.arns.thing(r["thing_name"]), "jobExecutionSummary": _summary(r)} for r in page
+        ]
+    }
+    if len(rows) > limit:
+        result["nextToken"] = encode_token([page[-1]["queued_at"], page[-1]["thing_name"]], filters)
+    return json_response(result)
+
+
+async def list_job_executions_for_thing(request: web.Request) -> web.Response:
+    ctl = control(request)
+    thing = v.check_thing_name(request.match_info["thingName"])
+    filters = {
+        "thing": thing,
+        "status": query_enum(request, "status", ALL_STATUSES),
+        "namespaceId": request.query.get("namespaceId"),
+        "jobId": request.query.get("jobId"),
+    }
+    if filters["jobId"] is not None:
+        v.check_job_id(filters["jobId"])
+    if filters["namespaceId"] is not None:
+        v.check_name("namespaceId", filters["namespaceId"], v.NAMESPACE_ID, 64)
+    limit = page_size(request.query.get("maxResults"))
+    after = decode_token(request.query.get("nextToken"), filters)
+    rows = await ctl.pool.fetch(
+        """SELECT * FROM job_executions e
+           WHERE thing_name = $1
+             AND ($2::text IS NOT NULL AND job_id = $2
+                  OR $2::text IS NULL AND execution_number = (
+                      SELECT max(execution_number) FROM job_executions l
+                      WHERE l.job_id = e.job_id AND l.thing_name = e.thing_name))
+             AND ($3::text IS NULL OR status = $3)
+             AND ($4::text IS NULL OR namespace_id = $4)
+             AND ($5::float8 IS NULL OR (queued_at, job_id, execution_number) > ($5::float8, $6::text, $7::bigint))
+           ORDER BY queued_at, job_id, execution_number LIMIT $8""",
+        thing,
+        filters["jobId"],
+        filters["status"],
+        filters["namespaceId"],
+        after[0] if after else None,
+        after[1] if after else None,
+        after[2] if after else None,
+        limit + 1,
+    )
+    page = rows[:limit]
+    result: dict[str, Any] = {
+        "executionSummaries": [{"jobId": r["job_id"], "jobExecutionSummary": _summary(r)} for r in page]
+    }
+    if len(rows) > limit:
+        last = page[-1]
+        result["nextToken"] = encode_token([last["queued_at"], last["job_id"], last["execution_number"]], filters)
+    return json_response(result)

@@ -1,0 +1,17 @@
+from __future__ import annotations
+
+from aiohttp import web
+
+from iotjobs.runtime import logs
+from iotjobs.runtime.settings import Settings
+from services.control.app import create_app
+
+
+def main() -> None:
+    settings = Settings.from_env()
+    logs.configure(settings.log_level)
+    web.run_app(create_app(settings), host=settings.control_host, port=settings.control_port, print=None)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,3 @@
+from services.dataplane.main import main
+
+main()

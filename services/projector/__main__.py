@@ -1,0 +1,3 @@
+from services.projector.main import main
+
+main()

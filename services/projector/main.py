@@ -1,0 +1,39 @@
+"""The projector service: folds the event log into the read models until stopped."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+from iotjobs.runtime import logs, pg
+from iotjobs.runtime.settings import Settings
+from iotjobs.runtime.topics import ensure_topics
+from services.projector.projector import Projector
+
+
+async def run(settings: Settings) -> None:
+    await ensure_topics(settings)
+    await pg.migrate(settings.pg_dsn)
+    conn = await pg.connect(settings.pg_dsn)
+    projector = Projector(settings, conn)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await projector.start()
+    logs.get("iotjobs.projector").info("projector running")
+    try:
+        await stop.wait()
+    finally:
+        await projector.stop()
+        await conn.close()
+
+
+def main() -> None:
+    settings = Settings.from_env()
+    logs.configure(settings.log_level)
+    asyncio.run(run(settings))
+
+
+if __name__ == "__main__":
+    main()

@@ -19,6 +19,7 @@ from services.control.context import CONTROL_KEY, Control
 from services.control.operations import add_routes
 
 SETTINGS_KEY = web.AppKey("settings", Settings)
+RUNTIME_KEY = web.AppKey("runtime", DeciderRuntime)
 
 
 async def _resources(app: web.Application) -> AsyncIterator[None]:
@@ -35,6 +36,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     await projection.start()
     await bus.start()
     await runtime.start()
+    app[RUNTIME_KEY] = runtime
     app[CONTROL_KEY] = Control(settings, bus, pool, projection, Arns(settings.region, settings.account_id))
     try:
         yield
@@ -46,8 +48,11 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         await pool.close()
 
 
-async def health(_request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
+async def health(request: web.Request) -> web.Response:
+    """200 once every assigned partition is owned: the readiness probe of compose and Kubernetes."""
+    runtime = request.app[RUNTIME_KEY]
+    body = {"ready": runtime.ready, "partitions": runtime.owned_partitions}
+    return web.json_response(body, status=200 if runtime.ready else 503)
 
 
 def create_app(settings: Settings) -> web.Application:

@@ -44,8 +44,10 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
 
 
 async def health(request: web.Request) -> web.Response:
+    """200 once every assigned partition is owned: the readiness probe of compose and Kubernetes."""
     runtime = request.app[RUNTIME_KEY]
-    return web.json_response({"status": "ok", "partitions": runtime.owned_partitions})
+    body = {"ready": runtime.ready, "partitions": runtime.owned_partitions}
+    return web.json_response(body, status=200 if runtime.ready else 503)
 
 
 def create_app(settings: Settings) -> web.Application:

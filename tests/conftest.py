@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+from tests.support.servers import LocalServers, Servers, from_environment
+from tests.support.stack import Stack
+
+
+@pytest.fixture(scope="session")
+def servers() -> Iterator[Servers]:
+    given = from_environment()
+    if given is not None:
+        yield given
+        return
+    local = LocalServers()
+    try:
+        started = local.start()
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+    try:
+        yield started
+    finally:
+        local.stop()
+
+
+@pytest.fixture(scope="module")
+async def stack(servers: Servers) -> AsyncIterator[Stack]:
+    """The whole stack; minutes last one second so timeouts fire within a test."""
+    running = Stack(servers, seconds_per_minute=1.0)
+    await running.start()
+    try:
+        yield running
+    finally:
+        await running.stop()

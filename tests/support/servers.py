@@ -1,0 +1,88 @@
+"""Real Kafka, PostgreSQL and Mosquitto for the tests.
+
+Given IOTJOBS_TEST_KAFKA_BOOTSTRAP, IOTJOBS_TEST_PG_DSN and IOTJOBS_TEST_MQTT_URL, the tests use those
+servers. Otherwise they start their own with the project's scripts on free ports, and fail loudly
+(never skip) when that is impossible.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class Servers:
+    kafka_bootstrap: str
+    pg_dsn: str
+    mqtt_host: str
+    mqtt_port: int
+
+    def pg_dsn_for(self, database: str) -> str:
+        return self.pg_dsn.rsplit("/", 1)[0] + "/" + database
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def from_environment() -> Servers | None:
+    kafka = os.environ.get("IOTJOBS_TEST_KAFKA_BOOTSTRAP")
+    dsn = os.environ.get("IOTJOBS_TEST_PG_DSN")
+    mqtt = os.environ.get("IOTJOBS_TEST_MQTT_URL")
+    given = [v for v in (kafka, dsn, mqtt) if v]
+    if not given:
+        return None
+    if len(given) != 3:
+        raise RuntimeError(
+            "set all of IOTJOBS_TEST_KAFKA_BOOTSTRAP, IOTJOBS_TEST_PG_DSN and IOTJOBS_TEST_MQTT_URL, or none"
+        )
+    url = urlparse(mqtt)
+    return Servers(kafka, dsn, url.hostname or "127.0.0.1", url.port or 1883)  # type: ignore[arg-type]
+
+
+class LocalServers:
+    """Starts the three servers with scripts/servers.sh in a scratch run directory."""
+
+    def __init__(self) -> None:
+        self.run_dir = Path(tempfile.mkdtemp(prefix="iotjobs-test-"))
+        os.chmod(self.run_dir, 0o755)  # the postgres and mosquitto users must enter it
+        self.env = {
+            **os.environ,
+            "IOTJOBS_RUN_DIR": str(self.run_dir),
+            "IOTJOBS_KAFKA_PORT": str(free_port()),
+            "IOTJOBS_KAFKA_CONTROLLER_PORT": str(free_port()),
+            "IOTJOBS_PG_PORT": str(free_port()),
+            "IOTJOBS_MQTT_PORT": str(free_port()),
+        }
+
+    def start(self) -> Servers:
+        result = subprocess.run(
+            ["bash", str(REPO / "scripts" / "servers.sh"), "up"], env=self.env, capture_output=True, text=True
+        )
+        if result.returncode != 0:
+            self.stop()
+            raise RuntimeError(
+                "could not start Kafka, PostgreSQL and Mosquitto with scripts/servers.sh "
+                f"(exit {result.returncode}):\n{result.stdout}\n{result.stderr}"
+            )
+        return Servers(
+            kafka_bootstrap=f"127.0.0.1:{self.env['IOTJOBS_KAFKA_PORT']}",
+            pg_dsn=f"postgresql://postgres@127.0.0.1:{self.env['IOTJOBS_PG_PORT']}/postgres",
+            mqtt_host="127.0.0.1",
+            mqtt_port=int(self.env["IOTJOBS_MQTT_PORT"]),
+        )
+
+    def stop(self) -> None:
+        subprocess.run(["bash", str(REPO / "scripts" / "servers.sh"), "down"], env=self.env, capture_output=True)
+        shutil.rmtree(self.run_dir, ignore_errors=True)

@@ -1,0 +1,447 @@
+"""Properties of every decider over random command sequences (hypothesis).
+
+For every step of a random run:
+  (a) replaying all emitted events from the initial state gives exactly the state the run reached,
+      where the run keeps its state the way the runtime does (snapshot through JSON after each step);
+  (b) decide is deterministic, also on a state restored from its snapshot;
+  (c) states round-trip through to_dict/from_dict (and JSON), events, commands, replies and sent
+      commands round-trip through catalog.to_message/from_message (and JSON, as on Kafka);
+  (d) aggregate invariants hold (see each `_check_*`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from iotjobs.domain import catalog
+from iotjobs.domain import job as j
+from iotjobs.domain import registry as r
+from iotjobs.domain import thing as t
+from iotjobs.domain.decision import Context, Decision
+from iotjobs.domain.errors import Rejection
+from iotjobs.domain.execution import (
+    ALL_STATUSES,
+    FAILED,
+    IN_PROGRESS,
+    QUEUED,
+    REJECTED,
+    SUCCEEDED,
+    TERMINAL,
+    TIMED_OUT,
+    RecordExecutionStatus,
+)
+from iotjobs.runtime import codec
+
+SETTINGS = settings(
+    max_examples=200,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+T0 = 1_700_000_000.0
+DOC = '{"op":"x"}'
+
+# --- shared machinery -------------------------------------------------------------------------
+
+
+def message_round_trip(obj: Any) -> Any:
+    """What the runtime does to a command, event or reply on its way through Kafka."""
+    assert catalog.from_message(catalog.to_message(obj)) == obj
+    decoded, _envelope = codec.decode_message(codec.encode_message(obj, key="k", seq=1))
+    assert decoded == obj
+    return decoded
+
+
+def snapshot_round_trip(aggregate: catalog.Aggregate, state: Any) -> Any:
+    """What the runtime does to a state on its way through the compacted state topic."""
+    assert aggregate.from_dict(aggregate.to_dict(state)) == state
+    restored = aggregate.from_dict(codec.loads(codec.dumps({"seq": 1, "state": aggregate.to_dict(state)}))["state"])
+    assert restored == state
+    return restored
+
+
+def replay(aggregate: catalog.Aggregate, key: str, events: list[Any]) -> Any:
+    state = aggregate.initial(key)
+    for event in events:
+        state = aggregate.evolve(state, event)
+    return state
+
+
+@dataclass
+class Run:
+    """One aggregate instance driven the way the runtime drives it."""
+
+    aggregate: catalog.Aggregate
+    key: str
+
+    def __post_init__(self) -> None:
+        self.state = self.aggregate.initial(self.key)
+        self.events: list[Any] = []
+
+    def step(self, command: Any, ctx: Context) -> tuple[Any, Decision]:
+        before = self.state
+        message_round_trip(command)
+        decision = self.aggregate.decide(before, command, ctx)
+        # (b) determinism, also from a restored snapshot.
+        assert self.aggregate.decide(before, command, ctx) == decision
+        assert self.aggregate.decide(snapshot_round_trip(self.aggregate, before), command, ctx) == decision
+        # (c) everything that crosses Kafka survives it.
+        events = [message_round_trip(event) for event in decision.events]
+        if decision.reply is not None:
+            message_round_trip(decision.reply)
+        for send in decision.sends:
+            message_round_trip(send.command)
+        if isinstance(decision.reply, Rejection):
+            assert (decision.events, decision.sends, decision.effects) == ((), (), ())
+        # The runtime applies the events and keeps the snapshot, not the object.
+        after = before
+        for event in events:
+            after = self.aggregate.evolve(after, event)
+        self.state = snapshot_round_trip(self.aggregate, after)
+        self.events.extend(events)
+        # (a) replaying the whole log gives the state the run reached.
+        assert replay(self.aggregate, self.key, self.events) == self.state
+        return before, decision
+
+
+# --- thing aggregate --------------------------------------------------------------------------
+
+JOBS = ["j1", "j2", "j3"]
+CURRENT = -1000  # placeholder for "the execution's current versionNumber"
+FIRE_DUE = "fire due timers"
+
+details = st.one_of(
+    st.none(),
+    st.dictionaries(
+        st.sampled_from(["step", "progress", "bad key"]),
+        st.sampled_from(["1", "download", "", "a\nb"]),
+        max_size=3,
+    ),
+)
+step_minutes = st.sampled_from([None, None, -1, 1, 2, 0])
+
+thing_commands = st.one_of(
+    st.builds(
+        t.QueueExecution,
+        job_id=st.sampled_from(JOBS),
+        document=st.just(DOC),
+        in_progress_timeout_minutes=st.sampled_from([None, 1, 3]),
+    ),
+    st.builds(t.StartNext, status_details=details, step_timeout_minutes=step_minutes),
+    st.builds(
+        t.UpdateExecution,
+        job_id=st.sampled_from([*JOBS, "j9"]),
+        status=st.sampled_from([*ALL_STATUSES, "BOGUS", IN_PROGRESS, SUCCEEDED, FAILED, REJECTED]),
+        status_details=details,
+        expected_version=st.sampled_from([None, None, CURRENT, CURRENT, 0, 1, 2, 7]),
+        execution_number=st.sampled_from([None, None, None, 1, 2]),
+        include_state=st.booleans(),
+        include_document=st.booleans(),
+        step_timeout_minutes=step_minutes,
+    ),
+    st.builds(
+        t.DescribeExecution,
+        job_id=st.sampled_from([*JOBS, t.NEXT]),
+        execution_number=st.sampled_from([None, None, 1, 2]),
+        include_document=st.booleans(),
+    ),
+    st.just(t.GetPending()),
+    st.builds(t.FireTimeout, job_id=st.sampled_from(JOBS), execution_number=st.integers(1, 3)),
+    st.just(FIRE_DUE),
+    st.just(t.RegisterThing("t1", "id-t1")),
+)
+
+DEVICE_OR_TIMER_TRANSITIONS = {
+    (QUEUED, IN_PROGRESS),
+    (QUEUED, SUCCEEDED),
+    (QUEUED, FAILED),
+    (QUEUED, REJECTED),
+    (IN_PROGRESS, IN_PROGRESS),
+    (IN_PROGRESS, SUCCEEDED),
+    (IN_PROGRESS, FAILED),
+    (IN_PROGRESS, REJECTED),
+    (IN_PROGRESS, TIMED_OUT),
+}
+
+
+def identity(execution: Any) -> tuple[str, int] | None:
+    return None if execution is None else (execution.job_id, execution.execution_number)
+
+
+def resolve_placeholders(state: t.ThingState, command: Any) -> Any:
+    if isinstance(command, t.UpdateExecution) and command.expected_version == CURRENT:
+        current = state.executions.get(command.job_id)
+        return replace(command, expected_version=current.version_number if current else None)
+    return command
+
+
+def _check_thing_step(before: t.ThingState, command: Any, decision: Decision, after: t.ThingState, now: float) -> None:
+    # Each event is legal against the state it applies to.
+    state = before
+    for event in decision.events:
+        match event:
+            case t.ThingRegistered():
+                assert not state.registered
+            case t.ExecutionQueued():
+                prior = state.executions.get(event.job_id)
+                assert prior is None or prior.is_terminal, "at most one live execution per job"
+                assert event.execution_number == (prior.execution_number + 1 if prior else 1)
+                assert event.seq == state.next_seq
+            case t.ExecutionUpdated():
+                current = state.executions[event.job_id]
+                assert event.execution_number == current.execution_number
+                assert not current.is_terminal, "a terminal execution never changes again"
+                assert event.version_number == current.version_number + 1
+                assert (current.status, event.status) in DEVICE_OR_TIMER_TRANSITIONS
+                assert event.last_updated_at == now
+        state = t.evolve(state, event)
+    assert state == after
+
+    # Per-execution invariants of the resulting state.
+    pending = after.pending()
+    assert len({e.job_id for e in pending}) == len(pending)
+    assert [e.status for e in pending] == sorted((e.status for e in pending), key=lambda s: s != IN_PROGRESS)
+    for execution in after.executions.values():
+        if execution.status == QUEUED:
+            assert execution.version_number == 1 and execution.started_at is None
+        if execution.status == IN_PROGRESS:
+            assert execution.started_at is not None
+            if execution.in_progress_timeout_minutes is None:
+                assert execution.in_progress_deadline is None
+            else:
+                assert execution.in_progress_deadline == execution.started_at + 60 * execution.in_progress_timeout_minutes
+        if execution.status != IN_PROGRESS:
+            assert (execution.in_progress_deadline, execution.step_deadline) == (None, None)
+    assert sorted(t.timers(after), key=lambda timer: timer.command.job_id) == sorted(
+        (
+            t.Timer(e.deadline, t.FireTimeout(e.job_id, e.execution_number))
+            for e in after.executions.values()
+            if e.status == IN_PROGRESS and e.deadline is not None
+        ),
+        key=lambda timer: timer.command.job_id,
+    )
+
+    # Sends: a status report for each execution whose status changed, nothing else.
+    expected_sends = []
+    for job_id, execution in after.executions.items():
+        previous = before.executions.get(job_id)
+        if identity(previous) == identity(execution) and previous.status != execution.status:
+            expected_sends.append(
+                RecordExecutionStatus(job_id, "t1", execution.execution_number, execution.status)
+            )
+    assert [s.command for s in decision.sends] == expected_sends
+    assert all(s.key == f"job/{s.command.job_id}" and not s.forward_reply for s in decision.sends)
+
+    # Effects (§8): notify when the pending membership changed, notify-next when the head changed.
+    effects = list(decision.effects)
+    if {identity(e) for e in before.pending()} != {identity(e) for e in pending}:
+        assert effects.pop(0) == t.NotifyPending("t1", [e.to_dict() for e in pending[:10]])
+    if identity(before.head()) != identity(after.head()):
+        head = after.head()
+        assert effects.pop(0) == t.NotifyNext("t1", head.to_dict() if head else None)
+    assert effects == []
+
+    # Replies describe the state after the command.
+    match command, decision.reply:
+        case t.UpdateExecution(), t.UpdateReply():
+            assert decision.reply.execution == after.executions[command.job_id].to_dict()
+        case t.StartNext(), t.ExecutionReply():
+            head = after.head()
+            assert decision.reply.execution == (head.to_dict() if head else None)
+            assert head is None or head.status == IN_PROGRESS
+        case t.DescribeExecution(), _:
+            assert decision.events == ()
+        case t.GetPending(), t.PendingReply():
+            shown = pending[:10]
+            assert decision.reply.in_progress == [e.to_dict() for e in shown if e.status == IN_PROGRESS]
+            assert decision.reply.queued == [e.to_dict() for e in shown if e.status == QUEUED]
+        case t.FireTimeout(), None:
+            current = before.executions.get(command.job_id)
+            due = (
+                current is not None
+                and current.execution_number == command.execution_number
+                and current.status == IN_PROGRESS
+                and current.deadline is not None
+                and current.deadline <= now
+            )
+            assert [e.status for e in decision.events] == ([TIMED_OUT] if due else [])
+
+
+@SETTINGS
+@given(
+    steps=st.lists(st.tuples(thing_commands, st.integers(0, 150)), max_size=40),
+    start_registered=st.booleans(),
+)
+def test_thing_decider_properties(steps: list[tuple[Any, int]], start_registered: bool) -> None:
+    run = Run(catalog.aggregate_for("thing/t1"), "thing/t1")
+    now = T0
+    if start_registered:
+        steps = [(t.RegisterThing("t1", "id-t1"), 0), *steps]
+    versions: dict[tuple[str, int], int] = {}
+    finished: dict[tuple[str, int], dict[str, Any]] = {}
+
+    for drawn, elapsed in steps:
+        now += elapsed
+        ctx = Context(now=now, seconds_per_minute=60.0)
+        if drawn == FIRE_DUE:
+            commands: list[Any] = [timer.command for timer in t.timers(run.state) if timer.due <= now]
+        else:
+            commands = [resolve_placeholders(run.state, drawn)]
+        for command in commands:
+            before, decision = run.step(command, ctx)
+            _check_thing_step(before, command, decision, run.state, now)
+            for event in decision.events:
+                if isinstance(event, t.ExecutionUpdated):
+                    key = (event.job_id, event.execution_number)
+                    assert event.version_number > versions.get(key, 1)
+                    versions[key] = event.version_number
+            for execution in run.state.executions.values():
+                key = (execution.job_id, execution.execution_number)
+                if key in finished:
+                    assert execution.to_dict() == finished[key], "a terminal execution never changes again"
+                elif execution.is_terminal:
+                    finished[key] = execution.to_dict()
+        if drawn == FIRE_DUE:
+            assert [timer for timer in t.timers(run.state) if timer.due <= now] == []
+
+
+# --- job aggregate ----------------------------------------------------------------------------
+
+THINGS = ["t1", "t2", "t3", "t4"]
+
+
+def job_spec(selection: str) -> dict[str, Any]:
+    return {"targets": ["arn"], "document": DOC, "target_selection": selection}
+
+
+job_commands = st.one_of(
+    st.builds(
+        lambda selection, things: j.CreateJob("job1", job_spec(selection), things),
+        st.sampled_from([j.SNAPSHOT, j.CONTINUOUS]),
+        st.lists(st.sampled_from(THINGS), unique=True, max_size=4),
+    ),
+    st.builds(
+        RecordExecutionStatus,
+        job_id=st.just("job1"),
+        thing_name=st.sampled_from([*THINGS, "t9"]),
+        execution_number=st.integers(1, 2),
+        status=st.sampled_from(ALL_STATUSES),
+    ),
+)
+
+
+@SETTINGS
+@given(steps=st.lists(st.tuples(job_commands, st.integers(0, 100)), max_size=25))
+def test_job_decider_properties(steps: list[tuple[Any, int]]) -> None:
+    run = Run(catalog.aggregate_for("job/job1"), "job/job1")
+    now = T0
+    completions = 0
+    released: list[str] | None = None
+
+    for command, elapsed in steps:
+        now += elapsed
+        before, decision = run.step(command, Context(now=now))
+        after = run.state
+        completions += sum(isinstance(e, j.JobCompleted) for e in decision.events)
+        assert completions <= 1
+
+        if isinstance(command, j.CreateJob):
+            if before.exists:
+                assert isinstance(decision.reply, Rejection)
+                assert decision.reply.kind == "ResourceAlreadyExists"
+            else:
+                released = list(command.things)
+                assert [s.key for s in decision.sends] == [f"thing/{name}" for name in command.things]
+                assert {s.command for s in decision.sends} <= {QueueExecution("job1", DOC)}
+        else:
+            assert decision.reply is None and decision.sends == ()
+
+        if released is not None:
+            assert set(after.executions) == set(released)
+        if before.status == j.COMPLETED:
+            assert after.status == j.COMPLETED and after.completed_at == before.completed_at
+        snapshot = after.exists and after.spec.get("target_selection") == j.SNAPSHOT
+        if any(isinstance(e, j.JobCompleted) for e in decision.events):
+            assert snapshot and after.all_terminal()
+        # A SNAPSHOT job never sits IN_PROGRESS once every execution is terminal.
+        assert not (snapshot and after.status == j.IN_PROGRESS and after.all_terminal())
+        assert not (after.exists and not snapshot and after.status == j.COMPLETED)
+
+
+# --- registry aggregate -----------------------------------------------------------------------
+
+THING_NAMES = ["a", "b", "c", "d"]
+GROUP_NAMES = [f"g{i:02}" for i in range(12)]
+
+registry_commands = st.one_of(
+    st.builds(
+        r.CreateThing,
+        thing_name=st.sampled_from(THING_NAMES),
+        thing_id=st.sampled_from(["id-1", "id-2"]),
+        thing_type_name=st.sampled_from([None, "sensor"]),
+        attributes=st.sampled_from([{}, {"site": "x"}]),
+    ),
+    st.builds(
+        r.CreateThingGroup,
+        group_name=st.sampled_from(GROUP_NAMES),
+        group_id=st.sampled_from(["gid-1", "gid-2"]),
+        parent_group_name=st.sampled_from([None, None, "g00", "g01", "g02", "nope"]),
+        description=st.sampled_from([None, "d"]),
+    ),
+    st.builds(
+        r.AddThingToThingGroup,
+        thing_name=st.sampled_from([*THING_NAMES, "zz"]),
+        group_name=st.sampled_from([*GROUP_NAMES, "nope"]),
+    ),
+    st.builds(
+        r.ResolveJobTargets,
+        job_id=st.just("job1"),
+        spec=st.just(job_spec(j.SNAPSHOT)),
+        thing_names=st.lists(st.sampled_from(THING_NAMES), max_size=3),
+        group_names=st.lists(st.sampled_from(GROUP_NAMES[:4]), max_size=3),
+    ),
+)
+
+
+@SETTINGS
+@given(steps=st.lists(registry_commands, max_size=60))
+def test_registry_decider_properties(steps: list[Any]) -> None:
+    run = Run(catalog.aggregate_for(r.KEY), r.KEY)
+    thing_ids: dict[str, str] = {}
+    group_ids: dict[str, str] = {}
+
+    for command in steps:
+        before, decision = run.step(command, Context(now=T0))
+        after = run.state
+
+        for name, record in after.things.items():
+            assert thing_ids.setdefault(name, record.thing_id) == record.thing_id
+            assert len(record.groups) == len(set(record.groups)) <= r.MAX_GROUPS_PER_THING
+            assert set(record.groups) <= set(after.groups)
+        for name, record in after.groups.items():
+            assert group_ids.setdefault(name, record.group_id) == record.group_id
+            assert record.parent_group_name is None or record.parent_group_name in after.groups
+
+        match command:
+            case r.CreateThing() if not isinstance(decision.reply, Rejection):
+                (send,) = decision.sends
+                expected = t.RegisterThing(command.thing_name, after.things[command.thing_name].thing_id)
+                assert (send.key, send.command, send.forward_reply) == (f"thing/{command.thing_name}", expected, True)
+            case r.ResolveJobTargets() if not isinstance(decision.reply, Rejection):
+                (send,) = decision.sends
+                assert (send.key, send.forward_reply) == ("job/job1", True)
+                things = send.command.things
+                assert len(things) == len(set(things))
+                assert set(things) <= set(after.things)
+                direct = list(dict.fromkeys(command.thing_names))
+                assert things[: len(direct)] == direct
+                expected = set(direct).union(*(after.members(g) for g in command.group_names))
+                assert set(things) == expected
+            case r.ResolveJobTargets():
+                assert decision.reply.kind == "ResourceNotFound"
+            case _:
+                assert decision.sends == ()

@@ -1,0 +1,206 @@
+"""Behaviour spec of the job aggregate (`job/{id}`): creation, release to things and completion.
+
+Given these past events, when this command, then these events / sends / reply (aws-iot-jobs.md §6.1).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from iotjobs.domain import job as j
+from iotjobs.domain.decision import Context, Decision, Send
+from iotjobs.domain.errors import Rejection
+from iotjobs.domain.execution import (
+    CANCELED,
+    FAILED,
+    IN_PROGRESS,
+    QUEUED,
+    REJECTED,
+    REMOVED,
+    SUCCEEDED,
+    TERMINAL,
+    TIMED_OUT,
+    RecordExecutionStatus,
+)
+from iotjobs.domain.thing import QueueExecution
+
+JOB = "j1"
+DOC = '{"operation":"install"}'
+T0 = 1_700_000_000.0
+NOW = T0 + 50
+
+
+def spec(
+    target_selection: str = j.SNAPSHOT,
+    description: str | None = "roll out 1.2",
+    timeout: int | None = None,
+    namespace_id: str | None = None,
+) -> dict[str, Any]:
+    return {
+        "targets": ["arn:aws:iot:us-east-1:123456789012:thing/t1"],
+        "document": DOC,
+        "target_selection": target_selection,
+        "description": description,
+        "in_progress_timeout_minutes": timeout,
+        "namespace_id": namespace_id,
+    }
+
+
+def given(*events: Any) -> j.JobState:
+    state = j.initial(f"job/{JOB}")
+    for event in events:
+        state = j.evolve(state, event)
+    return state
+
+
+def when(state: j.JobState, command: Any, now: float = NOW) -> Decision:
+    return j.decide(state, command, Context(now=now))
+
+
+def created(things: list[str], selection: str = j.SNAPSHOT) -> j.JobCreated:
+    return j.JobCreated(JOB, spec(selection), things, T0)
+
+
+def recorded(thing: str, status: str, n: int = 1, at: float = NOW) -> j.JobExecutionRecorded:
+    return j.JobExecutionRecorded(JOB, thing, n, status, at)
+
+
+def record(thing: str, status: str, n: int = 1) -> RecordExecutionStatus:
+    return RecordExecutionStatus(JOB, thing, n, status)
+
+
+# --- CreateJob --------------------------------------------------------------------------------
+
+
+def test_create_job_records_it_and_queues_an_execution_on_each_thing() -> None:
+    the_spec = spec(timeout=30, namespace_id="ns1")
+
+    decision = when(given(), j.CreateJob(JOB, the_spec, ["t1", "t2"]), now=T0)
+
+    assert decision == Decision(
+        reply=j.JobCreatedReply(JOB, "roll out 1.2"),
+        events=(j.JobCreated(JOB, the_spec, ["t1", "t2"], T0),),
+        sends=(
+            Send("thing/t1", QueueExecution(JOB, DOC, in_progress_timeout_minutes=30, namespace_id="ns1")),
+            Send("thing/t2", QueueExecution(JOB, DOC, in_progress_timeout_minutes=30, namespace_id="ns1")),
+        ),
+    )
+    assert all(send.forward_reply is False for send in decision.sends)
+
+
+def test_created_job_is_in_progress_with_every_thing_queued() -> None:
+    state = given(created(["t1", "t2"]))
+    assert state.exists
+    assert (state.status, state.created_at, state.last_updated_at, state.completed_at) == (
+        j.IN_PROGRESS,
+        T0,
+        T0,
+        None,
+    )
+    assert state.executions == {"t1": QUEUED, "t2": QUEUED}
+    assert state.spec == spec()
+
+
+def test_create_an_existing_job_is_rejected_as_already_existing() -> None:
+    decision = when(given(created(["t1"])), j.CreateJob(JOB, spec(), ["t1"]))
+    assert decision == Decision(
+        reply=Rejection("ResourceAlreadyExists", "Job j1 already exists", {"resourceId": "j1"})
+    )
+
+
+def test_create_even_an_identical_job_twice_is_rejected() -> None:
+    # There are no idempotency tokens (§0.9): a second create is a 409.
+    decision = when(given(j.JobCreated(JOB, spec(), ["t1"], T0)), j.CreateJob(JOB, spec(), ["t1"]))
+    assert isinstance(decision.reply, Rejection)
+    assert decision.reply.kind == "ResourceAlreadyExists"
+
+
+def test_snapshot_job_with_no_things_completes_at_once() -> None:
+    decision = when(given(), j.CreateJob(JOB, spec(), []), now=T0)
+    assert decision == Decision(
+        reply=j.JobCreatedReply(JOB, "roll out 1.2"),
+        events=(j.JobCreated(JOB, spec(), [], T0), j.JobCompleted(JOB, T0)),
+    )
+    state = given(*decision.events)
+    assert (state.status, state.completed_at) == (j.COMPLETED, T0)
+
+
+def test_continuous_job_with_no_things_stays_in_progress() -> None:
+    decision = when(given(), j.CreateJob(JOB, spec(j.CONTINUOUS), []), now=T0)
+    assert decision.events == (j.JobCreated(JOB, spec(j.CONTINUOUS), [], T0),)
+    assert given(*decision.events).status == j.IN_PROGRESS
+
+
+def test_create_job_without_description_replies_none() -> None:
+    assert when(given(), j.CreateJob(JOB, spec(description=None), ["t1"])).reply == j.JobCreatedReply(JOB, None)
+
+
+# --- RecordExecutionStatus --------------------------------------------------------------------
+
+
+def test_record_a_status_change() -> None:
+    decision = when(given(created(["t1", "t2"])), record("t1", IN_PROGRESS))
+    assert decision == Decision(events=(recorded("t1", IN_PROGRESS),))
+    state = given(created(["t1", "t2"]), *decision.events)
+    assert state.executions == {"t1": IN_PROGRESS, "t2": QUEUED}
+    assert state.last_updated_at == NOW
+
+
+def test_snapshot_job_does_not_complete_while_a_thing_is_pending() -> None:
+    state = given(created(["t1", "t2", "t3"]), recorded("t1", SUCCEEDED), recorded("t2", IN_PROGRESS))
+    assert when(state, record("t3", FAILED)) == Decision(events=(recorded("t3", FAILED),))
+
+
+@pytest.mark.parametrize("last", sorted(TERMINAL))
+def test_snapshot_job_completes_when_every_thing_is_terminal(last: str) -> None:
+    state = given(created(["t1", "t2"]), recorded("t1", SUCCEEDED))
+
+    decision = when(state, record("t2", last))
+
+    assert decision == Decision(events=(recorded("t2", last), j.JobCompleted(JOB, NOW)))
+    after = given(created(["t1", "t2"]), recorded("t1", SUCCEEDED), *decision.events)
+    assert (after.status, after.completed_at, after.last_updated_at) == (j.COMPLETED, NOW, NOW)
+
+
+def test_continuous_job_never_completes() -> None:
+    state = given(created(["t1"], j.CONTINUOUS))
+    assert when(state, record("t1", SUCCEEDED)) == Decision(events=(recorded("t1", SUCCEEDED),))
+
+
+def test_a_completed_job_records_but_does_not_complete_again() -> None:
+    state = given(created(["t1"]), recorded("t1", FAILED), j.JobCompleted(JOB, NOW))
+    assert when(state, record("t1", TIMED_OUT, n=2)) == Decision(events=(recorded("t1", TIMED_OUT, n=2),))
+
+
+def test_record_for_a_thing_the_job_never_released_to_is_ignored() -> None:
+    assert when(given(created(["t1"])), record("t9", SUCCEEDED)) == Decision()
+
+
+def test_record_of_an_unchanged_status_is_ignored() -> None:
+    state = given(created(["t1", "t2"]), recorded("t1", IN_PROGRESS))
+    assert when(state, record("t1", IN_PROGRESS)) == Decision()
+    assert when(state, record("t2", QUEUED)) == Decision()
+
+
+def test_record_for_a_job_that_does_not_exist_is_ignored() -> None:
+    assert when(given(), record("t1", SUCCEEDED)) == Decision()
+
+
+@pytest.mark.parametrize("status", [REJECTED, REMOVED, CANCELED])
+def test_every_terminal_status_counts_toward_completion(status: str) -> None:
+    state = given(created(["t1"]))
+    assert j.JobCompleted(JOB, NOW) in when(state, record("t1", status)).events
+
+
+def test_job_state_round_trips_through_a_dict() -> None:
+    state = given(created(["t1", "t2"]), recorded("t1", SUCCEEDED), recorded("t2", FAILED), j.JobCompleted(JOB, NOW))
+    assert j.JobState.from_dict(state.to_dict()) == state
+
+
+def test_unknown_commands_and_events_are_programming_errors() -> None:
+    with pytest.raises(TypeError):
+        when(given(), object())
+    with pytest.raises(TypeError):
+        j.evolve(given(), object())

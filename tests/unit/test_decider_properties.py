@@ -34,6 +34,7 @@ from iotjobs.domain.execution import (
     TIMED_OUT,
     RecordExecutionStatus,
 )
+from iotjobs.domain.thing import QueueExecution
 from iotjobs.runtime import codec
 
 SETTINGS = settings(
@@ -58,8 +59,9 @@ def message_round_trip(obj: Any) -> Any:
 
 def snapshot_round_trip(aggregate: catalog.Aggregate, state: Any) -> Any:
     """What the runtime does to a state on its way through the compacted state topic."""
-    assert aggregate.from_dict(aggregate.to_dict(state)) == state
-    restored = aggregate.from_dict(codec.loads(codec.dumps({"seq": 1, "state": aggregate.to_dict(state)}))["state"])
+    data = aggregate.to_dict(state)
+    assert aggregate.from_dict(data) == state
+    restored = aggregate.from_dict(codec.loads(codec.dumps({"seq": 1, "state": data}))["state"])
     assert restored == state
     return restored
 
@@ -73,22 +75,29 @@ def replay(aggregate: catalog.Aggregate, key: str, events: list[Any]) -> Any:
 
 @dataclass
 class Run:
-    """One aggregate instance driven the way the runtime drives it."""
+    """One aggregate instance driven the way the runtime drives it, checked against two other views.
+
+    `state` is what the runtime keeps: the snapshot, restored from JSON after every step.
+    `live` folds the decisions' event objects as they came out of decide.
+    `replayed` folds the events as decoded from their Kafka messages, from the initial state.
+    """
 
     aggregate: catalog.Aggregate
     key: str
 
     def __post_init__(self) -> None:
         self.state = self.aggregate.initial(self.key)
+        self.live = self.state
+        self.replayed = self.state
         self.events: list[Any] = []
 
     def step(self, command: Any, ctx: Context) -> tuple[Any, Decision]:
         before = self.state
         message_round_trip(command)
         decision = self.aggregate.decide(before, command, ctx)
-        # (b) determinism, also from a restored snapshot.
+        # (b) determinism: the same inputs, or the same state in another form, give the same decision.
         assert self.aggregate.decide(before, command, ctx) == decision
-        assert self.aggregate.decide(snapshot_round_trip(self.aggregate, before), command, ctx) == decision
+        assert self.aggregate.decide(self.live, command, ctx) == decision
         # (c) everything that crosses Kafka survives it.
         events = [message_round_trip(event) for event in decision.events]
         if decision.reply is not None:
@@ -97,15 +106,20 @@ class Run:
             message_round_trip(send.command)
         if isinstance(decision.reply, Rejection):
             assert (decision.events, decision.sends, decision.effects) == ((), (), ())
-        # The runtime applies the events and keeps the snapshot, not the object.
         after = before
         for event in events:
             after = self.aggregate.evolve(after, event)
+            self.replayed = self.aggregate.evolve(self.replayed, event)
+        for event in decision.events:
+            self.live = self.aggregate.evolve(self.live, event)
         self.state = snapshot_round_trip(self.aggregate, after)
         self.events.extend(events)
-        # (a) replaying the whole log gives the state the run reached.
-        assert replay(self.aggregate, self.key, self.events) == self.state
+        # (a) folding every event emitted so far from the initial state gives the state the run reached.
+        assert self.replayed == self.state == self.live
         return before, decision
+
+    def finish(self) -> None:
+        assert replay(self.aggregate, self.key, self.events) == self.state
 
 
 # --- thing aggregate --------------------------------------------------------------------------
@@ -114,35 +128,45 @@ JOBS = ["j1", "j2", "j3"]
 CURRENT = -1000  # placeholder for "the execution's current versionNumber"
 FIRE_DUE = "fire due timers"
 
-details = st.one_of(
-    st.none(),
-    st.dictionaries(
-        st.sampled_from(["step", "progress", "bad key"]),
-        st.sampled_from(["1", "download", "", "a\nb"]),
-        max_size=3,
-    ),
-)
-step_minutes = st.sampled_from([None, None, -1, 1, 2, 0])
+# Most commands are valid so runs get far; the "any_*" variants keep every rejection exercised.
+good_details = st.sampled_from([None, None, {}, {"step": "1"}, {"step": "download", "progress": "50"}])
+any_details = st.sampled_from([None, {"step": "1"}, {"bad key": "x"}, {"step": ""}, {"k": "a\nb"}])
+good_step = st.sampled_from([None, None, None, -1, 1, 2])
+any_step = st.sampled_from([None, -1, 1, 0, 10081])
+good_status = st.sampled_from([IN_PROGRESS, IN_PROGRESS, SUCCEEDED, FAILED, REJECTED])
+any_status = st.sampled_from([*ALL_STATUSES, "BOGUS"])
 
-thing_commands = st.one_of(
-    st.builds(
-        t.QueueExecution,
-        job_id=st.sampled_from(JOBS),
-        document=st.just(DOC),
-        in_progress_timeout_minutes=st.sampled_from([None, 1, 3]),
-    ),
-    st.builds(t.StartNext, status_details=details, step_timeout_minutes=step_minutes),
-    st.builds(
+queue_commands = st.builds(
+    t.QueueExecution,
+    job_id=st.sampled_from(JOBS),
+    document=st.just(DOC),
+    in_progress_timeout_minutes=st.sampled_from([None, 1, 3]),
+)
+
+
+def updates(status: Any, status_details: Any, step: Any) -> Any:
+    return st.builds(
         t.UpdateExecution,
-        job_id=st.sampled_from([*JOBS, "j9"]),
-        status=st.sampled_from([*ALL_STATUSES, "BOGUS", IN_PROGRESS, SUCCEEDED, FAILED, REJECTED]),
-        status_details=details,
+        job_id=st.sampled_from([*JOBS, *JOBS, *JOBS, "j9"]),
+        status=status,
+        status_details=status_details,
         expected_version=st.sampled_from([None, None, CURRENT, CURRENT, 0, 1, 2, 7]),
-        execution_number=st.sampled_from([None, None, None, 1, 2]),
+        execution_number=st.sampled_from([None, None, None, None, 1, 2]),
         include_state=st.booleans(),
         include_document=st.booleans(),
-        step_timeout_minutes=step_minutes,
-    ),
+        step_timeout_minutes=step,
+    )
+
+
+thing_commands = st.one_of(
+    queue_commands,
+    queue_commands,
+    st.builds(t.StartNext, status_details=good_details, step_timeout_minutes=good_step),
+    st.builds(t.StartNext, status_details=any_details, step_timeout_minutes=any_step),
+    updates(good_status, good_details, good_step),
+    updates(good_status, good_details, good_step),
+    updates(good_status, good_details, good_step),
+    updates(any_status, any_details, any_step),
     st.builds(
         t.DescribeExecution,
         job_id=st.sampled_from([*JOBS, t.NEXT]),
@@ -151,6 +175,7 @@ thing_commands = st.one_of(
     ),
     st.just(t.GetPending()),
     st.builds(t.FireTimeout, job_id=st.sampled_from(JOBS), execution_number=st.integers(1, 3)),
+    st.just(FIRE_DUE),
     st.just(FIRE_DUE),
     st.just(t.RegisterThing("t1", "id-t1")),
 )
@@ -273,14 +298,16 @@ def _check_thing_step(before: t.ThingState, command: Any, decision: Decision, af
 
 @SETTINGS
 @given(
-    steps=st.lists(st.tuples(thing_commands, st.integers(0, 150)), max_size=40),
-    start_registered=st.booleans(),
+    steps=st.lists(st.tuples(thing_commands, st.integers(0, 150)), min_size=10, max_size=40),
+    start=st.sampled_from(["empty", "registered", "queued", "queued"]),
 )
-def test_thing_decider_properties(steps: list[tuple[Any, int]], start_registered: bool) -> None:
+def test_thing_decider_properties(steps: list[tuple[Any, int]], start: str) -> None:
     run = Run(catalog.aggregate_for("thing/t1"), "thing/t1")
     now = T0
-    if start_registered:
+    if start != "empty":
         steps = [(t.RegisterThing("t1", "id-t1"), 0), *steps]
+    if start == "queued":
+        steps = [steps[0], *((t.QueueExecution(job_id, DOC, 1), 0) for job_id in JOBS), *steps[1:]]
     versions: dict[tuple[str, int], int] = {}
     finished: dict[tuple[str, int], dict[str, Any]] = {}
 
@@ -307,6 +334,7 @@ def test_thing_decider_properties(steps: list[tuple[Any, int]], start_registered
                     finished[key] = execution.to_dict()
         if drawn == FIRE_DUE:
             assert [timer for timer in t.timers(run.state) if timer.due <= now] == []
+    run.finish()
 
 
 # --- job aggregate ----------------------------------------------------------------------------
@@ -335,7 +363,7 @@ job_commands = st.one_of(
 
 
 @SETTINGS
-@given(steps=st.lists(st.tuples(job_commands, st.integers(0, 100)), max_size=25))
+@given(steps=st.lists(st.tuples(job_commands, st.integers(0, 100)), min_size=2, max_size=25))
 def test_job_decider_properties(steps: list[tuple[Any, int]]) -> None:
     run = Run(catalog.aggregate_for("job/job1"), "job/job1")
     now = T0
@@ -370,6 +398,7 @@ def test_job_decider_properties(steps: list[tuple[Any, int]]) -> None:
         # A SNAPSHOT job never sits IN_PROGRESS once every execution is terminal.
         assert not (snapshot and after.status == j.IN_PROGRESS and after.all_terminal())
         assert not (after.exists and not snapshot and after.status == j.COMPLETED)
+    run.finish()
 
 
 # --- registry aggregate -----------------------------------------------------------------------
@@ -408,7 +437,7 @@ registry_commands = st.one_of(
 
 
 @SETTINGS
-@given(steps=st.lists(registry_commands, max_size=60))
+@given(steps=st.lists(registry_commands, min_size=5, max_size=40))
 def test_registry_decider_properties(steps: list[Any]) -> None:
     run = Run(catalog.aggregate_for(r.KEY), r.KEY)
     thing_ids: dict[str, str] = {}
@@ -445,3 +474,4 @@ def test_registry_decider_properties(steps: list[Any]) -> None:
                 assert decision.reply.kind == "ResourceNotFound"
             case _:
                 assert decision.sends == ()
+    run.finish()

@@ -46,10 +46,18 @@ cmd_install() {
         log "Kafka $KAFKA_VERSION already installed in $KAFKA_LIB"
         return 0
     fi
+    mkdir -p "$KAFKA_HOME"
+    # Serialise concurrent installs (e.g. parallel test runs with a cold cache).
+    exec 9>"$KAFKA_HOME/.install.lock"
+    flock -w 900 9 || die "timed out waiting for another Kafka install (lock $KAFKA_HOME/.install.lock)"
+    if is_installed; then
+        log "Kafka $KAFKA_VERSION installed by a concurrent run"
+        exec 9>&-
+        return 0
+    fi
     command -v java >/dev/null 2>&1 || apt_install openjdk-17-jre-headless
     command -v mvn >/dev/null 2>&1 || apt_install maven
     log "resolving org.apache.kafka:kafka_2.13:$KAFKA_VERSION from Maven Central into $KAFKA_LIB"
-    mkdir -p "$KAFKA_HOME"
     local build=$KAFKA_HOME/build out
     rm -rf "$build" "$KAFKA_LIB.tmp"
     mkdir -p "$build"
@@ -66,6 +74,7 @@ cmd_install() {
     mv "$KAFKA_LIB.tmp" "$KAFKA_LIB"
     rm -rf "$build"
     date -u +%FT%TZ >"$KAFKA_HOME/.complete"
+    exec 9>&-
     log "installed Kafka $KAFKA_VERSION ($(find "$KAFKA_LIB" -name '*.jar' | wc -l) jars, $(du -sh "$KAFKA_LIB" | cut -f1))"
 }
 
@@ -207,13 +216,16 @@ cmd_start() {
     setsid java "${JAVA_OPTS[@]}" kafka.Kafka "$KCONF" </dev/null >>"$KOUT" 2>&1 &
     pid=$!
     write_pidfile "$KPID" "$pid"
+    # A broker that does not become ready is stopped again rather than left half-started.
+    trap 'stop_pid "Kafka" "$pid" TERM 10 >&2; rm -f "$KPID"' EXIT
     wait_ready "$pid"
+    trap - EXIT
 }
 
 wait_ready() {  # wait_ready PID: port open, then a metadata request lists the broker
     local pid=$1 t0=$SECONDS deadline
     deadline=$((SECONDS + KAFKA_START_TIMEOUT))
-    wait_for_port "Kafka" "$KAFKA_PORT" "$KAFKA_START_TIMEOUT" "$pid" "$KLOG"
+    wait_for_port "Kafka" "$KAFKA_PORT" "$KAFKA_START_TIMEOUT" "$pid" "$KLOG" "$KOUT"
     until broker_ready "$KAFKA_PORT"; do
         if ! pid_alive "$pid"; then
             show_log_tail "$KLOG"; show_log_tail "$KOUT"

@@ -23,6 +23,7 @@ warn() { printf '[%s] WARNING: %s\n' "$LOG_TAG" "$*" >&2; }
 die()  { printf '[%s] ERROR: %s\n' "$LOG_TAG" "$*" >&2; exit 1; }
 
 # Exit status of `status` when the server is not running.
+# shellcheck disable=SC2034  # used by the scripts that source this file
 readonly STATUS_STOPPED=3
 
 is_root() { [ "$(id -u)" = 0 ]; }
@@ -33,7 +34,9 @@ require_cmd() {  # require_cmd CMD [HINT]
 
 # Validate a TCP port number coming from the environment.
 check_port_number() {  # check_port_number NAME VALUE
-    [[ $2 =~ ^[0-9]+$ ]] && (( $2 >= 1 && $2 <= 65535 )) || die "$1 must be a TCP port number, got '$2'"
+    if ! [[ $2 =~ ^[0-9]+$ ]] || (($2 < 1 || $2 > 65535)); then
+        die "$1 must be a TCP port number, got '$2'"
+    fi
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -54,7 +57,9 @@ apt_install() {
         _APT_UPDATED=1
     fi
     log "apt-get install -y $*"
-    if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@" >"$out" 2>&1; then
+    # DPkg::Lock::Timeout: wait for a concurrent apt/dpkg instead of failing at once.
+    if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+            -o DPkg::Lock::Timeout=300 "$@" >"$out" 2>&1; then
         tail -n 30 "$out" >&2; rm -f "$out"; die "apt-get install $* failed"
     fi
     rm -f "$out"
@@ -119,6 +124,7 @@ stop_pid() {
 # port_open PORT [HOST=127.0.0.1]: true if something accepts TCP connections there.
 port_open() {
     local port=$1 host=${2:-127.0.0.1}
+    # shellcheck disable=SC2016  # $0/$1 are expanded by the inner bash
     timeout 2 bash -c 'exec 3<>"/dev/tcp/$0/$1"' "$host" "$port" 2>/dev/null
 }
 
@@ -133,18 +139,19 @@ $who}"
     fi
 }
 
-# wait_for_port NAME PORT TIMEOUT_S [PID] [LOGFILE]: wait until PORT accepts connections.
-# Fails loudly (log tail, exit 1) on timeout or if PID dies first.
+# wait_for_port NAME PORT TIMEOUT_S [PID] [LOGFILE...]: wait until PORT accepts connections.
+# Fails loudly (log tails, exit 1) on timeout or if PID dies first.
 wait_for_port() {
-    local name=$1 port=$2 timeout=$3 pid=${4:-} logfile=${5:-} deadline
+    local name=$1 port=$2 timeout=$3 pid=${4:-} deadline f
+    shift 3; shift || true
     deadline=$((SECONDS + timeout))
     while ! port_open "$port"; do
         if [ -n "$pid" ] && ! pid_alive "$pid"; then
-            show_log_tail "$logfile"
+            for f in "$@"; do show_log_tail "$f"; done
             die "$name exited before opening port $port"
         fi
         if ((SECONDS >= deadline)); then
-            show_log_tail "$logfile"
+            for f in "$@"; do show_log_tail "$f"; done
             die "$name did not open port $port within ${timeout}s"
         fi
         sleep 0.1

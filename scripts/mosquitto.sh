@@ -96,7 +96,10 @@ cmd_start() {
     setsid stdbuf -oL "$bin" -c "$MCONF" </dev/null >>"$MLOG" 2>&1 &
     pid=$!
     write_pidfile "$MPID" "$pid"
+    # A broker that does not open its port is stopped again rather than left running.
+    trap 'stop_pid "mosquitto" "$pid" TERM 5 >&2; rm -f "$MPID"' EXIT
     wait_for_port "mosquitto" "$MQTT_PORT" 10 "$pid" "$MLOG"
+    trap - EXIT
     log "ready (pid $pid, mqtt://127.0.0.1:$MQTT_PORT)"
 }
 

@@ -104,7 +104,8 @@ cmd_start() {
     require_port_free "PostgreSQL" "$PG_PORT"
     prepare_dirs
     init_cluster
-    local opts="-p $PG_PORT -k $PGDIR -c listen_addresses=127.0.0.1 -c max_connections=200"
+    # pg_ctl runs the postmaster through /bin/sh, hence the inner quotes.
+    local opts="-p $PG_PORT -k '$PGDIR' -c listen_addresses=127.0.0.1 -c max_connections=200"
     if [ "$PG_DURABLE" != 1 ]; then
         opts+=" -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
     fi

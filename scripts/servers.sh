@@ -5,7 +5,7 @@
 #
 #   up      install + start each server (idempotent: running servers are left alone)
 #   down    stop each server (harmless when already stopped)
-#   status  print each server's state; exit 0 if all run, 3 if any is stopped
+#   status  print each server's state; exit 0 if all run, 3 if any is stopped, 1 on error
 #
 # Environment variables are those of scripts/{postgres,mosquitto,kafka}.sh and lib.sh.
 LOG_TAG=servers
@@ -37,8 +37,15 @@ case ${1:-} in
         ;;
     status)
         rc=0
+        # 0 = all running, 3 = some stopped, 1 = a status check itself failed
         for s in "${SERVERS[@]}"; do
-            run "$s" status || { r=$?; [ "$r" = "$STATUS_STOPPED" ] && [ "$rc" != 1 ] && rc=$STATUS_STOPPED || rc=1; }
+            r=0
+            run "$s" status || r=$?
+            if [ "$r" = "$STATUS_STOPPED" ] && [ "$rc" = 0 ]; then
+                rc=$STATUS_STOPPED
+            elif [ "$r" != 0 ] && [ "$r" != "$STATUS_STOPPED" ]; then
+                rc=1
+            fi
         done
         exit "$rc"
         ;;

@@ -36,9 +36,7 @@ THING = Aggregate(
     thing.ThingState.to_dict,
     thing.ThingState.from_dict,
 )
-JOB = Aggregate(
-    "job", job.initial, job.decide, job.evolve, _no_timers, job.JobState.to_dict, job.JobState.from_dict
-)
+JOB = Aggregate("job", job.initial, job.decide, job.evolve, _no_timers, job.JobState.to_dict, job.JobState.from_dict)
 REGISTRY = Aggregate(
     "registry",
     registry.initial,

@@ -318,7 +318,7 @@ def _require_thing(state: ThingState) -> None:
 
 def _queue(state: ThingState, command: QueueExecution, ctx: Context) -> list[Any]:
     current = state.executions.get(command.job_id)
-    if False:
+    if current is not None and not current.is_terminal:
         return []  # one live execution per job and thing: a repeated release changes nothing
     events: list[Any] = []
     if not state.registered:
@@ -370,7 +370,7 @@ def _changed(
         execution_number=execution.execution_number,
         status=new_status,
         status_details=dict(execution.status_details if status_details is None else status_details),
-        version_number=execution.version_number + 1,
+        version_number=execution.version_number + (2 if cause == 'timeout' else 1),
         last_updated_at=ctx.now,
         started_at=started_at,
         in_progress_deadline=in_progress_deadline,

@@ -70,15 +70,13 @@ def check_status_details(value: Any, member: str = "statusDetails") -> dict[str,
     for key, item in value.items():
         if not 1 <= len(key) <= MAX_DETAILS_KEY or not DETAILS_KEY.fullmatch(key):
             raise invalid(
-                f"{member} key '{key}' must be 1 to {MAX_DETAILS_KEY} characters matching "
-                f"{DETAILS_KEY.pattern}"
+                f"{member} key '{key}' must be 1 to {MAX_DETAILS_KEY} characters matching {DETAILS_KEY.pattern}"
             )
         if not isinstance(item, str):
             raise invalid(f"{member} value for '{key}' must be a string")
         if not 1 <= len(item) <= MAX_DETAILS_VALUE:
             raise invalid(
-                f"{member} value for '{key}' must be 1 to {MAX_DETAILS_VALUE} characters long, "
-                f"got {len(item)}"
+                f"{member} value for '{key}' must be 1 to {MAX_DETAILS_VALUE} characters long, got {len(item)}"
             )
         if has_control_chars(item):
             raise invalid(f"{member} value for '{key}' must not contain control characters")

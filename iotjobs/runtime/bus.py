@@ -68,14 +68,13 @@ class CommandBus:
             self.topics.commands_for(key), key=key.encode(), value=codec.encode_message(command, **envelope)
         )
 
-    async def enqueue(
-        self, key: str, command: Any, reply_to: dict[str, Any] | None = None
-    ) -> asyncio.Future[Any]:
+    async def enqueue(self, key: str, command: Any, reply_to: dict[str, Any] | None = None) -> asyncio.Future[Any]:
         """Append a command in call order without waiting for Kafka; the future settles on delivery."""
         envelope = command_envelope(key, str(uuid.uuid4()), reply_to)
-        return await self._producer.send(
+        delivery: asyncio.Future[Any] = await self._producer.send(
             self.topics.commands_for(key), key=key.encode(), value=codec.encode_message(command, **envelope)
         )
+        return delivery
 
     async def request(self, key: str, command: Any, timeout: float | None = None) -> tuple[Any, Positions]:
         """Send a command and wait for its decider's reply (and the event positions behind it)."""

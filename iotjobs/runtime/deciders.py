@@ -11,6 +11,7 @@ callers and the consumed offsets. What leaves the system (MQTT replies, notifica
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import uuid
 from collections.abc import Awaitable, Callable
@@ -93,6 +94,7 @@ class DeciderRuntime:
         self._timer_heap: list[tuple[float, int, str]] = []
         self._timer_wakeup = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._background: set[asyncio.Task[None]] = set()
         self._running = False
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=settings.kafka_bootstrap,
@@ -260,7 +262,8 @@ class DeciderRuntime:
                 except Exception:
                     log.exception("transaction failed; partition will be reloaded", partition=owned.partition)
                     owned.closed = True
-                    asyncio.create_task(self._reload(owned.partition))
+                    self._background.add(task := asyncio.create_task(self._reload(owned.partition)))
+                    task.add_done_callback(self._background.discard)
                     return
             owned.states.update(overlay)
             for key, (_seq, state) in overlay.items():
@@ -402,10 +405,8 @@ class DeciderRuntime:
             sleep = MAX_TIMER_SLEEP
             if self._timer_heap:
                 sleep = min(sleep, max(0.0, self._timer_heap[0][0] - clock.now()))
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._timer_wakeup.wait(), timeout=sleep)
-            except TimeoutError:
-                pass
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]

@@ -42,7 +42,7 @@ class Settings:
             raw = env.get(cls.env_name(f.name))
             if raw is None or raw == "":
                 continue
-            kind = type(f.default)
+            kind: type = type(f.default)
             try:
                 values[f.name] = kind(raw)
             except ValueError:

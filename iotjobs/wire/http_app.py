@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
 
 from iotjobs.domain.errors import DomainError
 from iotjobs.runtime import logs
@@ -13,10 +14,11 @@ from iotjobs.wire.http_errors import ApiError, error_response, from_rejection, u
 log = logs.get("iotjobs.http")
 
 
-def error_middleware(table: dict[str, tuple[str, int]]) -> web.middleware:  # type: ignore[valid-type]
+def error_middleware(table: dict[str, tuple[str, int]]) -> Middleware:
     @web.middleware
-    async def middleware(request: web.Request, handler: web.RequestHandler) -> web.StreamResponse:  # type: ignore[name-defined]
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         request_id = str(uuid.uuid4())
+        response: web.StreamResponse
         try:
             response = await handler(request)
         except web.HTTPNotFound:

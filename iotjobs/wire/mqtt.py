@@ -9,7 +9,7 @@ import orjson
 
 from iotjobs.domain import thing as t
 from iotjobs.domain import validation as v
-from iotjobs.domain.errors import DomainError, ErrorKind, Rejection
+from iotjobs.domain.errors import DomainError, ErrorKind, Rejection, invalid
 
 REQUEST_FILTERS = (
     "$aws/things/+/jobs/get",
@@ -19,7 +19,7 @@ REQUEST_FILTERS = (
 )
 
 # Domain rejection kind -> MQTT ErrorResponse code.
-CODES = {
+CODES: dict[str, str] = {
     ErrorKind.INVALID_REQUEST: "InvalidRequest",
     ErrorKind.INVALID_JSON: "InvalidJson",
     ErrorKind.RESOURCE_NOT_FOUND: "ResourceNotFound",
@@ -66,7 +66,7 @@ def _get(body: dict[str, Any], name: str, kind: type, what: str) -> Any:
     if value is None:
         return None
     if (kind is int and isinstance(value, bool)) or not isinstance(value, kind):
-        raise v.invalid(f"{name} must be {what}")
+        raise invalid(f"{name} must be {what}")
     return value
 
 
@@ -79,9 +79,9 @@ def parse_request(topic: str, raw: bytes) -> Request:
         token = body.get("clientToken")
         client_token = token if isinstance(token, str) else None
         if token is not None and (not isinstance(token, str) or len(token) > 64):
-            raise v.invalid("clientToken must be a string of at most 64 characters")
+            raise invalid("clientToken must be a string of at most 64 characters")
         if len(parts) < 5 or parts[:2] != ["$aws", "things"] or parts[3] != "jobs":
-            raise v.invalid(f"topic {topic} is not a jobs request topic")
+            raise invalid(f"topic {topic} is not a jobs request topic")
         thing_name = v.check_thing_name(parts[2])
         return Request(thing_name, topic, _command(parts[4:], body), client_token)
     except DomainError as err:
@@ -108,7 +108,7 @@ def _command(rest: list[str], body: dict[str, Any]) -> Any:
         job_id = v.check_job_id(rest[0])
         status = _get(body, "status", str, "a string")
         if status is None:
-            raise v.invalid("status is required")
+            raise invalid("status is required")
         return t.UpdateExecution(
             job_id=job_id,
             status=status,

@@ -31,9 +31,7 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("GetJobDocument", "GET", "/jobs/{jobId}/job-document", jobs_api.get_job_document),
     Operation("ListJobExecutionsForJob", "GET", "/jobs/{jobId}/things", jobs_api.list_job_executions_for_job),
     Operation("DescribeJobExecution", "GET", "/things/{thingName}/jobs/{jobId}", jobs_api.describe_job_execution),
-    Operation(
-        "ListJobExecutionsForThing", "GET", "/things/{thingName}/jobs", jobs_api.list_job_executions_for_thing
-    ),
+    Operation("ListJobExecutionsForThing", "GET", "/things/{thingName}/jobs", jobs_api.list_job_executions_for_thing),
 )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any
 
@@ -13,8 +14,8 @@ from iotjobs.domain.errors import invalid, not_found
 from iotjobs.wire.http_request import json_body, json_response, optional
 from services.control.context import control
 
-ATTRIBUTE_NAME = v.re.compile(r"[a-zA-Z0-9_.,@/:#-]+")
-ATTRIBUTE_VALUE = v.re.compile(r"[a-zA-Z0-9_.,@/:#=\[\]-]*")
+ATTRIBUTE_NAME = re.compile(r"[a-zA-Z0-9_.,@/:#-]+")
+ATTRIBUTE_VALUE = re.compile(r"[a-zA-Z0-9_.,@/:#=\[\]-]*")
 
 
 def _attributes(payload: Any, member: str) -> dict[str, str]:

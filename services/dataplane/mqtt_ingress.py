@@ -7,6 +7,7 @@ with the persistent session the broker redelivers whatever a crash left unacknow
 from __future__ import annotations
 
 import asyncio
+import functools
 from typing import Any
 
 import orjson
@@ -76,7 +77,7 @@ class MqttIngress:
                 log.exception("cannot hand request to Kafka", topic=topic)
                 handed_over.set_exception(exc)
                 continue
-            delivery.add_done_callback(lambda f, h=handed_over: _settle(h, f))
+            delivery.add_done_callback(functools.partial(_settle, handed_over))
 
     def publish_reply(self, topic: str, client_token: str | None, reply: Any) -> None:
         outcome, body = mqtt.reply_payload(reply, client_token, clock.now())
@@ -101,4 +102,3 @@ def _settle(handed_over: asyncio.Future[None], delivery: asyncio.Future[Any]) ->
         handed_over.set_exception(delivery.exception())  # type: ignore[arg-type]
     else:
         handed_over.set_result(None)
-

@@ -19,7 +19,11 @@ async def apply(conn: asyncpg.Connection, event: Any, seq: int) -> None:
                    ON CONFLICT (thing_name) DO UPDATE SET thing_id = $2, thing_type_name = $3,
                        attributes = $4, version = 1, seq = $5
                    WHERE things.seq < $5""",
-                event.thing_name, event.thing_id, event.thing_type_name, event.attributes, seq,
+                event.thing_name,
+                event.thing_id,
+                event.thing_type_name,
+                event.attributes,
+                seq,
             )
         case registry.ThingGroupCreated():
             await conn.execute(
@@ -29,18 +33,26 @@ async def apply(conn: asyncpg.Connection, event: Any, seq: int) -> None:
                    ON CONFLICT (group_name) DO UPDATE SET group_id = $2, parent_group_name = $3,
                        description = $4, attributes = $5, created_at = $6, version = 1, seq = $7
                    WHERE thing_groups.seq < $7""",
-                event.group_name, event.group_id, event.parent_group_name, event.description,
-                event.attributes, event.created_at, seq,
+                event.group_name,
+                event.group_id,
+                event.parent_group_name,
+                event.description,
+                event.attributes,
+                event.created_at,
+                seq,
             )
         case registry.ThingAddedToThingGroup():
             await conn.execute(
                 """INSERT INTO thing_group_members (group_name, thing_name, seq) VALUES ($1, $2, $3)
                    ON CONFLICT (group_name, thing_name) DO NOTHING""",
-                event.group_name, event.thing_name, seq,
+                event.group_name,
+                event.thing_name,
+                seq,
             )
             await conn.execute(
                 "UPDATE things SET version = version + 1, seq = $2 WHERE thing_name = $1 AND seq < $2",
-                event.thing_name, seq,
+                event.thing_name,
+                seq,
             )
         case job.JobCreated():
             spec = job.JobSpec(**event.spec)
@@ -49,19 +61,29 @@ async def apply(conn: asyncpg.Connection, event: Any, seq: int) -> None:
                        spec, created_at, last_updated_at, seq)
                    VALUES ($1, 'IN_PROGRESS', $2, $3, $4, $5, $6, $7, $7, $8)
                    ON CONFLICT (job_id) DO NOTHING""",
-                event.job_id, spec.target_selection, spec.targets, spec.description, spec.document,
-                event.spec, event.created_at, seq,
+                event.job_id,
+                spec.target_selection,
+                spec.targets,
+                spec.description,
+                spec.document,
+                event.spec,
+                event.created_at,
+                seq,
             )
         case job.JobExecutionRecorded():
             await conn.execute(
                 "UPDATE jobs SET last_updated_at = $2, seq = $3 WHERE job_id = $1 AND seq < $3",
-                event.job_id, event.at, seq,
+                event.job_id,
+                event.at,
+                seq,
             )
         case job.JobCompleted():
             await conn.execute(
                 """UPDATE jobs SET status = 'COMPLETED', completed_at = $2, last_updated_at = $2, seq = $3
                    WHERE job_id = $1 AND seq < $3""",
-                event.job_id, event.completed_at, seq,
+                event.job_id,
+                event.completed_at,
+                seq,
             )
         case thing.ExecutionQueued():
             await conn.execute(
@@ -69,8 +91,12 @@ async def apply(conn: asyncpg.Connection, event: Any, seq: int) -> None:
                        queued_at, last_updated_at, version_number, retry_attempt, namespace_id)
                    VALUES ($1, $2, $3, 'QUEUED', '{}'::jsonb, $4, $4, 1, $5, $6)
                    ON CONFLICT (job_id, thing_name, execution_number) DO NOTHING""",
-                event.job_id, event.thing_name, event.execution_number, event.queued_at,
-                event.retry_attempt, event.namespace_id,
+                event.job_id,
+                event.thing_name,
+                event.execution_number,
+                event.queued_at,
+                event.retry_attempt,
+                event.namespace_id,
             )
         case thing.ExecutionUpdated():
             deadlines = [d for d in (event.in_progress_deadline, event.step_deadline) if d is not None]
@@ -78,8 +104,15 @@ async def apply(conn: asyncpg.Connection, event: Any, seq: int) -> None:
                 """UPDATE job_executions SET status = $4, status_details = $5, started_at = $6,
                        last_updated_at = $7, version_number = $8, deadline = $9
                    WHERE job_id = $1 AND thing_name = $2 AND execution_number = $3 AND version_number < $8""",
-                event.job_id, event.thing_name, event.execution_number, event.status, event.status_details,
-                event.started_at, event.last_updated_at, event.version_number, min(deadlines, default=None),
+                event.job_id,
+                event.thing_name,
+                event.execution_number,
+                event.status,
+                event.status_details,
+                event.started_at,
+                event.last_updated_at,
+                event.version_number,
+                min(deadlines, default=None),
             )
         case thing.ThingRegistered():
             pass  # the registry's ThingCreated already put the thing in the read model

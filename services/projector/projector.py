@@ -35,7 +35,9 @@ async def apply_batch(conn: asyncpg.Connection, topic: str, batches: dict[TopicP
             await conn.execute(
                 """INSERT INTO projector_offsets (topic, partition, next_offset) VALUES ($1, $2, $3)
                    ON CONFLICT (topic, partition) DO UPDATE SET next_offset = $3""",
-                topic, tp.partition, next_offset,
+                topic,
+                tp.partition,
+                next_offset,
             )
         await conn.execute(
             "SELECT pg_notify($1, $2)", NOTIFY_CHANNEL, codec.dumps({"topic": topic, "offsets": offsets}).decode()
@@ -64,7 +66,9 @@ class Projector:
         self.topic = Topics.of(settings).events
         self.conn = conn
         self.consumer = _consumer(
-            settings, group_id=f"{settings.topic_prefix}-projector", session_timeout_ms=6000,
+            settings,
+            group_id=f"{settings.topic_prefix}-projector",
+            session_timeout_ms=6000,
             heartbeat_interval_ms=1000,
         )
         self._task: asyncio.Task[None] | None = None

@@ -63,10 +63,12 @@ class Stack:
             self.spawn(service)
         await self.wait_ready()
 
-    def spawn(self, service: str) -> None:
-        env = {**os.environ, **self.settings.env()}
-        with open(self.logs / f"{service}.log", "ab") as log:  # the child keeps its own descriptor
-            self.processes[service] = subprocess.Popen(
+    def spawn(self, service: str, name: str | None = None, **overrides: str) -> None:
+        """Start a service process; `name` and `overrides` (IOTJOBS_* values) run a second instance."""
+        env = {**os.environ, **self.settings.env(), **overrides}
+        name = name or service
+        with open(self.logs / f"{name}.log", "ab") as log:  # the child keeps its own descriptor
+            self.processes[name] = subprocess.Popen(
                 [sys.executable, "-m", f"services.{service}"], env=env, stdout=log, stderr=subprocess.STDOUT
             )
 

@@ -141,9 +141,7 @@ def evolve(state: JobState, event: Any) -> JobState:
                 last_updated_at=event.at,
             )
         case JobCompleted():
-            return replace(
-                state, status=COMPLETED, completed_at=event.completed_at, last_updated_at=event.completed_at
-            )
+            return replace(state, status=COMPLETED, completed_at=event.completed_at, last_updated_at=event.completed_at)
     raise TypeError(f"job aggregate cannot apply {type(event).__name__}")
 
 

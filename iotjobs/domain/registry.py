@@ -201,7 +201,8 @@ def _create_thing(state: RegistryState, command: CreateThing) -> Decision:
     existing = state.things.get(command.thing_name)
     if existing is not None:
         if existing.thing_type_name == command.thing_type_name and existing.attributes == command.attributes:
-            return Decision(sends=(Send(thing_key(command.thing_name), RegisterThing(command.thing_name, existing.thing_id), True),))
+            known = RegisterThing(command.thing_name, existing.thing_id)
+            return Decision(sends=(Send(thing_key(command.thing_name), known, True),))
         raise DomainError(
             ErrorKind.RESOURCE_ALREADY_EXISTS,
             f"Thing {command.thing_name} already exists with a different configuration",
@@ -263,8 +264,8 @@ def _resolve(state: RegistryState, command: ResolveJobTargets) -> Decision:
     for name in command.group_names:
         if name not in state.groups:
             raise not_found(f"Thing group {name} does not exist")
-    things = list(dict.fromkeys(command.thing_names))
+    things = dict.fromkeys(command.thing_names)
     for group in command.group_names:
-        things.extend(t for t in state.members(group) if t not in things)
-    create = CreateJob(command.job_id, command.spec, things)
+        things.update(dict.fromkeys(state.members(group)))
+    create = CreateJob(command.job_id, command.spec, list(things))
     return Decision(sends=(Send(job_key(command.job_id), create, True),))

@@ -288,9 +288,7 @@ def _decide(state: ThingState, command: Any, ctx: Context) -> tuple[list[Any], A
         case RegisterThing():
             if state.registered:
                 return [], ThingRegisteredReply(state.name, state.thing_id or command.thing_id)
-            return [ThingRegistered(state.name, command.thing_id)], ThingRegisteredReply(
-                state.name, command.thing_id
-            )
+            return [ThingRegistered(state.name, command.thing_id)], ThingRegisteredReply(state.name, command.thing_id)
         case QueueExecution():
             return _queue(state, command, ctx), None
         case GetPending():
@@ -370,7 +368,7 @@ def _changed(
         execution_number=execution.execution_number,
         status=new_status,
         status_details=dict(execution.status_details if status_details is None else status_details),
-        version_number=execution.version_number + (2 if cause == 'timeout' else 1),
+        version_number=execution.version_number + 1,
         last_updated_at=ctx.now,
         started_at=started_at,
         in_progress_deadline=in_progress_deadline,
@@ -388,9 +386,7 @@ def _start_next(state: ThingState, command: StartNext, ctx: Context) -> tuple[li
         return [], ExecutionReply(None)
     if head.status == IN_PROGRESS:
         return [], ExecutionReply(head.to_dict())
-    event = _changed(
-        head, ctx, "start-next", status=IN_PROGRESS, status_details=details, step_timeout_minutes=step
-    )
+    event = _changed(head, ctx, "start-next", status=IN_PROGRESS, status_details=details, step_timeout_minutes=step)
     return [event], ExecutionReply(evolve(state, event).executions[head.job_id].to_dict())
 
 
@@ -399,9 +395,7 @@ def _find(state: ThingState, job_id: str, execution_number: int | None) -> Execu
     if execution is None:
         raise not_found(f"Job execution for job {job_id} on thing {state.name} does not exist")
     if execution_number is not None and execution_number != execution.execution_number:
-        raise not_found(
-            f"Job execution {execution_number} of job {job_id} on thing {state.name} does not exist"
-        )
+        raise not_found(f"Job execution {execution_number} of job {job_id} on thing {state.name} does not exist")
     return execution
 
 
@@ -424,9 +418,7 @@ def _describe(state: ThingState, command: DescribeExecution) -> ExecutionReply:
 def _update(state: ThingState, command: UpdateExecution, ctx: Context) -> tuple[list[Any], Any]:
     v.check_job_id(command.job_id)
     if command.status not in DEVICE_SETTABLE:
-        raise invalid(
-            f"status '{command.status}' cannot be set by a device; use one of {', '.join(DEVICE_SETTABLE)}"
-        )
+        raise invalid(f"status '{command.status}' cannot be set by a device; use one of {', '.join(DEVICE_SETTABLE)}")
     details = None if command.status_details is None else v.check_status_details(command.status_details)
     step = None if command.step_timeout_minutes is None else v.check_step_timeout(command.step_timeout_minutes)
     _require_thing(state)
@@ -445,9 +437,7 @@ def _update(state: ThingState, command: UpdateExecution, ctx: Context) -> tuple[
             f"cannot move to {command.status}",
             {"executionState": execution.state_view()},
         )
-    event = _changed(
-        execution, ctx, "update", status=command.status, status_details=details, step_timeout_minutes=step
-    )
+    event = _changed(execution, ctx, "update", status=command.status, status_details=details, step_timeout_minutes=step)
     updated = evolve(state, event).executions[execution.job_id]
     return [event], UpdateReply(updated.to_dict(), command.include_state, command.include_document)
 
@@ -509,4 +499,3 @@ def timers(state: ThingState) -> list[Timer]:
         for e in state.executions.values()
         if e.status == IN_PROGRESS and e.deadline is not None
     ]
-

@@ -39,6 +39,8 @@ log = logs.get("iotjobs.runtime")
 _aiokafka_sender.BACKOFF_OVERRIDE = 0.002
 
 RESTORE_TIMEOUT = 60.0
+MAX_BATCH = 500
+MAX_BUFFERED = 5000
 MAX_TIMER_SLEEP = 1.0
 
 
@@ -61,6 +63,9 @@ class _Owned:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     timers: dict[str, list[Any]] = field(default_factory=dict)
     closed: bool = False
+    pending: list[Any] = field(default_factory=list)
+    """Fetched records not yet decided: they wait while the previous batch's transaction commits."""
+    worker: asyncio.Task[None] | None = None
 
 
 @dataclass
@@ -186,8 +191,10 @@ class DeciderRuntime:
         owned = self._owned.pop(partition, None)
         if owned is None:
             return
+        owned.closed = True
+        if owned.worker is not None and owned.worker is not asyncio.current_task():
+            await asyncio.gather(owned.worker, return_exceptions=True)
         async with owned.lock:
-            owned.closed = True
             await owned.producer.stop()
         log.info("partition released", group=self.group, partition=partition)
 
@@ -217,29 +224,41 @@ class DeciderRuntime:
     # --- processing ----------------------------------------------------------------------------
 
     async def _consume_loop(self) -> None:
+        """Fetch continuously; each partition decides and commits on its own worker, so a slow
+        transaction on one partition neither holds up the others nor the next fetch, and records that
+        arrive meanwhile form the next, larger batch."""
         while self._running:
             try:
-                batches = await self._consumer.getmany(timeout_ms=200, max_records=500)
+                batches = await self._consumer.getmany(timeout_ms=200, max_records=MAX_BATCH)
             except KafkaError as err:
                 log.warning("fetch failed", group=self.group, error=str(err))
                 await asyncio.sleep(0.2)
                 continue
-            await asyncio.gather(*(self._handle(tp, records) for tp, records in batches.items()))
+            for tp, records in batches.items():
+                owned = self._owned.get(tp.partition)
+                if owned is None or owned.closed:
+                    # Not ours (yet): fetch these again once the partition is owned.
+                    self._consumer.seek(tp, records[0].offset)
+                    continue
+                owned.pending.extend(records)
+                if len(owned.pending) >= MAX_BUFFERED:
+                    self._consumer.pause(tp)
+                if owned.worker is None or owned.worker.done():
+                    owned.worker = asyncio.create_task(self._drain(owned, tp), name=f"{self.group}-{tp.partition}")
 
-    async def _handle(self, tp: TopicPartition, records: list[Any]) -> None:
-        owned = self._owned.get(tp.partition)
-        if owned is None:
-            # Not ours (yet): fetch these again once the partition is owned.
-            self._consumer.seek(tp, records[0].offset)
-            return
-        inbound = []
-        for record in records:
-            try:
-                command, envelope = codec.decode_message(record.value)
-                inbound.append(inbound_from(command, envelope))
-            except Exception:  # a record we cannot read must not stop the partition
-                log.exception("undecodable command skipped", topic=tp.topic, offset=record.offset)
-        await self._run(owned, inbound, commit_offset=(tp, records[-1].offset + 1))
+    async def _drain(self, owned: _Owned, tp: TopicPartition) -> None:
+        while owned.pending and not owned.closed:
+            records, owned.pending = owned.pending[:MAX_BATCH], owned.pending[MAX_BATCH:]
+            inbound = []
+            for record in records:
+                try:
+                    command, envelope = codec.decode_message(record.value)
+                    inbound.append(inbound_from(command, envelope))
+                except Exception:  # a record we cannot read must not stop the partition
+                    log.exception("undecodable command skipped", topic=tp.topic, offset=record.offset)
+            await self._run(owned, inbound, commit_offset=(tp, records[-1].offset + 1))
+        if not owned.closed and tp in self._consumer.paused():
+            self._consumer.resume(tp)
 
     async def _run(
         self, owned: _Owned, inbound: list[Inbound], commit_offset: tuple[TopicPartition, int] | None

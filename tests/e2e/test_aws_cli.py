@@ -26,7 +26,12 @@ def aws(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
         "AWS_CONFIG_FILE": os.devnull,
         "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
     }
-    command = [shutil.which("aws") or sys.exit("the AWS CLI is not installed"), *args, "--endpoint-url", stack.control_url]
+    command = [
+        shutil.which("aws") or sys.exit("the AWS CLI is not installed"),
+        *args,
+        "--endpoint-url",
+        stack.control_url,
+    ]
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
 
 
@@ -41,12 +46,26 @@ def test_create_thing_create_job_describe_job(stack: Stack) -> None:
     assert created["thingArn"] == thing_arn(thing)
     made = ok(
         aws(
-            stack, "iot", "create-job", "--job-id", job, "--targets", thing_arn(thing),
-            "--document", '{"action": "reboot"}', "--description", "from the CLI",
-            "--timeout-config", "inProgressTimeoutInMinutes=30",
+            stack,
+            "iot",
+            "create-job",
+            "--job-id",
+            job,
+            "--targets",
+            thing_arn(thing),
+            "--document",
+            '{"action": "reboot"}',
+            "--description",
+            "from the CLI",
+            "--timeout-config",
+            "inProgressTimeoutInMinutes=30",
         )
     )
-    assert made == {"jobArn": f"arn:aws:iot:us-east-1:123456789012:job/{job}", "jobId": job, "description": "from the CLI"}
+    assert made == {
+        "jobArn": f"arn:aws:iot:us-east-1:123456789012:job/{job}",
+        "jobId": job,
+        "description": "from the CLI",
+    }
     described = ok(aws(stack, "iot", "describe-job", "--job-id", job))["job"]
     assert described["status"] == "IN_PROGRESS"
     assert described["timeoutConfig"] == {"inProgressTimeoutInMinutes": 30}

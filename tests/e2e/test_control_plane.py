@@ -78,7 +78,11 @@ def test_list_jobs_pages_join_to_the_full_list(stack: Stack) -> None:
     for job in created:
         iot.create_job(jobId=job, targets=[thing_arn(thing)], document="{}")
     everything = [j["jobId"] for j in iot.list_jobs()["jobs"]]
-    paged = [j["jobId"] for page in iot.get_paginator("list_jobs").paginate(PaginationConfig={"PageSize": 2}) for j in page["jobs"]]
+    paged = [
+        j["jobId"]
+        for page in iot.get_paginator("list_jobs").paginate(PaginationConfig={"PageSize": 2})
+        for j in page["jobs"]
+    ]
     assert paged == everything
     assert set(created) <= set(everything)
     with pytest.raises(iot.exceptions.InvalidRequestException, match="nextToken"):
@@ -89,7 +93,11 @@ def test_list_jobs_pages_join_to_the_full_list(stack: Stack) -> None:
     ("kwargs", "error", "needle"),
     [
         ({"document": "{}", "targets": ["not-an-arn"]}, "InvalidRequestException", "not a thing or thing group ARN"),
-        ({"document": "not json", "targets": [thing_arn("x")]}, "InvalidRequestException", "document is not valid JSON"),
+        (
+            {"document": "not json", "targets": [thing_arn("x")]},
+            "InvalidRequestException",
+            "document is not valid JSON",
+        ),
         ({"document": "[1]", "targets": [thing_arn("x")]}, "InvalidRequestException", "JSON object"),
         ({"document": "{}", "targets": [thing_arn("missing-thing")]}, "ResourceNotFoundException", "missing-thing"),
         ({"document": "{}", "targets": [group_arn("missing-group")]}, "ResourceNotFoundException", "missing-group"),
@@ -114,10 +122,16 @@ def test_list_jobs_pages_join_to_the_full_list(stack: Stack) -> None:
             "InvalidRequestException",
             "description",
         ),
-        ({"document": "{" + '"k": "' + "v" * 32768 + '"}', "targets": [thing_arn("x")]}, "InvalidRequestException", "32768"),
+        (
+            {"document": "{" + '"k": "' + "v" * 32768 + '"}', "targets": [thing_arn("x")]},
+            "InvalidRequestException",
+            "32768",
+        ),
     ],
 )
-def test_create_job_rejects_bad_input_with_the_modeled_error(stack: Stack, kwargs: dict, error: str, needle: str) -> None:
+def test_create_job_rejects_bad_input_with_the_modeled_error(
+    stack: Stack, kwargs: dict, error: str, needle: str
+) -> None:
     iot = iot_client(stack)
     with pytest.raises(ClientError) as caught:
         iot.create_job(jobId=unique("bad"), **kwargs)

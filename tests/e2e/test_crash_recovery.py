@@ -56,7 +56,9 @@ async def _update(device: MqttDevice, job: str, status: str, version: int, step:
     raise AssertionError(f"update to version {version + 1} never answered")
 
 
-async def _run_device(stack: Stack, thing: str, job: str, accepted: dict[str, list[int]], progress: asyncio.Event) -> None:
+async def _run_device(
+    stack: Stack, thing: str, job: str, accepted: dict[str, list[int]], progress: asyncio.Event
+) -> None:
     async with MqttDevice(stack, thing) as device:
         version = None
         for _ in range(ATTEMPTS):

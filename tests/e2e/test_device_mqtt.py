@@ -65,7 +65,11 @@ async def test_get_start_next_update_round_trip(stack: Stack) -> None:
             {"status": "SUCCEEDED", "expectedVersion": 2, "includeJobExecutionState": True, "includeJobDocument": True},
         )
         assert outcome == "accepted"
-        assert updated["executionState"] == {"status": "SUCCEEDED", "statusDetails": {"step": "download"}, "versionNumber": 3}
+        assert updated["executionState"] == {
+            "status": "SUCCEEDED",
+            "statusDetails": {"step": "download"},
+            "versionNumber": 3,
+        }
         assert updated["jobDocument"] == {"step": "flash"}
 
         outcome, gone = await device.request(f"{job}/get")
@@ -87,9 +91,13 @@ async def test_rejections_carry_codes_and_execution_state(stack: Stack) -> None:
         assert (outcome, body["code"]) == ("rejected", "InvalidRequest") and "QUEUED" in body["message"]
         outcome, body = await device.request(f"{job}/update", {"expectedVersion": 1})
         assert body["code"] == "InvalidRequest" and "status" in body["message"]
-        outcome, body = await device.request(f"{job}/update", {"status": "IN_PROGRESS", "statusDetails": {"bad key": "v"}})
+        outcome, body = await device.request(
+            f"{job}/update", {"status": "IN_PROGRESS", "statusDetails": {"bad key": "v"}}
+        )
         assert body["code"] == "InvalidRequest" and "bad key" in body["message"]
-        outcome, body = await device.request(f"{job}/update", {"status": "IN_PROGRESS", "statusDetails": {f"k{i}": "v" for i in range(11)}})
+        outcome, body = await device.request(
+            f"{job}/update", {"status": "IN_PROGRESS", "statusDetails": {f"k{i}": "v" for i in range(11)}}
+        )
         assert body["code"] == "InvalidRequest" and "10" in body["message"]
         outcome, body = await device.request("no-such-job/update", {"status": "IN_PROGRESS"})
         assert body["code"] == "ResourceNotFound"
@@ -113,8 +121,12 @@ async def test_racing_updates_with_one_expected_version_accept_exactly_one(stack
     async with MqttDevice(stack, thing) as first, MqttDevice(stack, thing) as second:
         await _wait_pending(first, 1)
         outcomes = await asyncio.gather(
-            first.request(f"{job}/update", {"status": "IN_PROGRESS", "expectedVersion": 1, "statusDetails": {"by": "first"}}),
-            second.request(f"{job}/update", {"status": "IN_PROGRESS", "expectedVersion": 1, "statusDetails": {"by": "second"}}),
+            first.request(
+                f"{job}/update", {"status": "IN_PROGRESS", "expectedVersion": 1, "statusDetails": {"by": "first"}}
+            ),
+            second.request(
+                f"{job}/update", {"status": "IN_PROGRESS", "expectedVersion": 1, "statusDetails": {"by": "second"}}
+            ),
         )
     accepted = [body for outcome, body in outcomes if outcome == "accepted"]
     rejected = [body for outcome, body in outcomes if outcome == "rejected"]
@@ -175,7 +187,11 @@ async def test_in_progress_and_step_timeouts_fire_as_scheduled_events(stack: Sta
         assert await status(slow) == "IN_PROGRESS"
         await until(lambda: _is(status(slow), "TIMED_OUT"), timeout=15, what="the in-progress timeout")
         outcome, body = await device.request(f"{slow}/update", {"status": "SUCCEEDED"})
-        assert (outcome, body["code"], body["executionState"]["status"]) == ("rejected", "InvalidStateTransition", "TIMED_OUT")
+        assert (outcome, body["code"], body["executionState"]["status"]) == (
+            "rejected",
+            "InvalidStateTransition",
+            "TIMED_OUT",
+        )
 
 
 async def _is(value: Any, expected: str) -> bool:

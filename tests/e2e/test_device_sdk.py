@@ -47,10 +47,14 @@ class SdkDevice:
                 iotjobs.NextJobExecutionChangedSubscriptionRequest(thing_name=self.thing), QOS, self._on_next
             ),
             self.jobs.subscribe_to_start_next_pending_job_execution_accepted(
-                iotjobs.StartNextPendingJobExecutionSubscriptionRequest(thing_name=self.thing), QOS, self._reply("start")
+                iotjobs.StartNextPendingJobExecutionSubscriptionRequest(thing_name=self.thing),
+                QOS,
+                self._reply("start"),
             ),
             self.jobs.subscribe_to_start_next_pending_job_execution_rejected(
-                iotjobs.StartNextPendingJobExecutionSubscriptionRequest(thing_name=self.thing), QOS, self._reply("start")
+                iotjobs.StartNextPendingJobExecutionSubscriptionRequest(thing_name=self.thing),
+                QOS,
+                self._reply("start"),
             ),
         ]
         for future, _topic in subscriptions:
@@ -95,7 +99,10 @@ class SdkDevice:
     def update(self, job_id: str, status: str, expected_version: int) -> Any:
         name = f"update-{job_id}"
         request = iotjobs.UpdateJobExecutionSubscriptionRequest(thing_name=self.thing, job_id=job_id)
-        for subscribe in (self.jobs.subscribe_to_update_job_execution_accepted, self.jobs.subscribe_to_update_job_execution_rejected):
+        for subscribe in (
+            self.jobs.subscribe_to_update_job_execution_accepted,
+            self.jobs.subscribe_to_update_job_execution_rejected,
+        ):
             future, _ = subscribe(request, QOS, self._reply(name))
             future.result(TIMEOUT)
         self.jobs.publish_update_job_execution(

@@ -63,10 +63,14 @@ async def test_timers_are_rearmed_when_a_new_owner_restores_the_state(two_contro
     thing, job = unique("t"), unique("j")
     await asyncio.to_thread(iot.create_thing, thingName=thing)
     await asyncio.to_thread(
-        iot.create_job, jobId=job, targets=[thing_arn(thing)], document="{}",
+        iot.create_job,
+        jobId=job,
+        targets=[thing_arn(thing)],
+        document="{}",
         timeoutConfig={"inProgressTimeoutInMinutes": 8},
     )
     async with MqttDevice(stack, thing) as device:
+
         async def started() -> bool:
             outcome, body = await device.request("start-next")
             return outcome == "accepted" and "execution" in body

@@ -44,10 +44,14 @@ async def _workload(stack: Stack) -> str:
     jobs = [unique("j") for _ in range(2)]
     await asyncio.to_thread(iot.create_job, jobId=jobs[0], targets=[group_arn(group)], document='{"a": 1}')
     await asyncio.to_thread(
-        iot.create_job, jobId=jobs[1], targets=[thing_arn(things[0])], document="{}",
+        iot.create_job,
+        jobId=jobs[1],
+        targets=[thing_arn(things[0])],
+        document="{}",
         timeoutConfig={"inProgressTimeoutInMinutes": 1},
     )
     async with MqttDevice(stack, things[0]) as device:
+
         async def both_pending() -> bool:
             _, body = await device.request("get")
             return len(body["queuedJobs"]) == 2
@@ -77,6 +81,7 @@ async def _accepted(request: Any) -> bool:
 async def _projected_to_end(stack: Stack) -> None:
     conn: asyncpg.Connection = await pg.connect(stack.settings.pg_dsn)
     try:
+
         async def caught_up() -> bool:
             ends = await next_offsets(stack.settings)
             rows = await conn.fetch("SELECT partition, next_offset FROM projector_offsets")
@@ -118,6 +123,7 @@ async def test_rebuild_from_offset_zero_gives_identical_rows(stack: Stack) -> No
 async def test_rebuild_refuses_while_a_projector_runs(stack: Stack) -> None:
     conn: asyncpg.Connection = await pg.connect(stack.settings.pg_dsn)
     try:
+
         async def projector_holds_its_lock() -> bool:
             held = await conn.fetchval(
                 "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = $1 AND mode = 'ShareLock'",

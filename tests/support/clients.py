@@ -68,7 +68,7 @@ class MqttDevice:
 
     def _on_message(self, _client: Any, topic: str, payload: bytes, _qos: int, _props: Any) -> int:
         base = f"$aws/things/{self.thing}/jobs/"
-        rest = topic[len(base):]
+        rest = topic[len(base) :]
         if rest == "notify":
             self.notify.put_nowait(orjson.loads(payload))
         elif rest == "notify-next":
@@ -86,7 +86,9 @@ class MqttDevice:
     def publish_raw(self, suffix: str, payload: bytes) -> None:
         self.client.publish(f"$aws/things/{self.thing}/jobs/{suffix}", payload, qos=1)
 
-    async def request(self, suffix: str, body: dict[str, Any] | None = None, timeout: float = 10.0) -> tuple[str, dict[str, Any]]:
+    async def request(
+        self, suffix: str, body: dict[str, Any] | None = None, timeout: float = 10.0
+    ) -> tuple[str, dict[str, Any]]:
         """Publish a request and return ('accepted' | 'rejected', payload) of its reply."""
         token = uuid.uuid4().hex
         future: asyncio.Future[tuple[str, dict[str, Any]]] = asyncio.get_running_loop().create_future()

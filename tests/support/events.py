@@ -35,7 +35,6 @@ async def read_events(settings: Settings, timeout: float = 30.0) -> list[tuple[A
         await consumer.stop()
 
 
-
 async def next_offsets(settings: Settings) -> dict[int, int]:
     """Per partition, one past the offset of the last committed event (transaction markers excluded)."""
     consumer = AIOKafkaConsumer(

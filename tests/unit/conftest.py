@@ -8,11 +8,10 @@ falsifying example. Importing it here, once and with that warning silenced, keep
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 
-with warnings.catch_warnings():
+# libcst is optional; without it hypothesis simply skips writing the patch.
+with warnings.catch_warnings(), contextlib.suppress(ImportError):
     warnings.simplefilter("ignore", DeprecationWarning)
-    try:
-        import hypothesis.extra._patching  # noqa: F401
-    except ImportError:  # libcst is optional; without it hypothesis skips the patch
-        pass
+    import hypothesis.extra._patching  # noqa: F401

@@ -12,16 +12,17 @@ For every step of a random run:
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from itertools import pairwise
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from iotjobs.domain import catalog
 from iotjobs.domain import job as j
 from iotjobs.domain import registry as r
 from iotjobs.domain import thing as t
-from iotjobs.domain.decision import Context, Decision
+from iotjobs.domain.decision import Context, Decision, Timer
 from iotjobs.domain.errors import Rejection
 from iotjobs.domain.execution import (
     ALL_STATUSES,
@@ -30,7 +31,6 @@ from iotjobs.domain.execution import (
     QUEUED,
     REJECTED,
     SUCCEEDED,
-    TERMINAL,
     TIMED_OUT,
     RecordExecutionStatus,
 )
@@ -41,6 +41,8 @@ SETTINGS = settings(
     max_examples=200,
     deadline=None,
     database=None,
+    # No Phase.explain: its tracing made a failing run take minutes instead of seconds.
+    phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink],
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 T0 = 1_700_000_000.0
@@ -231,7 +233,13 @@ def _check_thing_step(before: t.ThingState, command: Any, decision: Decision, af
     # Per-execution invariants of the resulting state.
     pending = after.pending()
     assert len({e.job_id for e in pending}) == len(pending)
-    assert [e.status for e in pending] == sorted((e.status for e in pending), key=lambda s: s != IN_PROGRESS)
+    # The pending list (§8): every QUEUED or IN_PROGRESS execution, IN_PROGRESS first, each group in queue order.
+    assert {identity(e) for e in pending} == {
+        identity(e) for e in after.executions.values() if e.status in (QUEUED, IN_PROGRESS)
+    }
+    order = [(e.status != IN_PROGRESS, e.seq) for e in pending]
+    assert order == sorted(order) and len({e.seq for e in pending}) == len(pending)
+    assert all(a.queued_at <= b.queued_at for a, b in pairwise(pending) if a.status == b.status)
     for execution in after.executions.values():
         if execution.status == QUEUED:
             assert execution.version_number == 1 and execution.started_at is None
@@ -240,12 +248,14 @@ def _check_thing_step(before: t.ThingState, command: Any, decision: Decision, af
             if execution.in_progress_timeout_minutes is None:
                 assert execution.in_progress_deadline is None
             else:
-                assert execution.in_progress_deadline == execution.started_at + 60 * execution.in_progress_timeout_minutes
+                assert (
+                    execution.in_progress_deadline == execution.started_at + 60 * execution.in_progress_timeout_minutes
+                )
         if execution.status != IN_PROGRESS:
             assert (execution.in_progress_deadline, execution.step_deadline) == (None, None)
     assert sorted(t.timers(after), key=lambda timer: timer.command.job_id) == sorted(
         (
-            t.Timer(e.deadline, t.FireTimeout(e.job_id, e.execution_number))
+            Timer(e.deadline, t.FireTimeout(e.job_id, e.execution_number))
             for e in after.executions.values()
             if e.status == IN_PROGRESS and e.deadline is not None
         ),
@@ -256,10 +266,8 @@ def _check_thing_step(before: t.ThingState, command: Any, decision: Decision, af
     expected_sends = []
     for job_id, execution in after.executions.items():
         previous = before.executions.get(job_id)
-        if identity(previous) == identity(execution) and previous.status != execution.status:
-            expected_sends.append(
-                RecordExecutionStatus(job_id, "t1", execution.execution_number, execution.status)
-            )
+        if previous is not None and identity(previous) == identity(execution) and previous.status != execution.status:
+            expected_sends.append(RecordExecutionStatus(job_id, "t1", execution.execution_number, execution.status))
     assert [s.command for s in decision.sends] == expected_sends
     assert all(s.key == f"job/{s.command.job_id}" and not s.forward_reply for s in decision.sends)
 
@@ -277,9 +285,9 @@ def _check_thing_step(before: t.ThingState, command: Any, decision: Decision, af
         case t.UpdateExecution(), t.UpdateReply():
             assert decision.reply.execution == after.executions[command.job_id].to_dict()
         case t.StartNext(), t.ExecutionReply():
-            head = after.head()
-            assert decision.reply.execution == (head.to_dict() if head else None)
-            assert head is None or head.status == IN_PROGRESS
+            new_head = after.head()
+            assert decision.reply.execution == (new_head.to_dict() if new_head else None)
+            assert new_head is None or new_head.status == IN_PROGRESS
         case t.DescribeExecution(), _:
             assert decision.events == ()
         case t.GetPending(), t.PendingReply():
@@ -287,13 +295,13 @@ def _check_thing_step(before: t.ThingState, command: Any, decision: Decision, af
             assert decision.reply.in_progress == [e.to_dict() for e in shown if e.status == IN_PROGRESS]
             assert decision.reply.queued == [e.to_dict() for e in shown if e.status == QUEUED]
         case t.FireTimeout(), None:
-            current = before.executions.get(command.job_id)
+            timed = before.executions.get(command.job_id)
             due = (
-                current is not None
-                and current.execution_number == command.execution_number
-                and current.status == IN_PROGRESS
-                and current.deadline is not None
-                and current.deadline <= now
+                timed is not None
+                and timed.execution_number == command.execution_number
+                and timed.status == IN_PROGRESS
+                and timed.deadline is not None
+                and timed.deadline <= now
             )
             assert [e.status for e in decision.events] == ([TIMED_OUT] if due else [])
 
@@ -426,7 +434,8 @@ registry_commands = st.one_of(
     st.builds(
         r.AddThingToThingGroup,
         thing_name=st.sampled_from([*THING_NAMES, "zz"]),
-        group_name=st.sampled_from([*GROUP_NAMES, "nope"]),
+        # Mostly the groups that targets name, so that things are reached through several groups.
+        group_name=st.sampled_from([*GROUP_NAMES[:4], *GROUP_NAMES[:4], *GROUP_NAMES, "nope"]),
     ),
     st.builds(
         r.ResolveJobTargets,
@@ -438,15 +447,27 @@ registry_commands = st.one_of(
 )
 
 
+# A small fleet to start from: every thing, and groups g00 > g01 > g03 and g02.
+FLEET = [
+    *(r.CreateThing(name, f"id-{name}") for name in THING_NAMES),
+    r.CreateThingGroup("g00", "gid-1"),
+    r.CreateThingGroup("g01", "gid-1", parent_group_name="g00"),
+    r.CreateThingGroup("g02", "gid-2"),
+    r.CreateThingGroup("g03", "gid-2", parent_group_name="g01"),
+]
+
+
 @SETTINGS
-@given(steps=st.lists(registry_commands, min_size=5, max_size=40))
-def test_registry_decider_properties(steps: list[Any]) -> None:
+@given(steps=st.lists(registry_commands, min_size=5, max_size=40), with_fleet=st.booleans())
+def test_registry_decider_properties(steps: list[Any], with_fleet: bool) -> None:
     run = Run(catalog.aggregate_for(r.KEY), r.KEY)
+    if with_fleet:
+        steps = [*FLEET, *steps]
     thing_ids: dict[str, str] = {}
     group_ids: dict[str, str] = {}
 
     for command in steps:
-        before, decision = run.step(command, Context(now=T0))
+        _before, decision = run.step(command, Context(now=T0))
         after = run.state
 
         for name, record in after.things.items():
@@ -470,8 +491,8 @@ def test_registry_decider_properties(steps: list[Any]) -> None:
                 assert set(things) <= set(after.things)
                 direct = list(dict.fromkeys(command.thing_names))
                 assert things[: len(direct)] == direct
-                expected = set(direct).union(*(after.members(g) for g in command.group_names))
-                assert set(things) == expected
+                reached = set(direct).union(*(after.members(g) for g in command.group_names))
+                assert set(things) == reached
             case r.ResolveJobTargets():
                 assert decision.reply.kind == "ResourceNotFound"
             case _:

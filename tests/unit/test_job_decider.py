@@ -105,9 +105,7 @@ def test_created_job_is_in_progress_with_every_thing_queued() -> None:
 
 def test_create_an_existing_job_is_rejected_as_already_existing() -> None:
     decision = when(given(created(["t1"])), j.CreateJob(JOB, spec(), ["t1"]))
-    assert decision == Decision(
-        reply=Rejection("ResourceAlreadyExists", "Job j1 already exists", {"resourceId": "j1"})
-    )
+    assert decision == Decision(reply=Rejection("ResourceAlreadyExists", "Job j1 already exists", {"resourceId": "j1"}))
 
 
 def test_create_even_an_identical_job_twice_is_rejected() -> None:

@@ -105,7 +105,9 @@ def test_create_a_child_group_of_an_existing_parent() -> None:
 
 
 def test_create_a_group_under_a_missing_parent_is_not_found() -> None:
-    rejection = rejected(when(given(), r.CreateThingGroup("g2", "gid-g2", parent_group_name="nope")), "ResourceNotFound")
+    rejection = rejected(
+        when(given(), r.CreateThingGroup("g2", "gid-g2", parent_group_name="nope")), "ResourceNotFound"
+    )
     assert rejection.message == "Parent thing group nope does not exist"
 
 

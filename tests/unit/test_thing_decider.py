@@ -356,8 +356,7 @@ def test_update_with_other_expected_version_is_a_version_mismatch(expected_versi
     rejection = rejected(decision, VERSION_MISMATCH)
     assert rejection.detail == state_of(IN_PROGRESS, 2, DETAILS)
     assert rejection.message == (
-        f"expectedVersion {expected_version} does not match the current versionNumber 2 "
-        "of job execution j1 on thing t1"
+        f"expectedVersion {expected_version} does not match the current versionNumber 2 of job execution j1 on thing t1"
     )
 
 
@@ -448,7 +447,9 @@ GOOD_DETAILS = {
 
 @pytest.mark.parametrize("details", BAD_DETAILS.values(), ids=BAD_DETAILS.keys())
 def test_update_with_bad_status_details_is_an_invalid_request(details: Any) -> None:
-    rejected(when(given(*IN_PROGRESS_J1), t.UpdateExecution("j1", IN_PROGRESS, status_details=details)), INVALID_REQUEST)
+    rejected(
+        when(given(*IN_PROGRESS_J1), t.UpdateExecution("j1", IN_PROGRESS, status_details=details)), INVALID_REQUEST
+    )
 
 
 @pytest.mark.parametrize("details", BAD_DETAILS.values(), ids=BAD_DETAILS.keys())
@@ -478,7 +479,10 @@ def test_update_with_status_details_replaces_rather_than_merges() -> None:
 
 @pytest.mark.parametrize("minutes", [0, -2, -10080, 10081, True, False, "5", 1.5])
 def test_bad_step_timeout_is_an_invalid_request(minutes: Any) -> None:
-    rejected(when(given(*IN_PROGRESS_J1), t.UpdateExecution("j1", IN_PROGRESS, step_timeout_minutes=minutes)), INVALID_REQUEST)
+    rejected(
+        when(given(*IN_PROGRESS_J1), t.UpdateExecution("j1", IN_PROGRESS, step_timeout_minutes=minutes)),
+        INVALID_REQUEST,
+    )
     rejected(when(given(registered(), queued("j1", 0)), t.StartNext(step_timeout_minutes=minutes)), INVALID_REQUEST)
 
 
@@ -567,7 +571,8 @@ def test_pending_list_has_in_progress_first_then_queued_in_queue_order() -> None
         updated("j3", SUCCEEDED, 2),
     )
     assert [e.job_id for e in state.pending()] == ["j2", "j4", "j1"]
-    assert state.head() is not None and state.head().job_id == "j2"
+    head = state.head()
+    assert head is not None and head.job_id == "j2"
 
 
 def test_describe_next_returns_the_head_and_changes_nothing() -> None:
@@ -668,7 +673,9 @@ def test_in_progress_deadline_also_starts_on_update_to_in_progress() -> None:
 
 
 def test_no_in_progress_timeout_means_no_deadline() -> None:
-    after = t.fold(given(registered(), queued("j1", 0)), when(given(registered(), queued("j1", 0)), t.StartNext()).events)
+    after = t.fold(
+        given(registered(), queued("j1", 0)), when(given(registered(), queued("j1", 0)), t.StartNext()).events
+    )
     assert after.executions["j1"].deadline is None
     assert t.timers(after) == []
 
@@ -680,7 +687,8 @@ def test_effective_deadline_is_the_earlier_of_in_progress_and_step_deadlines() -
     state = t.fold(state, when(state, t.StartNext(), now=T0).events)
     for minute in (5, 10, 13):
         state = t.fold(
-            state, when(state, t.UpdateExecution("j1", IN_PROGRESS, step_timeout_minutes=10), now=T0 + minute * 60).events
+            state,
+            when(state, t.UpdateExecution("j1", IN_PROGRESS, step_timeout_minutes=10), now=T0 + minute * 60).events,
         )
     j1 = state.executions["j1"]
     assert (j1.in_progress_deadline, j1.step_deadline, j1.deadline) == (T0 + 1200, T0 + 1380, T0 + 1200)
@@ -695,9 +703,7 @@ def test_a_step_timer_alone_sets_the_deadline() -> None:
 
 
 def test_update_without_step_timeout_keeps_the_step_timer() -> None:
-    state = given(
-        registered(), queued("j1", 0), updated("j1", IN_PROGRESS, 2, started_at=T0, step_deadline=T0 + 600)
-    )
+    state = given(registered(), queued("j1", 0), updated("j1", IN_PROGRESS, 2, started_at=T0, step_deadline=T0 + 600))
     decision = when(state, t.UpdateExecution("j1", IN_PROGRESS, status_details={"p": "50"}), now=NOW)
     assert decision.events[0].step_deadline == T0 + 600
 
@@ -880,7 +886,9 @@ def test_new_queued_execution_behind_an_in_progress_one_notifies_pending_only() 
         t.NotifyPending(
             THING,
             [
-                execution("j1", 0, status=IN_PROGRESS, version=2, updated_at=STARTED, started_at=STARTED, details=DETAILS),
+                execution(
+                    "j1", 0, status=IN_PROGRESS, version=2, updated_at=STARTED, started_at=STARTED, details=DETAILS
+                ),
                 execution("j2", 1, queued_at=NOW),
             ],
         ),
@@ -904,7 +912,9 @@ def test_j1_j2_example_starting_a_non_head_notifies_next_only() -> None:
 
 
 def test_in_progress_to_in_progress_notifies_nothing() -> None:
-    decision = when(given(*IN_PROGRESS_J1, queued("j2", 1)), t.UpdateExecution("j1", IN_PROGRESS, step_timeout_minutes=3))
+    decision = when(
+        given(*IN_PROGRESS_J1, queued("j2", 1)), t.UpdateExecution("j1", IN_PROGRESS, step_timeout_minutes=3)
+    )
     assert decision.effects == ()
 
 
@@ -939,7 +949,12 @@ def test_notify_pending_lists_at_most_ten_executions() -> None:
 
 def test_rejections_and_reads_notify_nothing() -> None:
     state = given(*IN_PROGRESS_J1, queued("j2", 1))
-    for command in (t.GetPending(), t.DescribeExecution(t.NEXT), t.DescribeExecution("j2"), t.UpdateExecution("j9", FAILED)):
+    for command in (
+        t.GetPending(),
+        t.DescribeExecution(t.NEXT),
+        t.DescribeExecution("j2"),
+        t.UpdateExecution("j9", FAILED),
+    ):
         decision = when(state, command)
         assert (decision.events, decision.sends, decision.effects) == ((), (), ())
 

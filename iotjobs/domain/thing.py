@@ -437,6 +437,15 @@ def _update(state: ThingState, command: UpdateExecution, ctx: Context) -> tuple[
             f"cannot move to {command.status}",
             {"executionState": execution.state_view()},
         )
+    if execution.deadline is not None and execution.deadline <= ctx.now:
+        # The timer is due but has not fired yet: the device is late, whatever the timer task's lag.
+        timed_out = _changed(execution, ctx, "timeout", status=TIMED_OUT)
+        late = evolve(state, timed_out).executions[execution.job_id]
+        return [timed_out], DomainError(
+            ErrorKind.INVALID_STATE_TRANSITION,
+            f"Job execution {execution.job_id} on thing {state.name} timed out before this update arrived",
+            {"executionState": late.state_view()},
+        ).rejection()
     event = _changed(execution, ctx, "update", status=command.status, status_details=details, step_timeout_minutes=step)
     updated = evolve(state, event).executions[execution.job_id]
     return [event], UpdateReply(updated.to_dict(), command.include_state, command.include_document)

@@ -747,6 +747,24 @@ TIMING_J1 = (
 )
 
 
+def test_an_update_after_the_deadline_times_the_execution_out_and_is_refused() -> None:
+    decision = when(given(*TIMING_J1), t.UpdateExecution("j1", SUCCEEDED), now=T0 + 300)
+    assert [(e.status, e.version_number, e.cause) for e in decision.events] == [(TIMED_OUT, 3, "timeout")]
+    assert isinstance(decision.reply, Rejection)
+    assert decision.reply.kind == INVALID_TRANSITION
+    assert decision.reply.detail["executionState"] == {
+        "status": TIMED_OUT,
+        "statusDetails": DETAILS,
+        "versionNumber": 3,
+    }
+    assert decision.sends == (Send("job/j1", RecordExecutionStatus("j1", THING, 1, TIMED_OUT)),)
+
+
+def test_an_update_just_before_the_deadline_is_accepted() -> None:
+    decision = when(given(*TIMING_J1), t.UpdateExecution("j1", SUCCEEDED), now=T0 + 299.9)
+    assert [e.status for e in decision.events] == [SUCCEEDED]
+
+
 def test_fire_timeout_before_the_deadline_does_nothing() -> None:
     assert when(given(*TIMING_J1), t.FireTimeout("j1", 1), now=T0 + 299.9) == Decision()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import asdict
 from typing import Any
 
 import asyncpg
@@ -103,7 +104,7 @@ def parse_create_job(job_id: str, body: dict[str, Any], arns: Arns) -> registry.
         in_progress_timeout_minutes=minutes,
         namespace_id=namespace,
     )
-    return registry.ResolveJobTargets(job_id, spec.__dict__, things, groups)
+    return registry.ResolveJobTargets(job_id, asdict(spec), things, groups)
 
 
 async def create_job(request: web.Request) -> web.Response:

@@ -17,47 +17,46 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
-async def two_controls(servers: Servers) -> AsyncIterator[tuple[Stack, Stack]]:
-    """A stack with a second control instance sharing the partitions of the first."""
+async def two_controls(servers: Servers) -> AsyncIterator[tuple[Stack, str]]:
+    """A stack with a second control instance sharing the partitions of the first; yields its URL."""
     stack = Stack(servers, seconds_per_minute=1.0)
     await stack.start()
     port = free_port()
     stack.spawn("control", name="control-2", IOTJOBS_CONTROL_PORT=str(port), IOTJOBS_INSTANCE_ID="second")
-    second = Stack.__new__(Stack)
-    second.__dict__.update(stack.__dict__)
-    second.settings = stack.settings.__class__(**{**stack.settings.__dict__, "control_port": port})
+    second = f"http://127.0.0.1:{port}"
     try:
-        await second.wait_ready()
+        await stack.wait_ready(stack.control_url, second, stack.dataplane_url)
         yield stack, second
     finally:
         await stack.stop()
 
 
-async def test_conflicting_creates_through_two_instances_succeed_once(two_controls: tuple[Stack, Stack]) -> None:
-    first, second = two_controls
+async def test_conflicting_creates_through_two_instances_succeed_once(two_controls: tuple[Stack, str]) -> None:
+    stack, second = two_controls
+    endpoints = (stack.control_url, second)
     thing = unique("t")
-    await asyncio.to_thread(iot_client(first).create_thing, thingName=thing)
+    await asyncio.to_thread(iot_client(stack).create_thing, thingName=thing)
     for _ in range(5):
         job = unique("race")
 
-        def create(stack: Stack, document: str, job: str = job) -> str:
+        def create(endpoint: str, document: str, job: str = job) -> str:
             try:
-                iot_client(stack).create_job(jobId=job, targets=[thing_arn(thing)], document=document)
+                iot_client(stack, endpoint).create_job(jobId=job, targets=[thing_arn(thing)], document=document)
                 return document
             except ClientError as err:
-                return err.response["Error"]["Code"]
+                return str(err.response["Error"]["Code"])
 
         results = await asyncio.gather(
-            asyncio.to_thread(create, first, '{"from": "first"}'),
-            asyncio.to_thread(create, second, '{"from": "second"}'),
+            asyncio.to_thread(create, endpoints[0], '{"from": "first"}'),
+            asyncio.to_thread(create, endpoints[1], '{"from": "second"}'),
         )
         winners = [r for r in results if r.startswith("{")]
         assert len(winners) == 1 and "ResourceAlreadyExistsException" in results, results
-        stored = await asyncio.to_thread(iot_client(second).get_job_document, jobId=job)
+        stored = await asyncio.to_thread(iot_client(stack, second).get_job_document, jobId=job)
         assert stored["document"] == winners[0]
 
 
-async def test_timers_are_rearmed_when_a_new_owner_restores_the_state(two_controls: tuple[Stack, Stack]) -> None:
+async def test_timers_are_rearmed_when_a_new_owner_restores_the_state(two_controls: tuple[Stack, str]) -> None:
     stack, _ = two_controls
     iot = iot_client(stack)
     thing, job = unique("t"), unique("j")

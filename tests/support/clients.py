@@ -18,10 +18,10 @@ ACCOUNT = "123456789012"
 REGION = "us-east-1"
 
 
-def iot_client(stack: Stack) -> Any:
+def iot_client(stack: Stack, endpoint_url: str | None = None) -> Any:
     return boto3.client(
         "iot",
-        endpoint_url=stack.control_url,
+        endpoint_url=endpoint_url or stack.control_url,
         region_name=REGION,
         aws_access_key_id="x",
         aws_secret_access_key="y",

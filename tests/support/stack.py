@@ -72,13 +72,16 @@ class Stack:
                 [sys.executable, "-m", f"services.{service}"], env=env, stdout=log, stderr=subprocess.STDOUT
             )
 
-    async def wait_ready(self, timeout: float = 60.0) -> None:
+    async def wait_ready(self, *urls: str, timeout: float = 60.0) -> None:
+        """Wait until the services at `urls` (default: control and dataplane) own their partitions."""
+        urls = urls or (self.control_url, self.dataplane_url)
+
         async def healthy() -> bool:
             for service, proc in self.processes.items():
                 if proc.poll() is not None:
                     raise AssertionError(f"{service} exited with {proc.returncode}:\n{self.log_tail(service)}")
             async with aiohttp.ClientSession() as http:
-                for url in (self.control_url, self.dataplane_url):
+                for url in urls:
                     try:
                         async with http.get(f"{url}/health") as resp:
                             if resp.status != 200:

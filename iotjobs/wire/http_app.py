@@ -3,15 +3,38 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from iotjobs.domain.errors import DomainError
 from iotjobs.runtime import logs
+from iotjobs.runtime.deciders import DeciderRuntime
+from iotjobs.runtime.settings import Settings
 from iotjobs.wire.http_errors import ApiError, error_response, from_rejection, unknown_operation
 
 log = logs.get("iotjobs.http")
+
+SETTINGS_KEY = web.AppKey("settings", Settings)
+RUNTIME_KEY = web.AppKey("runtime", DeciderRuntime)
+Resources = Callable[[web.Application], AsyncIterator[None]]
+
+
+def service_app(settings: Settings, errors: dict[str, tuple[str, int]], resources: Resources) -> web.Application:
+    """An HTTP plane: AWS error encoding, the service's resources, and its readiness probe."""
+    app = web.Application(middlewares=[error_middleware(errors)])
+    app[SETTINGS_KEY] = settings
+    app.cleanup_ctx.append(resources)
+    app.router.add_get("/health", health)
+    return app
+
+
+async def health(request: web.Request) -> web.Response:
+    """200 once every assigned partition is owned: the readiness probe of compose and Kubernetes."""
+    runtime = request.app[RUNTIME_KEY]
+    body = {"ready": runtime.ready, "partitions": runtime.owned_partitions}
+    return web.json_response(body, status=200 if runtime.ready else 503)
 
 
 def error_middleware(table: dict[str, tuple[str, int]]) -> Middleware:

@@ -10,12 +10,9 @@ from iotjobs.runtime.bus import CommandBus
 from iotjobs.runtime.deciders import DeciderRuntime
 from iotjobs.runtime.settings import Settings
 from iotjobs.runtime.topics import Topics, ensure_topics
-from iotjobs.wire.http_app import error_middleware
+from iotjobs.wire.http_app import RUNTIME_KEY, SETTINGS_KEY, service_app
 from iotjobs.wire.http_errors import DATA
 from services.dataplane.mqtt_ingress import MqttIngress
-
-SETTINGS_KEY = web.AppKey("settings", Settings)
-RUNTIME_KEY = web.AppKey("runtime", DeciderRuntime)
 
 
 async def _resources(app: web.Application) -> AsyncIterator[None]:
@@ -43,16 +40,6 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         await bus.stop()
 
 
-async def health(request: web.Request) -> web.Response:
-    """200 once every assigned partition is owned: the readiness probe of compose and Kubernetes."""
-    runtime = request.app[RUNTIME_KEY]
-    body = {"ready": runtime.ready, "partitions": runtime.owned_partitions}
-    return web.json_response(body, status=200 if runtime.ready else 503)
-
-
 def create_app(settings: Settings) -> web.Application:
-    app = web.Application(middlewares=[error_middleware(DATA)])
-    app[SETTINGS_KEY] = settings
-    app.cleanup_ctx.append(_resources)
-    app.router.add_get("/health", health)
+    app = service_app(settings, DATA, _resources)
     return app

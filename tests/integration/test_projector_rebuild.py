@@ -21,6 +21,17 @@ from tests.support.waiting import until
 pytestmark = pytest.mark.integration
 
 
+async def _rebuild(stack: Stack) -> subprocess.CompletedProcess[str]:
+    return await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "services.admin", "rebuild"],
+        env={**os.environ, **stack.settings.env()},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
 async def _snapshot(dsn: str) -> dict[str, list[dict[str, Any]]]:
     conn = await pg.connect(dsn)
     try:
@@ -105,14 +116,7 @@ async def test_rebuild_from_offset_zero_gives_identical_rows(stack: Stack) -> No
         await conn.execute("UPDATE job_executions SET status = 'CORRUPTED'")  # the rebuild must not keep rows
     finally:
         await conn.close()
-    result = await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "services.admin", "rebuild"],
-        env={**os.environ, **stack.settings.env()},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = await _rebuild(stack)
     assert result.returncode == 0, result.stderr
     assert "read models rebuilt from" in result.stdout
     assert await _snapshot(stack.settings.pg_dsn) == live
@@ -134,13 +138,6 @@ async def test_rebuild_refuses_while_a_projector_runs(stack: Stack) -> None:
         await until(projector_holds_its_lock, what="the projector to run")
     finally:
         await conn.close()
-    result = await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "services.admin", "rebuild"],
-        env={**os.environ, **stack.settings.env()},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = await _rebuild(stack)
     assert result.returncode != 0
     assert "a projector is running" in result.stderr

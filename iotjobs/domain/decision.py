@@ -35,6 +35,11 @@ class Decision:
 
 
 @dataclass(frozen=True)
+class Done:
+    """The reply of an operation whose output has no members."""
+
+
+@dataclass(frozen=True)
 class Timer:
     """A command the runtime delivers to the same key once `due` has passed."""
 

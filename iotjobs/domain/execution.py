@@ -74,3 +74,12 @@ class RecordExecutionStatus:
     thing_name: str
     execution_number: int
     status: str
+
+
+@dataclass(frozen=True)
+class ForgetExecution:
+    """Sent by a thing to `job/{id}` when an execution of the job was deleted from it."""
+
+    job_id: str
+    thing_name: str
+    execution_number: int

@@ -5,14 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from iotjobs.domain.decision import Context, Decision, Send
+from iotjobs.domain.decision import Context, Decision, Done, Send
 from iotjobs.domain.errors import DomainError, ErrorKind
-from iotjobs.domain.execution import QUEUED, TERMINAL, RecordExecutionStatus
-from iotjobs.domain.thing import QueueExecution
+from iotjobs.domain.execution import QUEUED, TERMINAL, ForgetExecution, RecordExecutionStatus
+from iotjobs.domain.thing import CancelExecution, DeleteExecution, QueueExecution
 from iotjobs.domain.thing import key_for as thing_key
 
 IN_PROGRESS = "IN_PROGRESS"
 COMPLETED = "COMPLETED"
+CANCELED = "CANCELED"
+DELETION_IN_PROGRESS = "DELETION_IN_PROGRESS"
 SNAPSHOT = "SNAPSHOT"
 CONTINUOUS = "CONTINUOUS"
 
@@ -39,6 +41,28 @@ class CreateJob:
     things: list[str]
 
 
+@dataclass(frozen=True)
+class UpdateJob:
+    """UpdateJob: `changes` holds JobSpec fields and their new values."""
+
+    job_id: str
+    changes: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class CancelJob:
+    job_id: str
+    force: bool = False
+    reason_code: str | None = None
+    comment: str | None = None
+
+
+@dataclass(frozen=True)
+class DeleteJob:
+    job_id: str
+    force: bool = False
+
+
 # --- events -----------------------------------------------------------------------------------
 
 
@@ -60,6 +84,41 @@ class JobExecutionRecorded:
 
 
 @dataclass(frozen=True)
+class JobUpdated:
+    job_id: str
+    changes: dict[str, Any]
+    at: float
+
+
+@dataclass(frozen=True)
+class JobCanceled:
+    job_id: str
+    force: bool
+    reason_code: str | None
+    comment: str | None
+    at: float
+
+
+@dataclass(frozen=True)
+class JobDeletionStarted:
+    job_id: str
+    at: float
+
+
+@dataclass(frozen=True)
+class JobExecutionForgotten:
+    job_id: str
+    thing_name: str
+    at: float
+
+
+@dataclass(frozen=True)
+class JobDeleted:
+    job_id: str
+    at: float
+
+
+@dataclass(frozen=True)
 class JobCompleted:
     job_id: str
     completed_at: float
@@ -74,8 +133,17 @@ class JobCreatedReply:
     description: str | None
 
 
-COMMANDS = (CreateJob, RecordExecutionStatus)
-EVENTS = (JobCreated, JobExecutionRecorded, JobCompleted)
+COMMANDS = (CreateJob, RecordExecutionStatus, UpdateJob, CancelJob, DeleteJob, ForgetExecution)
+EVENTS = (
+    JobCreated,
+    JobExecutionRecorded,
+    JobCompleted,
+    JobUpdated,
+    JobCanceled,
+    JobDeletionStarted,
+    JobExecutionForgotten,
+    JobDeleted,
+)
 REPLIES = (JobCreatedReply,)
 
 # --- state ------------------------------------------------------------------------------------
@@ -91,6 +159,9 @@ class JobState:
     completed_at: float | None = None
     executions: dict[str, str] = field(default_factory=dict)
     """Status of the latest execution on each thing the job released to."""
+    force_canceled: bool = False
+    reason_code: str | None = None
+    comment: str | None = None
 
     @property
     def exists(self) -> bool:
@@ -108,6 +179,9 @@ class JobState:
             "last_updated_at": self.last_updated_at,
             "completed_at": self.completed_at,
             "executions": self.executions,
+            "force_canceled": self.force_canceled,
+            "reason_code": self.reason_code,
+            "comment": self.comment,
         }
 
     @staticmethod
@@ -142,6 +216,25 @@ def evolve(state: JobState, event: Any) -> JobState:
             )
         case JobCompleted():
             return replace(state, status=COMPLETED, completed_at=event.completed_at, last_updated_at=event.completed_at)
+        case JobUpdated():
+            return replace(state, spec={**state.spec, **event.changes}, last_updated_at=event.at)
+        case JobCanceled():
+            return replace(
+                state,
+                status=CANCELED,
+                force_canceled=event.force,
+                reason_code=event.reason_code,
+                comment=event.comment,
+                last_updated_at=event.at,
+                completed_at=state.completed_at or event.at,
+            )
+        case JobDeletionStarted():
+            return replace(state, status=DELETION_IN_PROGRESS, last_updated_at=event.at)
+        case JobExecutionForgotten():
+            remaining = {t: s for t, s in state.executions.items() if t != event.thing_name}
+            return replace(state, executions=remaining, last_updated_at=event.at)
+        case JobDeleted():
+            return initial(key_for(state.job_id))  # the id may be used again
     raise TypeError(f"job aggregate cannot apply {type(event).__name__}")
 
 
@@ -151,6 +244,14 @@ def decide(state: JobState, command: Any, ctx: Context) -> Decision:
             return _create(state, command, ctx)
         case RecordExecutionStatus():
             return _record(state, command, ctx)
+        case UpdateJob():
+            return _update(state, command, ctx)
+        case CancelJob():
+            return _cancel(state, command, ctx)
+        case DeleteJob():
+            return _delete(state, command, ctx)
+        case ForgetExecution():
+            return _forget(state, command, ctx)
     raise TypeError(f"job aggregate cannot handle {type(command).__name__}")
 
 
@@ -189,10 +290,96 @@ def _record(state: JobState, command: RecordExecutionStatus, ctx: Context) -> De
         JobExecutionRecorded(command.job_id, command.thing_name, command.execution_number, command.status, ctx.now)
     ]
     after = evolve(state, events[0])
-    if (
-        state.status == IN_PROGRESS
-        and after.spec.get("target_selection", SNAPSHOT) == SNAPSHOT
-        and after.all_terminal()
-    ):
+    if _completes(state, after):
         events.append(JobCompleted(command.job_id, ctx.now))
     return Decision(events=tuple(events))
+
+
+def _missing(job_id: str) -> Decision:
+    return Decision(reply=DomainError(ErrorKind.RESOURCE_NOT_FOUND, f"Job {job_id} does not exist").rejection())
+
+
+def _refused(kind: ErrorKind, message: str) -> Decision:
+    return Decision(reply=DomainError(kind, message).rejection())
+
+
+def _update(state: JobState, command: UpdateJob, ctx: Context) -> Decision:
+    if not state.exists:
+        return _missing(command.job_id)
+    if state.status == DELETION_IN_PROGRESS:
+        return _refused(ErrorKind.INVALID_REQUEST, f"Job {command.job_id} is being deleted and cannot be updated")
+    unknown = set(command.changes) - set(JobSpec.__dataclass_fields__)
+    if unknown:
+        raise TypeError(f"UpdateJob cannot change {sorted(unknown)}")
+    if not command.changes:
+        return Decision(reply=Done())
+    return Decision(reply=Done(), events=(JobUpdated(command.job_id, dict(command.changes), ctx.now),))
+
+
+def _pending_things(state: JobState) -> list[str]:
+    return [thing for thing, status in state.executions.items() if status not in TERMINAL]
+
+
+def _cancel(state: JobState, command: CancelJob, ctx: Context) -> Decision:
+    if not state.exists:
+        return _missing(command.job_id)
+    reply = JobCreatedReply(command.job_id, state.spec.get("description"))
+    if state.status == DELETION_IN_PROGRESS:
+        return _refused(ErrorKind.INVALID_REQUEST, f"Job {command.job_id} is being deleted and cannot be canceled")
+    if state.status == COMPLETED:
+        return _refused(ErrorKind.INVALID_REQUEST, f"Job {command.job_id} is already COMPLETED")
+    if state.status == CANCELED and (state.force_canceled or not command.force):
+        return Decision(reply=reply)  # nothing more to cancel
+    fan_out = CancelExecution(command.job_id, force=command.force, from_job=True)
+    canceled = JobCanceled(
+        command.job_id,
+        command.force,
+        command.reason_code if state.status != CANCELED else state.reason_code,
+        command.comment if state.status != CANCELED else state.comment,
+        ctx.now,
+    )
+    return Decision(
+        reply=reply,
+        events=(canceled,),
+        sends=tuple(Send(thing_key(thing), fan_out) for thing in _pending_things(state)),
+    )
+
+
+def _delete(state: JobState, command: DeleteJob, ctx: Context) -> Decision:
+    if not state.exists:
+        return _missing(command.job_id)
+    if state.status == DELETION_IN_PROGRESS:
+        return _refused(ErrorKind.INVALID_STATE_TRANSITION, f"Job {command.job_id} is already being deleted")
+    if not command.force and state.status not in (COMPLETED, CANCELED):
+        return _refused(
+            ErrorKind.INVALID_STATE_TRANSITION,
+            f"Job {command.job_id} is {state.status}; "
+            "only COMPLETED or CANCELED jobs can be deleted without force=true",
+        )
+    events: list[Any] = [JobDeletionStarted(command.job_id, ctx.now)]
+    if not state.executions:
+        events.append(JobDeleted(command.job_id, ctx.now))
+    fan_out = DeleteExecution(command.job_id, force=True, from_job=True)
+    return Decision(
+        reply=Done(),
+        events=tuple(events),
+        sends=tuple(Send(thing_key(thing), fan_out) for thing in state.executions),
+    )
+
+
+def _forget(state: JobState, command: ForgetExecution, ctx: Context) -> Decision:
+    if not state.exists or command.thing_name not in state.executions:
+        return Decision()
+    events: list[Any] = [JobExecutionForgotten(command.job_id, command.thing_name, ctx.now)]
+    after = evolve(state, events[0])
+    if state.status == DELETION_IN_PROGRESS and not after.executions:
+        events.append(JobDeleted(command.job_id, ctx.now))
+    elif _completes(state, after):
+        events.append(JobCompleted(command.job_id, ctx.now))
+    return Decision(events=tuple(events))
+
+
+def _completes(before: JobState, after: JobState) -> bool:
+    """A SNAPSHOT job completes when every execution it still tracks is terminal."""
+    snapshot = after.spec.get("target_selection", SNAPSHOT) == SNAPSHOT
+    return before.status == IN_PROGRESS and snapshot and after.all_terminal()

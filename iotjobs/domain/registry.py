@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from iotjobs.domain.decision import Context, Decision, Send
+from iotjobs.domain.decision import Context, Decision, Done, Send
 from iotjobs.domain.errors import DomainError, ErrorKind, invalid, not_found
 from iotjobs.domain.job import CreateJob
 from iotjobs.domain.job import key_for as job_key
@@ -88,11 +88,6 @@ class ThingAddedToThingGroup:
 class ThingGroupReply:
     group_name: str
     group_id: str
-
-
-@dataclass(frozen=True)
-class Done:
-    """An operation whose output has no members."""
 
 
 COMMANDS = (CreateThing, CreateThingGroup, AddThingToThingGroup, ResolveJobTargets)

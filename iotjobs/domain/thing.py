@@ -10,15 +10,17 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from iotjobs.domain import validation as v
-from iotjobs.domain.decision import Context, Decision, Send, Timer
+from iotjobs.domain.decision import Context, Decision, Done, Send, Timer
 from iotjobs.domain.errors import DomainError, ErrorKind, invalid, not_found
 from iotjobs.domain.execution import (
+    CANCELED,
     DEVICE_SETTABLE,
     IN_PROGRESS,
     PENDING,
     QUEUED,
     TIMED_OUT,
     Execution,
+    ForgetExecution,
     RecordExecutionStatus,
 )
 
@@ -78,6 +80,27 @@ class FireTimeout:
     execution_number: int
 
 
+@dataclass(frozen=True)
+class CancelExecution:
+    """CancelJobExecution from the control plane (replies), or CancelJob fanned out by the job (does not)."""
+
+    job_id: str
+    force: bool = False
+    expected_version: int | None = None
+    status_details: dict[str, str] | None = None
+    from_job: bool = False
+
+
+@dataclass(frozen=True)
+class DeleteExecution:
+    """DeleteJobExecution (an exact executionNumber), or DeleteJob fanned out by the job (any number)."""
+
+    job_id: str
+    execution_number: int | None = None
+    force: bool = False
+    from_job: bool = False
+
+
 # --- events -----------------------------------------------------------------------------------
 
 
@@ -115,6 +138,14 @@ class ExecutionUpdated:
     in_progress_deadline: float | None
     step_deadline: float | None
     cause: str
+    force_canceled: bool = False
+
+
+@dataclass(frozen=True)
+class ExecutionDeleted:
+    thing_name: str
+    job_id: str
+    execution_number: int
 
 
 # --- replies and effects ----------------------------------------------------------------------
@@ -163,8 +194,18 @@ class NotifyNext:
     execution: dict[str, Any] | None
 
 
-COMMANDS = (RegisterThing, QueueExecution, GetPending, StartNext, DescribeExecution, UpdateExecution, FireTimeout)
-EVENTS = (ThingRegistered, ExecutionQueued, ExecutionUpdated)
+COMMANDS = (
+    RegisterThing,
+    QueueExecution,
+    GetPending,
+    StartNext,
+    DescribeExecution,
+    UpdateExecution,
+    FireTimeout,
+    CancelExecution,
+    DeleteExecution,
+)
+EVENTS = (ThingRegistered, ExecutionQueued, ExecutionUpdated, ExecutionDeleted)
 REPLIES = (ThingRegisteredReply, PendingReply, ExecutionReply, UpdateReply)
 
 # --- state ------------------------------------------------------------------------------------
@@ -177,6 +218,8 @@ class ThingState:
     executions: dict[str, Execution] = field(default_factory=dict)
     """The latest execution of each job on this thing."""
     next_seq: int = 0
+    execution_numbers: dict[str, int] = field(default_factory=dict)
+    """The last executionNumber given per job: numbers are never reused, even after a deletion."""
 
     @property
     def registered(self) -> bool:
@@ -197,6 +240,7 @@ class ThingState:
             "thing_id": self.thing_id,
             "executions": {k: e.to_dict() for k, e in self.executions.items()},
             "next_seq": self.next_seq,
+            "execution_numbers": self.execution_numbers,
         }
 
     @staticmethod
@@ -206,6 +250,7 @@ class ThingState:
             thing_id=data["thing_id"],
             executions={k: Execution.from_dict(e) for k, e in data["executions"].items()},
             next_seq=data["next_seq"],
+            execution_numbers=data.get("execution_numbers", {}),
         )
 
 
@@ -243,6 +288,7 @@ def evolve(state: ThingState, event: Any) -> ThingState:
                 state,
                 executions={**state.executions, event.job_id: execution},
                 next_seq=max(state.next_seq, event.seq + 1),
+                execution_numbers={**state.execution_numbers, event.job_id: event.execution_number},
             )
         case ExecutionUpdated():
             current = state.executions[event.job_id]
@@ -255,8 +301,12 @@ def evolve(state: ThingState, event: Any) -> ThingState:
                 started_at=event.started_at,
                 in_progress_deadline=event.in_progress_deadline,
                 step_deadline=event.step_deadline,
+                force_canceled=event.force_canceled,
             )
             return replace(state, executions={**state.executions, event.job_id: updated})
+        case ExecutionDeleted():
+            remaining = {k: e for k, e in state.executions.items() if k != event.job_id}
+            return replace(state, executions=remaining)
     raise TypeError(f"thing aggregate cannot apply {type(event).__name__}")
 
 
@@ -306,6 +356,10 @@ def _decide(state: ThingState, command: Any, ctx: Context) -> tuple[list[Any], A
             return _update(state, command, ctx)
         case FireTimeout():
             return _fire_timeout(state, command, ctx), None
+        case CancelExecution():
+            return _cancel(state, command, ctx)
+        case DeleteExecution():
+            return _delete(state, command)
     raise TypeError(f"thing aggregate cannot handle {type(command).__name__}")
 
 
@@ -327,7 +381,7 @@ def _queue(state: ThingState, command: QueueExecution, ctx: Context) -> list[Any
         ExecutionQueued(
             thing_name=state.name,
             job_id=command.job_id,
-            execution_number=(current.execution_number + 1) if current else 1,
+            execution_number=state.execution_numbers.get(command.job_id, 0) + 1,
             seq=state.next_seq,
             queued_at=ctx.now,
             document=command.document,
@@ -346,6 +400,7 @@ def _changed(
     status: str | None = None,
     status_details: dict[str, str] | None = None,
     step_timeout_minutes: int | None = None,
+    force_canceled: bool = False,
 ) -> ExecutionUpdated:
     """The event for one persisted change: versionNumber moves on every one."""
     new_status = status or execution.status
@@ -374,6 +429,7 @@ def _changed(
         in_progress_deadline=in_progress_deadline,
         step_deadline=step_deadline,
         cause=cause,
+        force_canceled=force_canceled or execution.force_canceled,
     )
 
 
@@ -464,11 +520,65 @@ def _fire_timeout(state: ThingState, command: FireTimeout, ctx: Context) -> list
     return [_changed(execution, ctx, "timeout", status=TIMED_OUT)]
 
 
+def _cancel(state: ThingState, command: CancelExecution, ctx: Context) -> tuple[list[Any], Any]:
+    details = None if command.status_details is None else v.check_status_details(command.status_details)
+    execution = state.executions.get(command.job_id)
+    if command.from_job:
+        # CancelJob: QUEUED executions always, IN_PROGRESS ones only when forced; the rest stay as they are.
+        if execution is None or execution.status not in (QUEUED, IN_PROGRESS):
+            return [], None
+        if execution.status == IN_PROGRESS and not command.force:
+            return [], None
+        return [_changed(execution, ctx, "cancel", status=CANCELED, force_canceled=command.force)], None
+    execution = _find(state, command.job_id, None)
+    if command.expected_version is not None and command.expected_version != execution.version_number:
+        raise DomainError(
+            ErrorKind.VERSION_CONFLICT,
+            f"expectedVersion {command.expected_version} does not match the current versionNumber "
+            f"{execution.version_number} of job execution {execution.job_id} on thing {state.name}",
+        )
+    if execution.is_terminal:
+        raise DomainError(
+            ErrorKind.INVALID_STATE_TRANSITION,
+            f"Job execution {execution.job_id} on thing {state.name} is {execution.status} and cannot be canceled",
+        )
+    if execution.status == IN_PROGRESS and not command.force:
+        raise DomainError(
+            ErrorKind.INVALID_STATE_TRANSITION,
+            f"Job execution {execution.job_id} on thing {state.name} is IN_PROGRESS; cancel it with force=true",
+        )
+    event = _changed(execution, ctx, "cancel", status=CANCELED, status_details=details, force_canceled=command.force)
+    return [event], Done()
+
+
+def _delete(state: ThingState, command: DeleteExecution) -> tuple[list[Any], Any]:
+    execution = state.executions.get(command.job_id)
+    if command.from_job:
+        if execution is None:
+            return [], None
+        return [ExecutionDeleted(state.name, command.job_id, execution.execution_number)], None
+    if execution is None or execution.execution_number != command.execution_number:
+        raise not_found(
+            f"Job execution {command.execution_number} of job {command.job_id} on thing {state.name} does not exist"
+        )
+    if not execution.is_terminal and not command.force:
+        raise DomainError(
+            ErrorKind.INVALID_STATE_TRANSITION,
+            f"Job execution {execution.job_id} on thing {state.name} is {execution.status}; "
+            "only a terminal execution can be deleted without force=true",
+        )
+    return [ExecutionDeleted(state.name, command.job_id, execution.execution_number)], Done()
+
+
 # --- consequences of a change -----------------------------------------------------------------
 
 
 def _status_reports(before: ThingState, after: ThingState) -> list[Send]:
-    sends = []
+    sends = [
+        Send(f"job/{job_id}", ForgetExecution(job_id, after.name, gone.execution_number))
+        for job_id, gone in before.executions.items()
+        if job_id not in after.executions
+    ]
     for job_id, execution in after.executions.items():
         previous = before.executions.get(job_id)
         if previous is None or previous.execution_number != execution.execution_number:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from services.control import jobs_api, things_api
+from services.control import jobs_api, lifecycle_api, things_api
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -32,6 +32,18 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("ListJobExecutionsForJob", "GET", "/jobs/{jobId}/things", jobs_api.list_job_executions_for_job),
     Operation("DescribeJobExecution", "GET", "/things/{thingName}/jobs/{jobId}", jobs_api.describe_job_execution),
     Operation("ListJobExecutionsForThing", "GET", "/things/{thingName}/jobs", jobs_api.list_job_executions_for_thing),
+    Operation("UpdateJob", "PATCH", "/jobs/{jobId}", lifecycle_api.update_job),
+    Operation("CancelJob", "PUT", "/jobs/{jobId}/cancel", lifecycle_api.cancel_job),
+    Operation("DeleteJob", "DELETE", "/jobs/{jobId}", lifecycle_api.delete_job),
+    Operation(
+        "CancelJobExecution", "PUT", "/things/{thingName}/jobs/{jobId}/cancel", lifecycle_api.cancel_job_execution
+    ),
+    Operation(
+        "DeleteJobExecution",
+        "DELETE",
+        "/things/{thingName}/jobs/{jobId}/executionNumber/{executionNumber}",
+        lifecycle_api.delete_job_execution,
+    ),
 )
 
 

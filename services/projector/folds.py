@@ -102,7 +102,7 @@ async def apply(conn: asyncpg.Connection, event: Any, seq: int) -> None:
             deadlines = [d for d in (event.in_progress_deadline, event.step_deadline) if d is not None]
             await conn.execute(
                 """UPDATE job_executions SET status = $4, status_details = $5, started_at = $6,
-                       last_updated_at = $7, version_number = $8, deadline = $9
+                       last_updated_at = $7, version_number = $8, deadline = $9, force_canceled = $10
                    WHERE job_id = $1 AND thing_name = $2 AND execution_number = $3 AND version_number < $8""",
                 event.job_id,
                 event.thing_name,
@@ -113,7 +113,55 @@ async def apply(conn: asyncpg.Connection, event: Any, seq: int) -> None:
                 event.last_updated_at,
                 event.version_number,
                 min(deadlines, default=None),
+                event.force_canceled,
             )
+        case thing.ExecutionDeleted():
+            await conn.execute(
+                "DELETE FROM job_executions WHERE job_id = $1 AND thing_name = $2 AND execution_number = $3",
+                event.job_id,
+                event.thing_name,
+                event.execution_number,
+            )
+        case job.JobUpdated():
+            await conn.execute(
+                """UPDATE jobs SET spec = spec || $2::jsonb, last_updated_at = $3, seq = $4,
+                       description = CASE WHEN $2::jsonb ? 'description' THEN $2::jsonb->>'description'
+                                          ELSE description END
+                   WHERE job_id = $1 AND seq < $4""",
+                event.job_id,
+                event.changes,
+                event.at,
+                seq,
+            )
+        case job.JobCanceled():
+            await conn.execute(
+                """UPDATE jobs SET status = 'CANCELED', force_canceled = $2, reason_code = $3, comment = $4,
+                       last_updated_at = $5, completed_at = COALESCE(completed_at, $5), seq = $6
+                   WHERE job_id = $1 AND seq < $6""",
+                event.job_id,
+                event.force,
+                event.reason_code,
+                event.comment,
+                event.at,
+                seq,
+            )
+        case job.JobDeletionStarted():
+            await conn.execute(
+                """UPDATE jobs SET status = 'DELETION_IN_PROGRESS', last_updated_at = $2, seq = $3
+                   WHERE job_id = $1 AND seq < $3""",
+                event.job_id,
+                event.at,
+                seq,
+            )
+        case job.JobExecutionForgotten():
+            await conn.execute(
+                "UPDATE jobs SET last_updated_at = $2, seq = $3 WHERE job_id = $1 AND seq < $3",
+                event.job_id,
+                event.at,
+                seq,
+            )
+        case job.JobDeleted():
+            await conn.execute("DELETE FROM jobs WHERE job_id = $1 AND seq < $2", event.job_id, seq)
         case thing.ThingRegistered():
             pass  # the registry's ThingCreated already put the thing in the read model
         case _:

@@ -1,0 +1,168 @@
+"""Updating, cancelling and deleting jobs and executions through boto3, seen by devices over MQTT."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from tests.support.clients import MqttDevice, iot_client, thing_arn, unique
+from tests.support.stack import Stack
+from tests.support.waiting import until
+
+pytestmark = pytest.mark.e2e
+
+
+async def _job_on_things(stack: Stack, count: int) -> tuple[Any, str, list[str]]:
+    iot = iot_client(stack)
+    things = [unique("life") for _ in range(count)]
+    for name in things:
+        await asyncio.to_thread(iot.create_thing, thingName=name)
+    job = unique("job")
+    await asyncio.to_thread(
+        iot.create_job, jobId=job, targets=[thing_arn(t) for t in things], document="{}", description="before"
+    )
+
+    async def queued() -> bool:
+        listed = await asyncio.to_thread(iot.list_job_executions_for_job, jobId=job)
+        return len(listed["executionSummaries"]) == count
+
+    await until(queued, what="executions queued")
+    return iot, job, things
+
+
+async def _status(iot: Any, job: str, thing: str) -> str:
+    try:
+        described = await asyncio.to_thread(iot.describe_job_execution, jobId=job, thingName=thing)
+    except iot.exceptions.ResourceNotFoundException:
+        return "GONE"
+    return str(described["execution"]["status"])
+
+
+async def _is(value: Any, expected: str) -> bool:
+    return bool(await value == expected)
+
+
+async def test_update_job_changes_description_and_timeout(stack: Stack) -> None:
+    iot, job, _ = await _job_on_things(stack, 1)
+    await asyncio.to_thread(
+        iot.update_job, jobId=job, description="after", timeoutConfig={"inProgressTimeoutInMinutes": 30}
+    )
+    described = (await asyncio.to_thread(iot.describe_job, jobId=job))["job"]
+    assert described["description"] == "after"
+    assert described["timeoutConfig"] == {"inProgressTimeoutInMinutes": 30}
+    with pytest.raises(iot.exceptions.ResourceNotFoundException):
+        await asyncio.to_thread(iot.update_job, jobId=unique("missing"), description="x")
+    with pytest.raises(iot.exceptions.InvalidRequestException, match="inProgressTimeoutInMinutes"):
+        await asyncio.to_thread(iot.update_job, jobId=job, timeoutConfig={"inProgressTimeoutInMinutes": 0})
+
+
+async def test_cancel_job_cancels_queued_executions_and_force_reaches_in_progress(stack: Stack) -> None:
+    iot, job, (busy, idle) = await _job_on_things(stack, 2)
+    async with MqttDevice(stack, busy) as device:
+        outcome, _ = await device.request(f"{job}/update", {"status": "IN_PROGRESS"})
+        assert outcome == "accepted"
+        await until(lambda: _is(_status(iot, job, busy), "IN_PROGRESS"), what="the start to be readable")
+
+        answer = await asyncio.to_thread(iot.cancel_job, jobId=job, reasonCode="OPERATOR_STOP", comment="why not")
+        assert (answer["jobId"], answer["description"]) == (job, "before")
+        described = (await asyncio.to_thread(iot.describe_job, jobId=job))["job"]
+        assert (described["status"], described["reasonCode"], described["comment"]) == (
+            "CANCELED",
+            "OPERATOR_STOP",
+            "why not",
+        )
+        assert described["forceCanceled"] is False
+        await until(lambda: _is(_status(iot, job, idle), "CANCELED"), what="the queued execution to be canceled")
+        assert await _status(iot, job, busy) == "IN_PROGRESS"
+
+        await asyncio.to_thread(iot.cancel_job, jobId=job, force=True)
+        await until(lambda: _is(_status(iot, job, busy), "CANCELED"), what="the forced cancel")
+        outcome, body = await device.request(f"{job}/update", {"status": "SUCCEEDED"})
+        assert (outcome, body["code"], body["executionState"]["status"]) == (
+            "rejected",
+            "InvalidStateTransition",
+            "CANCELED",
+        )
+    described = (await asyncio.to_thread(iot.describe_job, jobId=job))["job"]
+    assert described["forceCanceled"] is True
+    assert described["jobProcessDetails"]["numberOfCanceledThings"] == 2
+    forced = (await asyncio.to_thread(iot.describe_job_execution, jobId=job, thingName=busy))["execution"]
+    assert forced["forceCanceled"] is True
+    with pytest.raises(iot.exceptions.InvalidRequestException, match="reasonCode"):
+        await asyncio.to_thread(iot.cancel_job, jobId=job, reasonCode="lower case")
+
+
+async def test_cancel_job_execution_rules(stack: Stack) -> None:
+    iot, job, (thing,) = await _job_on_things(stack, 1)
+    with pytest.raises(iot.exceptions.VersionConflictException, match="expectedVersion"):
+        await asyncio.to_thread(iot.cancel_job_execution, jobId=job, thingName=thing, expectedVersion=9)
+    async with MqttDevice(stack, thing) as device:
+        await device.request(f"{job}/update", {"status": "IN_PROGRESS"})
+        with pytest.raises(iot.exceptions.InvalidStateTransitionException, match="force"):
+            await asyncio.to_thread(iot.cancel_job_execution, jobId=job, thingName=thing)
+        await asyncio.to_thread(
+            iot.cancel_job_execution, jobId=job, thingName=thing, force=True, statusDetails={"by": "operator"}
+        )
+        moved = await device.next_notify_next()
+        while "execution" in moved:  # notify-next of the start may still be queued
+            moved = await device.next_notify_next()
+    execution = (await asyncio.to_thread(iot.describe_job_execution, jobId=job, thingName=thing))["execution"]
+    assert execution["status"] == "CANCELED" and execution["statusDetails"] == {"detailsMap": {"by": "operator"}}
+    with pytest.raises(iot.exceptions.InvalidStateTransitionException):
+        await asyncio.to_thread(iot.cancel_job_execution, jobId=job, thingName=thing, force=True)
+    with pytest.raises(iot.exceptions.ResourceNotFoundException):
+        await asyncio.to_thread(iot.cancel_job_execution, jobId=unique("none"), thingName=thing)
+
+
+async def test_delete_job_execution_then_delete_job_frees_the_id(stack: Stack) -> None:
+    iot, job, (thing,) = await _job_on_things(stack, 1)
+    with pytest.raises(iot.exceptions.InvalidStateTransitionException, match="force"):
+        await asyncio.to_thread(iot.delete_job_execution, jobId=job, thingName=thing, executionNumber=1)
+    with pytest.raises(iot.exceptions.ResourceNotFoundException):
+        await asyncio.to_thread(iot.delete_job_execution, jobId=job, thingName=thing, executionNumber=2)
+    await asyncio.to_thread(iot.delete_job_execution, jobId=job, thingName=thing, executionNumber=1, force=True)
+    assert await _status(iot, job, thing) == "GONE"
+
+    # the only execution is gone, so the SNAPSHOT job has nothing left to wait for
+    async def completed() -> bool:
+        return (await asyncio.to_thread(iot.describe_job, jobId=job))["job"]["status"] == "COMPLETED"
+
+    await until(completed, what="the job to complete")
+    await asyncio.to_thread(iot.delete_job, jobId=job)
+
+    async def gone() -> bool:
+        try:
+            await asyncio.to_thread(iot.describe_job, jobId=job)
+        except iot.exceptions.ResourceNotFoundException:
+            return True
+        return False
+
+    await until(gone, what="the job to be deleted")
+    await asyncio.to_thread(iot.create_job, jobId=job, targets=[thing_arn(thing)], document='{"again": true}')
+    assert (await asyncio.to_thread(iot.get_job_document, jobId=job))["document"] == '{"again": true}'
+
+    async def requeued() -> bool:
+        listed = await asyncio.to_thread(iot.list_job_executions_for_thing, thingName=thing)
+        return [e["jobExecutionSummary"]["executionNumber"] for e in listed["executionSummaries"]] == [2]
+
+    await until(requeued, what="a new execution that does not reuse number 1")
+
+
+async def test_delete_job_needs_force_while_in_progress_and_removes_its_executions(stack: Stack) -> None:
+    iot, job, things = await _job_on_things(stack, 2)
+    with pytest.raises(iot.exceptions.InvalidStateTransitionException, match="force"):
+        await asyncio.to_thread(iot.delete_job, jobId=job)
+    async with MqttDevice(stack, things[0]) as device:
+        await device.request(f"{job}/update", {"status": "IN_PROGRESS"})
+        await asyncio.to_thread(iot.delete_job, jobId=job, force=True)
+
+        async def all_gone() -> bool:
+            return all([await _status(iot, job, t) == "GONE" for t in things])
+
+        await until(all_gone, what="executions deleted")
+        outcome, body = await device.request(f"{job}/update", {"status": "SUCCEEDED"})
+        assert (outcome, body["code"]) == ("rejected", "ResourceNotFound")
+    with pytest.raises(iot.exceptions.ResourceNotFoundException):
+        await asyncio.to_thread(iot.delete_job, jobId=unique("none"))

@@ -1,0 +1,182 @@
+"""Cancelling and deleting jobs and executions: the thing and job deciders, given / when / then."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from iotjobs.domain import job as j
+from iotjobs.domain import thing as t
+from iotjobs.domain.decision import Context, Decision, Done, Send
+from iotjobs.domain.errors import Rejection
+from iotjobs.domain.execution import ForgetExecution, RecordExecutionStatus
+
+T0 = 1_700_000_000.0
+CTX = Context(now=T0 + 10)
+THING = "t1"
+
+
+def thing_given(*events: Any) -> t.ThingState:
+    return t.fold(t.initial(f"thing/{THING}"), events)
+
+
+def queued(job_id: str, seq: int = 0, n: int = 1) -> t.ExecutionQueued:
+    return t.ExecutionQueued(THING, job_id, n, seq, T0, "{}")
+
+
+def moved(job_id: str, status: str, version: int, n: int = 1) -> t.ExecutionUpdated:
+    return t.ExecutionUpdated(THING, job_id, n, status, {}, version, T0, T0, None, None, "update")
+
+
+REGISTERED = t.ThingRegistered(THING, "id")
+
+
+def kind(decision: Decision) -> str:
+    assert isinstance(decision.reply, Rejection), decision.reply
+    return decision.reply.kind
+
+
+# --- CancelJobExecution -------------------------------------------------------------------------
+
+
+def test_cancel_a_queued_execution() -> None:
+    state = thing_given(REGISTERED, queued("j1"))
+    decision = t.decide(state, t.CancelExecution("j1", status_details={"why": "ops"}), CTX)
+    assert decision.reply == Done()
+    (event,) = decision.events
+    assert (event.status, event.version_number, event.status_details, event.force_canceled) == (
+        "CANCELED",
+        2,
+        {"why": "ops"},
+        False,
+    )
+    assert Send("job/j1", RecordExecutionStatus("j1", THING, 1, "CANCELED")) in decision.sends
+    assert t.NotifyNext(THING, None) in decision.effects
+
+
+def test_cancel_in_progress_needs_force() -> None:
+    state = thing_given(REGISTERED, queued("j1"), moved("j1", "IN_PROGRESS", 2))
+    assert kind(t.decide(state, t.CancelExecution("j1"), CTX)) == "InvalidStateTransition"
+    forced = t.decide(state, t.CancelExecution("j1", force=True), CTX)
+    assert forced.reply == Done() and forced.events[0].force_canceled is True
+    assert t.fold(state, forced.events).executions["j1"].force_canceled is True
+
+
+@pytest.mark.parametrize("status", ["SUCCEEDED", "FAILED", "REJECTED", "TIMED_OUT", "CANCELED", "REMOVED"])
+def test_cancel_of_a_terminal_execution_is_an_invalid_transition_even_with_force(status: str) -> None:
+    state = thing_given(REGISTERED, queued("j1"), moved("j1", status, 2))
+    assert kind(t.decide(state, t.CancelExecution("j1", force=True), CTX)) == "InvalidStateTransition"
+
+
+def test_cancel_checks_expected_version_and_existence() -> None:
+    state = thing_given(REGISTERED, queued("j1"))
+    assert kind(t.decide(state, t.CancelExecution("j1", expected_version=5), CTX)) == "VersionConflict"
+    assert kind(t.decide(state, t.CancelExecution("nope"), CTX)) == "ResourceNotFound"
+    assert kind(t.decide(state, t.CancelExecution("j1", status_details={"bad key": "v"}), CTX)) == "InvalidRequest"
+
+
+def test_cancel_fanned_out_by_the_job_spares_in_progress_unless_forced_and_never_replies() -> None:
+    state = thing_given(REGISTERED, queued("j1"), moved("j1", "IN_PROGRESS", 2))
+    assert t.decide(state, t.CancelExecution("j1", from_job=True), CTX) == Decision()
+    forced = t.decide(state, t.CancelExecution("j1", force=True, from_job=True), CTX)
+    assert forced.reply is None and forced.events[0].status == "CANCELED"
+    done = thing_given(REGISTERED, queued("j1"), moved("j1", "SUCCEEDED", 2))
+    assert t.decide(done, t.CancelExecution("j1", force=True, from_job=True), CTX) == Decision()
+
+
+# --- DeleteJobExecution -------------------------------------------------------------------------
+
+
+def test_delete_a_terminal_execution_and_numbers_are_never_reused() -> None:
+    state = thing_given(REGISTERED, queued("j1"), moved("j1", "FAILED", 2))
+    decision = t.decide(state, t.DeleteExecution("j1", execution_number=1), CTX)
+    assert decision.reply == Done()
+    assert decision.events == (t.ExecutionDeleted(THING, "j1", 1),)
+    assert decision.sends == (Send("job/j1", ForgetExecution("j1", THING, 1)),)
+    after = t.fold(state, decision.events)
+    assert "j1" not in after.executions
+    again = t.decide(after, t.QueueExecution("j1", "{}"), CTX)
+    assert again.events[0].execution_number == 2
+
+
+def test_delete_needs_the_exact_number_and_force_for_a_pending_execution() -> None:
+    state = thing_given(REGISTERED, queued("j1"))
+    assert kind(t.decide(state, t.DeleteExecution("j1", execution_number=2), CTX)) == "ResourceNotFound"
+    assert kind(t.decide(state, t.DeleteExecution("j1", execution_number=1), CTX)) == "InvalidStateTransition"
+    forced = t.decide(state, t.DeleteExecution("j1", execution_number=1, force=True), CTX)
+    assert forced.events == (t.ExecutionDeleted(THING, "j1", 1),)
+    assert t.NotifyPending(THING, []) in forced.effects and t.NotifyNext(THING, None) in forced.effects
+
+
+def test_delete_fanned_out_by_the_job_removes_whatever_execution_there_is() -> None:
+    state = thing_given(REGISTERED, queued("j1"), moved("j1", "IN_PROGRESS", 2))
+    decision = t.decide(state, t.DeleteExecution("j1", force=True, from_job=True), CTX)
+    assert decision.reply is None and decision.events == (t.ExecutionDeleted(THING, "j1", 1),)
+    assert t.decide(thing_given(REGISTERED), t.DeleteExecution("j1", force=True, from_job=True), CTX) == Decision()
+
+
+# --- the job: UpdateJob, CancelJob, DeleteJob ----------------------------------------------------
+
+SPEC = j.JobSpec(targets=["arn"], document="{}", description="d").__dict__
+
+
+def job_given(*events: Any) -> j.JobState:
+    state = j.initial("job/j1")
+    for event in events:
+        state = j.evolve(state, event)
+    return state
+
+
+CREATED = j.JobCreated("j1", SPEC, ["a", "b"], T0)
+
+
+def test_update_job_changes_the_spec() -> None:
+    decision = j.decide(job_given(CREATED), j.UpdateJob("j1", {"description": "new"}), CTX)
+    assert decision.reply == Done()
+    assert j.evolve(job_given(CREATED), decision.events[0]).spec["description"] == "new"
+    assert kind(j.decide(job_given(), j.UpdateJob("j1", {}), CTX)) == "ResourceNotFound"
+
+
+def test_cancel_job_cancels_pending_executions_through_their_things() -> None:
+    state = job_given(CREATED, j.JobExecutionRecorded("j1", "b", 1, "SUCCEEDED", T0))
+    decision = j.decide(state, j.CancelJob("j1", force=False, reason_code="OPS", comment="c"), CTX)
+    assert decision.events == (j.JobCanceled("j1", False, "OPS", "c", CTX.now),)
+    assert decision.sends == (Send("thing/a", t.CancelExecution("j1", force=False, from_job=True)),)
+    after = j.evolve(state, decision.events[0])
+    assert (after.status, after.reason_code, after.force_canceled) == ("CANCELED", "OPS", False)
+    # a second, forced cancel reaches IN_PROGRESS executions too; a third changes nothing
+    forced = j.decide(after, j.CancelJob("j1", force=True), CTX)
+    assert forced.sends == (Send("thing/a", t.CancelExecution("j1", force=True, from_job=True)),)
+    final = j.evolve(after, forced.events[0])
+    assert final.force_canceled and final.reason_code == "OPS"
+    assert j.decide(final, j.CancelJob("j1", force=True), CTX).events == ()
+
+
+def test_cancel_of_a_completed_job_is_refused() -> None:
+    state = job_given(CREATED, j.JobCompleted("j1", T0))
+    assert kind(j.decide(state, j.CancelJob("j1"), CTX)) == "InvalidRequest"
+
+
+def test_delete_job_needs_force_unless_the_job_has_ended_and_waits_for_its_executions() -> None:
+    state = job_given(CREATED)
+    assert kind(j.decide(state, j.DeleteJob("j1"), CTX)) == "InvalidStateTransition"
+    decision = j.decide(state, j.DeleteJob("j1", force=True), CTX)
+    assert decision.events == (j.JobDeletionStarted("j1", CTX.now),)
+    assert {s.key for s in decision.sends} == {"thing/a", "thing/b"}
+    deleting = j.evolve(state, decision.events[0])
+    assert kind(j.decide(deleting, j.DeleteJob("j1", force=True), CTX)) == "InvalidStateTransition"
+    assert kind(j.decide(deleting, j.CancelJob("j1"), CTX)) == "InvalidRequest"
+    one = j.decide(deleting, ForgetExecution("j1", "a", 1), CTX)
+    assert one.events == (j.JobExecutionForgotten("j1", "a", CTX.now),)
+    last = j.decide(j.evolve(deleting, one.events[0]), ForgetExecution("j1", "b", 1), CTX)
+    assert last.events[-1] == j.JobDeleted("j1", CTX.now)
+    gone = job_given(CREATED, decision.events[0], *one.events, *last.events)
+    assert not gone.exists
+    assert j.decide(gone, j.CreateJob("j1", SPEC, []), CTX).events[0].job_id == "j1"  # the id is free again
+
+
+def test_forgetting_the_last_pending_execution_completes_a_snapshot_job() -> None:
+    state = job_given(CREATED, j.JobExecutionRecorded("j1", "b", 1, "SUCCEEDED", T0))
+    decision = j.decide(state, ForgetExecution("j1", "a", 1), CTX)
+    assert decision.events[-1] == j.JobCompleted("j1", CTX.now)

@@ -65,7 +65,11 @@ def test_a_valid_request_passes() -> None:
         ("CreateJob", {"jobId": "j", "targets": ["a"], "targetSelection": "SOMETIMES"}, "must be one of CONTINUOUS"),
         (
             "CreateJob",
-            {"jobId": "j", "targets": ["a"], "jobExecutionsRolloutConfig": {"exponentialRate": {"baseRatePerMinute": 5}}},
+            {
+                "jobId": "j",
+                "targets": ["a"],
+                "jobExecutionsRolloutConfig": {"exponentialRate": {"baseRatePerMinute": 5}},
+            },
             "jobExecutionsRolloutConfig.exponentialRate.incrementFactor is required",
         ),
         (
@@ -79,7 +83,11 @@ def test_a_valid_request_passes() -> None:
             "maximumPerMinute must be an integer",
         ),
         ("CreateJob", {"jobId": "j", "targets": ["a"], "tags": [{"Key": "a\u0000"}]}, "tags[0].Key"),
-        ("CreateJob", {"jobId": "j", "targets": ["a"], "documentParameters": {"bad key": "v"}}, "documentParameters key"),
+        (
+            "CreateJob",
+            {"jobId": "j", "targets": ["a"], "documentParameters": {"bad key": "v"}},
+            "documentParameters key",
+        ),
         ("CancelJob", {"jobId": "j", "reasonCode": "ÉTÉ"}, "reasonCode 'ÉTÉ' does not match"),
         ("CreateThingGroup", {"thingGroupName": "g", "thingGroupProperties": {"thingGroupDescription": "é"}}, "é"),
         ("ListJobs", {"maxResults": 251}, "maxResults must be at most 250, got 251"),
@@ -91,7 +99,9 @@ def test_each_rule_names_the_member_and_the_rule(operation: str, params: dict[st
 
 def test_java_posix_classes_are_ascii_only() -> None:
     IOT.validate_input("CancelJob", {"jobId": "j", "reasonCode": "OPERATOR_1"})
-    IOT.validate_input("CreateThingGroup", {"thingGroupName": "g", "thingGroupProperties": {"thingGroupDescription": "a ~!"}})
+    IOT.validate_input(
+        "CreateThingGroup", {"thingGroupName": "g", "thingGroupProperties": {"thingGroupDescription": "a ~!"}}
+    )
 
 
 def test_query_values_take_their_declared_types() -> None:

@@ -22,18 +22,50 @@ CONSTRAINTS = ("min", "max", "pattern", "enum")
 # need, tags and DescribeEndpoint.
 SCOPE = {
     "iot": [
-        "AddThingToThingGroup", "AssociateTargetsWithJob", "CancelJob", "CancelJobExecution", "CreateJob",
-        "CreateJobTemplate", "CreateThing", "CreateThingGroup", "DeleteJob", "DeleteJobExecution",
-        "DeleteJobTemplate", "DeleteThing", "DeleteThingGroup", "DescribeEndpoint", "DescribeJob",
-        "DescribeJobExecution", "DescribeJobTemplate", "DescribeManagedJobTemplate", "DescribeThing",
-        "DescribeThingGroup", "GetJobDocument", "ListJobExecutionsForJob", "ListJobExecutionsForThing",
-        "ListJobTemplates", "ListJobs", "ListManagedJobTemplates", "ListTagsForResource", "ListThingGroups",
-        "ListThingGroupsForThing", "ListThings", "ListThingsInThingGroup", "RemoveThingFromThingGroup",
-        "TagResource", "UntagResource", "UpdateJob", "UpdateThing", "UpdateThingGroup",
+        "AddThingToThingGroup",
+        "AssociateTargetsWithJob",
+        "CancelJob",
+        "CancelJobExecution",
+        "CreateJob",
+        "CreateJobTemplate",
+        "CreateThing",
+        "CreateThingGroup",
+        "DeleteJob",
+        "DeleteJobExecution",
+        "DeleteJobTemplate",
+        "DeleteThing",
+        "DeleteThingGroup",
+        "DescribeEndpoint",
+        "DescribeJob",
+        "DescribeJobExecution",
+        "DescribeJobTemplate",
+        "DescribeManagedJobTemplate",
+        "DescribeThing",
+        "DescribeThingGroup",
+        "GetJobDocument",
+        "ListJobExecutionsForJob",
+        "ListJobExecutionsForThing",
+        "ListJobTemplates",
+        "ListJobs",
+        "ListManagedJobTemplates",
+        "ListTagsForResource",
+        "ListThingGroups",
+        "ListThingGroupsForThing",
+        "ListThings",
+        "ListThingsInThingGroup",
+        "RemoveThingFromThingGroup",
+        "TagResource",
+        "UntagResource",
+        "UpdateJob",
+        "UpdateThing",
+        "UpdateThingGroup",
         "UpdateThingGroupsForThing",
     ],
     "iot-jobs-data": [
-        "DescribeJobExecution", "GetPendingJobExecutions", "StartNextPendingJobExecution", "UpdateJobExecution",
+        "DescribeJobExecution",
+        "GetPendingJobExecutions",
+        "StartNextPendingJobExecution",
+        "UpdateJobExecution",
     ],
 }
 
@@ -73,8 +105,12 @@ def extract(service: str) -> dict[str, Any]:
         if "input" in op:
             operations[name]["input"] = op["input"]["shape"]
             reach(op["input"]["shape"])
-    return {"service": service, "apiVersion": data["metadata"]["apiVersion"], "operations": operations,
-            "shapes": dict(sorted(shapes.items()))}
+    return {
+        "service": service,
+        "apiVersion": data["metadata"]["apiVersion"],
+        "operations": operations,
+        "shapes": dict(sorted(shapes.items())),
+    }
 
 
 def _children(shape: dict[str, Any]) -> list[str]:

@@ -479,8 +479,7 @@ class Probe:
             check(
                 "baseline: idempotent non-transactional, 2 sends awaited",
                 True,
-                f"median {statistics.median(lat):.2f} ms, p90 {q[89]:.2f}, p99 {q[98]:.2f}, "
-                f"max {lat[-1]:.2f}",
+                f"median {statistics.median(lat):.2f} ms, p90 {q[89]:.2f}, p99 {q[98]:.2f}, max {lat[-1]:.2f}",
             )
         finally:
             await p.stop()
@@ -497,9 +496,7 @@ class Probe:
 
 async def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument(
-        "bootstrap", nargs="?", default=os.environ.get("IOTJOBS_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
-    )
+    ap.add_argument("bootstrap", nargs="?", default=os.environ.get("IOTJOBS_KAFKA_BOOTSTRAP", "127.0.0.1:9092"))
     ap.add_argument("--iterations", type=int, default=300)
     ap.add_argument("--keep-topics", action="store_true")
     ap.add_argument(
@@ -545,10 +542,7 @@ async def main() -> int:
     if other:
         print(f"  note: aiokafka produce retries outside the latency runs: {other}")
     failed = [r for r in RESULTS if not r[1]]
-    print(
-        f"summary: {len(RESULTS) - len(failed)}/{len(RESULTS)} checks passed in "
-        f"{time.perf_counter() - t0:.1f} s"
-    )
+    print(f"summary: {len(RESULTS) - len(failed)}/{len(RESULTS)} checks passed in {time.perf_counter() - t0:.1f} s")
     return 1 if failed else 0
 
 

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, is_dataclass
 from typing import Any
 
-from iotjobs.domain import job, registry, thing
+from iotjobs.domain import job, registry, tagging, template, thing
 from iotjobs.domain.decision import Context, Decision, Timer
 from iotjobs.domain.errors import Rejection
 from iotjobs.domain.execution import RecordExecutionStatus
@@ -47,6 +47,16 @@ REGISTRY = Aggregate(
     registry.RegistryState.from_dict,
 )
 
+TEMPLATE = Aggregate(
+    "template",
+    template.initial,
+    template.decide,
+    template.evolve,
+    _no_timers,
+    template.TemplateState.to_dict,
+    template.TemplateState.from_dict,
+)
+
 
 def aggregate_for(key: str) -> Aggregate:
     if key.startswith("thing/"):
@@ -55,6 +65,8 @@ def aggregate_for(key: str) -> Aggregate:
         return JOB
     if key == registry.KEY:
         return REGISTRY
+    if key.startswith(template.PREFIX):
+        return TEMPLATE
     raise KeyError(f"no aggregate owns key {key!r}")
 
 
@@ -70,6 +82,11 @@ MESSAGE_TYPES: dict[str, type] = {
         *registry.COMMANDS,
         *registry.EVENTS,
         *registry.REPLIES,
+        *template.COMMANDS,
+        *template.EVENTS,
+        *template.REPLIES,
+        *tagging.COMMANDS,
+        *tagging.EVENTS,
         RecordExecutionStatus,
         Rejection,
     )

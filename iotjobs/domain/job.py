@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from iotjobs.domain import tagging, targets
 from iotjobs.domain.decision import Context, Decision, Done, Send
 from iotjobs.domain.errors import DomainError, ErrorKind
 from iotjobs.domain.execution import QUEUED, TERMINAL, ForgetExecution, RecordExecutionStatus
@@ -29,6 +30,12 @@ class JobSpec:
     description: str | None = None
     in_progress_timeout_minutes: int | None = None
     namespace_id: str | None = None
+    job_template_arn: str | None = None
+    tags: dict[str, str] | None = None
+    """The tags CreateJob gave; the job's current tags are JobState.tags."""
+    document_source: str | None = None
+    config: dict[str, Any] | None = None
+    """Configuration blocks stored and echoed under their wire names (presignedUrlConfig, abortConfig, ...)."""
 
 
 # --- commands ---------------------------------------------------------------------------------
@@ -162,6 +169,7 @@ class JobState:
     force_canceled: bool = False
     reason_code: str | None = None
     comment: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
 
     @property
     def exists(self) -> bool:
@@ -182,6 +190,7 @@ class JobState:
             "force_canceled": self.force_canceled,
             "reason_code": self.reason_code,
             "comment": self.comment,
+            "tags": self.tags,
         }
 
     @staticmethod
@@ -216,6 +225,8 @@ def evolve(state: JobState, event: Any) -> JobState:
             )
         case JobCompleted():
             return replace(state, status=COMPLETED, completed_at=event.completed_at, last_updated_at=event.completed_at)
+        case tagging.TagsChanged():
+            return replace(state, tags=dict(event.tags))
         case JobUpdated():
             return replace(state, spec={**state.spec, **event.changes}, last_updated_at=event.at)
         case JobCanceled():
@@ -252,6 +263,8 @@ def decide(state: JobState, command: Any, ctx: Context) -> Decision:
             return _delete(state, command, ctx)
         case ForgetExecution():
             return _forget(state, command, ctx)
+        case tagging.TagResource() | tagging.UntagResource():
+            return tagging.decide(state.exists, state.tags, command, f"Job {state.job_id}")
     raise TypeError(f"job aggregate cannot handle {type(command).__name__}")
 
 
@@ -266,6 +279,7 @@ def _create(state: JobState, command: CreateJob, ctx: Context) -> Decision:
         )
     spec = JobSpec(**command.spec)
     events: list[Any] = [JobCreated(command.job_id, command.spec, list(command.things), ctx.now)]
+    events.extend(tagging.initial_tags(tagging.JOB, command.job_id, spec.tags))
     if spec.target_selection == SNAPSHOT and not command.things:
         events.append(JobCompleted(command.job_id, ctx.now))
     release = QueueExecution(
@@ -274,10 +288,16 @@ def _create(state: JobState, command: CreateJob, ctx: Context) -> Decision:
         in_progress_timeout_minutes=spec.in_progress_timeout_minutes,
         namespace_id=spec.namespace_id,
     )
+    sends = [Send(thing_key(thing), release) for thing in command.things]
+    thing_targets, group_targets = targets.target_names(spec.targets)
+    if group_targets:
+        # The registry removes the execution of a thing that leaves every target (aws-iot-jobs.md §6.9).
+        record = targets.RecordJobTargets(command.job_id, thing_targets, group_targets, list(command.things))
+        sends.append(Send(targets.REGISTRY_KEY, record))
     return Decision(
         reply=JobCreatedReply(command.job_id, spec.description),
         events=tuple(events),
-        sends=tuple(Send(thing_key(thing), release) for thing in command.things),
+        sends=tuple(sends),
     )
 
 

@@ -12,10 +12,11 @@ from iotjobs.domain.decision import Context, Decision, Done, Send
 from iotjobs.domain.errors import DomainError, ErrorKind, invalid, not_found
 from iotjobs.domain.job import CreateJob
 from iotjobs.domain.job import key_for as job_key
-from iotjobs.domain.thing import RegisterThing
+from iotjobs.domain.targets import REGISTRY_KEY, RecordJobTargets
+from iotjobs.domain.thing import RegisterThing, RemoveExecutions, UnregisterThing
 from iotjobs.domain.thing import key_for as thing_key
 
-KEY = "registry"
+KEY = REGISTRY_KEY
 MAX_GROUPS_PER_THING = 10
 
 # --- commands ---------------------------------------------------------------------------------
@@ -54,6 +55,24 @@ class ResolveJobTargets:
     group_names: list[str]
 
 
+@dataclass(frozen=True)
+class DeleteThing:
+    thing_name: str
+    expected_version: int | None = None
+
+
+@dataclass(frozen=True)
+class RemoveThingFromThingGroup:
+    thing_name: str
+    group_name: str
+
+
+@dataclass(frozen=True)
+class DeleteThingGroup:
+    group_name: str
+    expected_version: int | None = None
+
+
 # --- events -----------------------------------------------------------------------------------
 
 
@@ -81,6 +100,31 @@ class ThingAddedToThingGroup:
     group_name: str
 
 
+@dataclass(frozen=True)
+class ThingDeleted:
+    thing_name: str
+
+
+@dataclass(frozen=True)
+class ThingRemovedFromThingGroup:
+    thing_name: str
+    group_name: str
+
+
+@dataclass(frozen=True)
+class ThingGroupDeleted:
+    group_name: str
+
+
+@dataclass(frozen=True)
+class JobTargetsRecorded:
+    """The targets of a job that names thing groups (a job without any leaves no record)."""
+
+    job_id: str
+    thing_names: list[str]
+    group_names: list[str]
+
+
 # --- replies ----------------------------------------------------------------------------------
 
 
@@ -90,8 +134,25 @@ class ThingGroupReply:
     group_id: str
 
 
-COMMANDS = (CreateThing, CreateThingGroup, AddThingToThingGroup, ResolveJobTargets)
-EVENTS = (ThingCreated, ThingGroupCreated, ThingAddedToThingGroup)
+COMMANDS = (
+    CreateThing,
+    CreateThingGroup,
+    AddThingToThingGroup,
+    ResolveJobTargets,
+    DeleteThing,
+    RemoveThingFromThingGroup,
+    DeleteThingGroup,
+    RecordJobTargets,
+)
+EVENTS = (
+    ThingCreated,
+    ThingGroupCreated,
+    ThingAddedToThingGroup,
+    ThingDeleted,
+    ThingRemovedFromThingGroup,
+    ThingGroupDeleted,
+    JobTargetsRecorded,
+)
 REPLIES = (ThingGroupReply, Done)
 
 # --- state ------------------------------------------------------------------------------------
@@ -117,9 +178,19 @@ class GroupRecord:
 
 
 @dataclass(frozen=True)
+class JobTargets:
+    """A job's targets by name: a thing is reached through its own name or a group it or a descendant holds."""
+
+    thing_names: tuple[str, ...]
+    group_names: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class RegistryState:
     things: dict[str, ThingRecord] = field(default_factory=dict)
     groups: dict[str, GroupRecord] = field(default_factory=dict)
+    jobs: dict[str, JobTargets] = field(default_factory=dict)
+    """Targets of the jobs that name thing groups, by job id."""
 
     def members(self, group_name: str) -> list[str]:
         """Things in the group or any of its descendants, by name."""
@@ -137,10 +208,23 @@ class RegistryState:
                     grew = True
         return family
 
+    def children(self, group_name: str) -> list[str]:
+        return sorted(name for name, group in self.groups.items() if group.parent_group_name == group_name)
+
+    def reaches(self, targets: JobTargets, thing_name: str) -> bool:
+        """Whether a job with these targets still reaches the thing (aws-iot-jobs.md §6.9)."""
+        thing = self.things.get(thing_name)
+        if thing is None:
+            return False
+        if thing_name in targets.thing_names:
+            return True
+        return any(self.descendants(group).intersection(thing.groups) for group in targets.group_names)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "things": {k: asdict(t) for k, t in self.things.items()},
             "groups": {k: asdict(g) for k, g in self.groups.items()},
+            "jobs": {k: asdict(j) for k, j in self.jobs.items()},
         }
 
     @staticmethod
@@ -148,6 +232,9 @@ class RegistryState:
         return RegistryState(
             things={k: ThingRecord(**{**t, "groups": tuple(t["groups"])}) for k, t in data["things"].items()},
             groups={k: GroupRecord(**g) for k, g in data["groups"].items()},
+            jobs={
+                k: JobTargets(tuple(j["thing_names"]), tuple(j["group_names"])) for k, j in data.get("jobs", {}).items()
+            },
         )
 
 
@@ -169,7 +256,26 @@ def evolve(state: RegistryState, event: Any) -> RegistryState:
             thing = state.things[event.thing_name]
             moved = replace(thing, groups=(*thing.groups, event.group_name), version=thing.version + 1)
             return replace(state, things={**state.things, event.thing_name: moved})
+        case ThingDeleted():
+            return replace(state, things={k: t for k, t in state.things.items() if k != event.thing_name})
+        case ThingRemovedFromThingGroup():
+            thing = state.things[event.thing_name]
+            left = replace(thing, groups=_without(thing.groups, event.group_name), version=thing.version + 1)
+            return replace(state, things={**state.things, event.thing_name: left})
+        case ThingGroupDeleted():
+            things = {k: replace(t, groups=_without(t.groups, event.group_name)) for k, t in state.things.items()}
+            groups = {k: g for k, g in state.groups.items() if k != event.group_name}
+            return replace(state, things=things, groups=groups)
+        case JobTargetsRecorded():
+            jobs = {k: j for k, j in state.jobs.items() if k != event.job_id}
+            if event.group_names:
+                jobs[event.job_id] = JobTargets(tuple(event.thing_names), tuple(event.group_names))
+            return replace(state, jobs=jobs)
     raise TypeError(f"registry cannot apply {type(event).__name__}")
+
+
+def _without(groups: tuple[str, ...], group_name: str) -> tuple[str, ...]:
+    return tuple(g for g in groups if g != group_name)
 
 
 def decide(state: RegistryState, command: Any, ctx: Context) -> Decision:
@@ -189,6 +295,14 @@ def _decide(state: RegistryState, command: Any, ctx: Context) -> Decision:
             return _add_to_group(state, command)
         case ResolveJobTargets():
             return _resolve(state, command)
+        case DeleteThing():
+            return _delete_thing(state, command)
+        case RemoveThingFromThingGroup():
+            return _remove_from_group(state, command)
+        case DeleteThingGroup():
+            return _delete_group(state, command)
+        case RecordJobTargets():
+            return _record_targets(state, command)
     raise TypeError(f"registry cannot handle {type(command).__name__}")
 
 
@@ -264,3 +378,81 @@ def _resolve(state: RegistryState, command: ResolveJobTargets) -> Decision:
         things.update(dict.fromkeys(state.members(group)))
     create = CreateJob(command.job_id, command.spec, list(things))
     return Decision(sends=(Send(job_key(command.job_id), create, True),))
+
+
+# --- deletions and removals (aws-iot-jobs.md §3.4, §6.9) ---------------------------------------
+
+
+def _version_conflict(what: str, expected: int, version: int) -> DomainError:
+    return DomainError(
+        ErrorKind.VERSION_CONFLICT,
+        f"expectedVersion {expected} does not match the current version {version} of {what}",
+    )
+
+
+def _removals(before: RegistryState, after: RegistryState, thing_names: list[str]) -> tuple[Send, ...]:
+    """For each thing, the jobs that reached it before and no longer do: their pending executions are REMOVED."""
+    sends = []
+    for name in thing_names:
+        lost = [
+            job_id
+            for job_id, targets in sorted(before.jobs.items())
+            if before.reaches(targets, name) and not after.reaches(targets, name)
+        ]
+        if lost:
+            sends.append(Send(thing_key(name), RemoveExecutions(lost)))
+    return tuple(sends)
+
+
+def _delete_thing(state: RegistryState, command: DeleteThing) -> Decision:
+    thing = state.things.get(command.thing_name)
+    if thing is None:
+        return Decision(reply=Done())  # DeleteThing succeeds for a thing that does not exist
+    if command.expected_version is not None and command.expected_version != thing.version:
+        raise _version_conflict(f"thing {command.thing_name}", command.expected_version, thing.version)
+    # The thing aggregate removes every pending execution and answers, so the caller hears back only
+    # once devices of the deleted thing are refused.
+    unregister = Send(thing_key(command.thing_name), UnregisterThing(command.thing_name), True)
+    return Decision(events=(ThingDeleted(command.thing_name),), sends=(unregister,))
+
+
+def _remove_from_group(state: RegistryState, command: RemoveThingFromThingGroup) -> Decision:
+    thing = state.things.get(command.thing_name)
+    if thing is None:
+        raise not_found(f"Thing {command.thing_name} does not exist")
+    if command.group_name not in state.groups:
+        raise not_found(f"Thing group {command.group_name} does not exist")
+    if command.group_name not in thing.groups:
+        return Decision(reply=Done())
+    event = ThingRemovedFromThingGroup(command.thing_name, command.group_name)
+    after = evolve(state, event)
+    return Decision(reply=Done(), events=(event,), sends=_removals(state, after, [command.thing_name]))
+
+
+def _delete_group(state: RegistryState, command: DeleteThingGroup) -> Decision:
+    group = state.groups.get(command.group_name)
+    if group is None:
+        return Decision(reply=Done())  # as AWS: deleting a missing group succeeds
+    if command.expected_version is not None and command.expected_version != group.version:
+        raise _version_conflict(f"thing group {command.group_name}", command.expected_version, group.version)
+    children = state.children(command.group_name)
+    if children:
+        raise invalid(
+            f"Cannot delete thing group {command.group_name}: it still has child groups "
+            f"({', '.join(children)}); delete them first"
+        )
+    event = ThingGroupDeleted(command.group_name)
+    after = evolve(state, event)
+    members = sorted(name for name, thing in state.things.items() if command.group_name in thing.groups)
+    return Decision(reply=Done(), events=(event,), sends=_removals(state, after, members))
+
+
+def _record_targets(state: RegistryState, command: RecordJobTargets) -> Decision:
+    """A job now exists: keep its targets, and remove it from released things that left them meanwhile."""
+    event = JobTargetsRecorded(command.job_id, list(command.thing_names), list(command.group_names))
+    targets = JobTargets(tuple(command.thing_names), tuple(command.group_names))
+    known = state.jobs.get(command.job_id)
+    events = () if known == targets or (known is None and not targets.group_names) else (event,)
+    lost = [name for name in dict.fromkeys(command.released) if not state.reaches(targets, name)]
+    remove = RemoveExecutions([command.job_id])
+    return Decision(events=events, sends=tuple(Send(thing_key(name), remove) for name in lost))

@@ -18,6 +18,7 @@ from iotjobs.domain.execution import (
     IN_PROGRESS,
     PENDING,
     QUEUED,
+    REMOVED,
     TIMED_OUT,
     Execution,
     ForgetExecution,
@@ -101,6 +102,20 @@ class DeleteExecution:
     from_job: bool = False
 
 
+@dataclass(frozen=True)
+class UnregisterThing:
+    """DeleteThing, from the registry: every pending execution is REMOVED and devices are refused."""
+
+    thing_name: str
+
+
+@dataclass(frozen=True)
+class RemoveExecutions:
+    """From the registry: the thing is no longer reached by these jobs' targets (aws-iot-jobs.md §6.9)."""
+
+    job_ids: list[str]
+
+
 # --- events -----------------------------------------------------------------------------------
 
 
@@ -108,6 +123,11 @@ class DeleteExecution:
 class ThingRegistered:
     thing_name: str
     thing_id: str
+
+
+@dataclass(frozen=True)
+class ThingUnregistered:
+    thing_name: str
 
 
 @dataclass(frozen=True)
@@ -149,6 +169,11 @@ class ExecutionDeleted:
 
 
 # --- replies and effects ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ThingUnregisteredReply:
+    thing_name: str
 
 
 @dataclass(frozen=True)
@@ -204,9 +229,11 @@ COMMANDS = (
     FireTimeout,
     CancelExecution,
     DeleteExecution,
+    UnregisterThing,
+    RemoveExecutions,
 )
-EVENTS = (ThingRegistered, ExecutionQueued, ExecutionUpdated, ExecutionDeleted)
-REPLIES = (ThingRegisteredReply, PendingReply, ExecutionReply, UpdateReply)
+EVENTS = (ThingRegistered, ExecutionQueued, ExecutionUpdated, ExecutionDeleted, ThingUnregistered)
+REPLIES = (ThingRegisteredReply, PendingReply, ExecutionReply, UpdateReply, ThingUnregisteredReply)
 
 # --- state ------------------------------------------------------------------------------------
 
@@ -220,6 +247,8 @@ class ThingState:
     next_seq: int = 0
     execution_numbers: dict[str, int] = field(default_factory=dict)
     """The last executionNumber given per job: numbers are never reused, even after a deletion."""
+    deleted: bool = False
+    """DeleteThing unregistered it: an execution released to it late is REMOVED at once."""
 
     @property
     def registered(self) -> bool:
@@ -241,6 +270,7 @@ class ThingState:
             "executions": {k: e.to_dict() for k, e in self.executions.items()},
             "next_seq": self.next_seq,
             "execution_numbers": self.execution_numbers,
+            "deleted": self.deleted,
         }
 
     @staticmethod
@@ -251,6 +281,7 @@ class ThingState:
             executions={k: Execution.from_dict(e) for k, e in data["executions"].items()},
             next_seq=data["next_seq"],
             execution_numbers=data.get("execution_numbers", {}),
+            deleted=data.get("deleted", False),
         )
 
 
@@ -268,7 +299,9 @@ def key_for(thing_name: str) -> str:
 def evolve(state: ThingState, event: Any) -> ThingState:
     match event:
         case ThingRegistered(thing_id=thing_id):
-            return replace(state, thing_id=thing_id)
+            return replace(state, thing_id=thing_id, deleted=False)
+        case ThingUnregistered():
+            return replace(state, thing_id=None, deleted=True)
         case ExecutionQueued():
             execution = Execution(
                 job_id=event.job_id,
@@ -360,6 +393,10 @@ def _decide(state: ThingState, command: Any, ctx: Context) -> tuple[list[Any], A
             return _cancel(state, command, ctx)
         case DeleteExecution():
             return _delete(state, command)
+        case UnregisterThing():
+            return _unregister(state, ctx), ThingUnregisteredReply(state.name)
+        case RemoveExecutions():
+            return _remove(state, command.job_ids, ctx), None
     raise TypeError(f"thing aggregate cannot handle {type(command).__name__}")
 
 
@@ -373,7 +410,7 @@ def _queue(state: ThingState, command: QueueExecution, ctx: Context) -> list[Any
     if current is not None and not current.is_terminal:
         return []  # one live execution per job and thing: a repeated release changes nothing
     events: list[Any] = []
-    if not state.registered:
+    if not state.registered and not state.deleted:
         # The job only targets registered things, so the registration is certain even if its
         # own command has not arrived yet.
         events.append(ThingRegistered(state.name, ""))
@@ -389,7 +426,27 @@ def _queue(state: ThingState, command: QueueExecution, ctx: Context) -> list[Any
             namespace_id=command.namespace_id,
         )
     )
+    if state.deleted:
+        # Released before DeleteThing reached the job: the thing is gone, so the execution is REMOVED
+        # at once (aws-iot-jobs.md §6.9) and the job hears so.
+        queued = fold(state, events).executions[command.job_id]
+        events.append(_changed(queued, ctx, "thing-deleted", status=REMOVED))
     return events
+
+
+def _unregister(state: ThingState, ctx: Context) -> list[Any]:
+    """DeleteThing: pending executions become REMOVED; executions stay, so numbers are never reused."""
+    events: list[Any] = [_changed(e, ctx, "thing-deleted", status=REMOVED) for e in state.pending()]
+    if state.registered or not state.deleted:
+        events.append(ThingUnregistered(state.name))
+    return events
+
+
+def _remove(state: ThingState, job_ids: list[str], ctx: Context) -> list[Any]:
+    """The thing left every target of these jobs: their pending executions become REMOVED."""
+    pending = {e.job_id: e for e in state.pending()}
+    leaving = [pending[job_id] for job_id in dict.fromkeys(job_ids) if job_id in pending]
+    return [_changed(execution, ctx, "removed", status=REMOVED) for execution in leaving]
 
 
 def _changed(
@@ -582,6 +639,14 @@ def _status_reports(before: ThingState, after: ThingState) -> list[Send]:
     for job_id, execution in after.executions.items():
         previous = before.executions.get(job_id)
         if previous is None or previous.execution_number != execution.execution_number:
+            if execution.status != QUEUED:
+                # released and settled in one step (a late release to a deleted thing)
+                sends.append(
+                    Send(
+                        f"job/{job_id}",
+                        RecordExecutionStatus(job_id, after.name, execution.execution_number, execution.status),
+                    )
+                )
             continue  # a new execution: the job counted it when it released it
         if previous.status != execution.status:
             sends.append(

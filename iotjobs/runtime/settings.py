@@ -29,6 +29,13 @@ class Settings:
     instance_id: str = ""
     request_timeout_seconds: float = 15.0
     log_level: str = "INFO"
+    s3_endpoint: str = ""
+    """An S3-compatible endpoint (e.g. http://127.0.0.1:9000) that CreateJob's S3 documentSource URLs are read from."""
+    document_fetch_timeout_seconds: float = 10.0
+    public_jobs_endpoint: str = ""
+    """host[:port] devices use for the iot-jobs-data API (DescribeEndpoint iot:Jobs); default: the dataplane's."""
+    public_mqtt_endpoint: str = ""
+    """host[:port] devices use for MQTT (DescribeEndpoint iot:Data, iot:Data-ATS); default: the broker's."""
 
     @staticmethod
     def env_name(field_name: str) -> str:
@@ -61,3 +68,21 @@ class Settings:
 
     def minutes(self, m: float) -> float:
         return m * self.seconds_per_minute
+
+    @property
+    def jobs_endpoint(self) -> str:
+        """What DescribeEndpoint answers for iot:Jobs."""
+        if self.public_jobs_endpoint:
+            return self.public_jobs_endpoint
+        # A wildcard listen address is no address for a device; the services publish on loopback by default.
+        host = "127.0.0.1" if self.dataplane_host in ("", "0.0.0.0", "::") else self.dataplane_host
+        return _host_port(host, self.dataplane_port)
+
+    @property
+    def mqtt_endpoint(self) -> str:
+        """What DescribeEndpoint answers for iot:Data and iot:Data-ATS."""
+        return self.public_mqtt_endpoint or _host_port(self.mqtt_host, self.mqtt_port)
+
+
+def _host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -20,7 +20,7 @@ async def request_params(model: ServiceModel, operation: str, request: web.Reque
         name = spec.get("locationName", member)
         if location == "uri":
             if name in request.match_info:
-                params[member] = request.match_info[name]
+                params[member] = from_query(model.shapes[spec["shape"]], [request.match_info[name]], name)
         elif location == "querystring":
             raw = request.query.getall(name, [])
             if raw:

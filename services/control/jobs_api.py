@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
 import asyncpg
 from aiohttp import web
 
-from iotjobs.domain import job, registry
+from iotjobs.domain import config_blocks, job, registry, tagging
 from iotjobs.domain import validation as v
 from iotjobs.domain.arns import Arns
 from iotjobs.domain.errors import invalid, not_found
@@ -17,22 +18,21 @@ from iotjobs.domain.execution import ALL_STATUSES
 from iotjobs.runtime import clock
 from iotjobs.wire.http_request import json_body, json_response, optional, query_enum, query_int
 from iotjobs.wire.pagination import decode_token, encode_token, page_size
+from services.control import document_source, templates_api
 from services.control.context import Control, control
 
 JOB_STATUSES = ("IN_PROGRESS", "CANCELED", "COMPLETED", "DELETION_IN_PROGRESS", "SCHEDULED")
 TARGET_SELECTIONS = (job.CONTINUOUS, job.SNAPSHOT)
-NOT_YET_SERVED = (
-    "documentSource",
-    "presignedUrlConfig",
-    "jobExecutionsRolloutConfig",
-    "abortConfig",
-    "jobExecutionsRetryConfig",
-    "schedulingConfig",
-    "jobTemplateArn",
-    "documentParameters",
-    "destinationPackageVersions",
-    "tags",
-)
+NOT_YET_SERVED = ("documentParameters",)
+# Stored and echoed as given (after the model's checks); what they do at run time is not served yet.
+JOB_CONFIG_BLOCKS: dict[str, Callable[[Any, str], Any]] = {
+    "presignedUrlConfig": config_blocks.check_presigned_url_config,
+    "jobExecutionsRolloutConfig": config_blocks.check_rollout_config,
+    "abortConfig": config_blocks.check_abort_config,
+    "jobExecutionsRetryConfig": config_blocks.check_retry_config,
+    "schedulingConfig": config_blocks.check_scheduling_config,
+    "destinationPackageVersions": config_blocks.check_destination_package_versions,
+}
 COUNTERS = {
     "CANCELED": "numberOfCanceledThings",
     "SUCCEEDED": "numberOfSucceededThings",
@@ -71,14 +71,18 @@ def _targets(body: dict[str, Any], arns: Arns) -> tuple[list[str], list[str], li
 
 
 def parse_create_job(job_id: str, body: dict[str, Any], arns: Arns) -> registry.ResolveJobTargets:
-    for member in NOT_YET_SERVED:
-        if body.get(member) is not None:
-            raise invalid(f"{member} is not supported by this iotjobs version")
+    if body.get("documentParameters") is not None:
+        raise invalid("documentParameters is allowed only with an AWS managed job template, which is not served")
     targets, things, groups = _targets(body, arns)
     document = body.get("document")
     if document is None:
-        raise invalid("document is required (documentSource and jobTemplateArn are not served yet)")
+        raise invalid("one of document, documentSource or jobTemplateArn is required")
     v.check_document(document)
+    config = {
+        member: check(body[member], member)
+        for member, check in JOB_CONFIG_BLOCKS.items()
+        if body.get(member) is not None
+    }
     description = optional(body, "description", str, "a string")
     if description is not None:
         v.check_free_text("description", description, v.MAX_DESCRIPTION_CHARS)
@@ -103,6 +107,10 @@ def parse_create_job(job_id: str, body: dict[str, Any], arns: Arns) -> registry.
         description=description,
         in_progress_timeout_minutes=minutes,
         namespace_id=namespace,
+        job_template_arn=body.get("jobTemplateArn"),  # checked, and its template applied, by create_job
+        tags=tagging.check_tags(body["tags"]) if body.get("tags") is not None else None,
+        document_source=body.get("documentSource"),
+        config=config or None,
     )
     return registry.ResolveJobTargets(job_id, asdict(spec), things, groups)
 
@@ -110,7 +118,19 @@ def parse_create_job(job_id: str, body: dict[str, Any], arns: Arns) -> registry.
 async def create_job(request: web.Request) -> web.Response:
     ctl = control(request)
     job_id = v.check_job_id(request.match_info["jobId"])
-    command = parse_create_job(job_id, await json_body(request), ctl.arns)
+    body = await json_body(request)
+    if body.get("jobTemplateArn") is not None:
+        body = await templates_api.job_body_from_template(ctl, body, NOT_YET_SERVED)
+    if body.get("documentSource") is not None:
+        if body.get("document") is not None:
+            raise invalid("give either document or documentSource, not both")
+        body = {
+            **body,
+            "document": await document_source.fetch(
+                body["documentSource"], ctl.settings.s3_endpoint, ctl.settings.document_fetch_timeout_seconds
+            ),
+        }
+    command = parse_create_job(job_id, body, ctl.arns)
     reply = await ctl.write(registry.KEY, command)
     return json_response(_compact({"jobArn": ctl.arns.job(job_id), "jobId": job_id, "description": reply.description}))
 
@@ -158,10 +178,12 @@ async def describe_job(request: web.Request) -> web.Response:
             "jobProcessDetails": await _process_details(ctl, job_id),
             "timeoutConfig": {"inProgressTimeoutInMinutes": timeout} if timeout else None,
             "namespaceId": spec.get("namespace_id"),
+            "jobTemplateArn": spec.get("job_template_arn"),
             "isConcurrent": False,
+            **(spec.get("config") or {}),
         }
     )
-    return json_response({"job": described})
+    return json_response(_compact({"job": described, "documentSource": spec.get("document_source")}))
 
 
 async def get_job_document(request: web.Request) -> web.Response:

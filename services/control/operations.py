@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from aiohttp import web
 
-from services.control import jobs_api, lifecycle_api, things_api
+from iotjobs.wire.http_model import checked
+from iotjobs.wire.model import ServiceModel
+from services.control import jobs_api, lifecycle_api, tags_api, templates_api, things_api
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -25,6 +28,24 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("DescribeThing", "GET", "/things/{thingName}", things_api.describe_thing),
     Operation("AddThingToThingGroup", "PUT", "/thing-groups/addThingToThingGroup", things_api.add_thing_to_thing_group),
     Operation("CreateThingGroup", "POST", "/thing-groups/{thingGroupName}", things_api.create_thing_group),
+    Operation("DeleteThing", "DELETE", "/things/{thingName}", things_api.delete_thing),
+    Operation("ListThings", "GET", "/things", things_api.list_things),
+    Operation("DescribeThingGroup", "GET", "/thing-groups/{thingGroupName}", things_api.describe_thing_group),
+    Operation("DeleteThingGroup", "DELETE", "/thing-groups/{thingGroupName}", things_api.delete_thing_group),
+    Operation("ListThingGroups", "GET", "/thing-groups", things_api.list_thing_groups),
+    Operation(
+        "RemoveThingFromThingGroup",
+        "PUT",
+        "/thing-groups/removeThingFromThingGroup",
+        things_api.remove_thing_from_thing_group,
+    ),
+    Operation(
+        "ListThingsInThingGroup", "GET", "/thing-groups/{thingGroupName}/things", things_api.list_things_in_thing_group
+    ),
+    Operation(
+        "ListThingGroupsForThing", "GET", "/things/{thingName}/thing-groups", things_api.list_thing_groups_for_thing
+    ),
+    Operation("DescribeEndpoint", "GET", "/endpoint", things_api.describe_endpoint),
     Operation("CreateJob", "PUT", "/jobs/{jobId}", jobs_api.create_job),
     Operation("DescribeJob", "GET", "/jobs/{jobId}", jobs_api.describe_job),
     Operation("ListJobs", "GET", "/jobs", jobs_api.list_jobs),
@@ -44,9 +65,19 @@ OPERATIONS: tuple[Operation, ...] = (
         "/things/{thingName}/jobs/{jobId}/executionNumber/{executionNumber}",
         lifecycle_api.delete_job_execution,
     ),
+    Operation("CreateJobTemplate", "PUT", "/job-templates/{jobTemplateId}", templates_api.create_job_template),
+    Operation("DescribeJobTemplate", "GET", "/job-templates/{jobTemplateId}", templates_api.describe_job_template),
+    Operation("ListJobTemplates", "GET", "/job-templates", templates_api.list_job_templates),
+    Operation("DeleteJobTemplate", "DELETE", "/job-templates/{jobTemplateId}", templates_api.delete_job_template),
+    Operation("TagResource", "POST", "/tags", tags_api.tag_resource),
+    Operation("UntagResource", "POST", "/untag", tags_api.untag_resource),
+    Operation("ListTagsForResource", "GET", "/tags", tags_api.list_tags_for_resource),
 )
 
 
 def add_routes(app: web.Application) -> None:
+    model = ServiceModel.load("iot")
     for op in OPERATIONS:
-        app.router.add_route(op.method, op.path, op.handler, name=op.name)
+        # Empty path labels still reach the operation, whose model check then names the empty member.
+        path = re.sub(r"\{(\w+)\}", r"{\1:[^{}/]*}", op.path)
+        app.router.add_route(op.method, path, checked(model, op.name, op.handler), name=op.name)

@@ -7,7 +7,7 @@ from typing import Any
 
 import asyncpg
 
-from iotjobs.domain import job, registry, thing
+from iotjobs.domain import job, registry, tagging, template, thing
 
 
 async def apply(conn: asyncpg.Connection, event: Any, seq: int) -> None:
@@ -162,6 +162,66 @@ async def apply(conn: asyncpg.Connection, event: Any, seq: int) -> None:
             )
         case job.JobDeleted():
             await conn.execute("DELETE FROM jobs WHERE job_id = $1 AND seq < $2", event.job_id, seq)
+            await conn.execute(
+                "DELETE FROM resource_tags WHERE resource_type = $1 AND resource_id = $2 AND seq < $3",
+                tagging.JOB,
+                event.job_id,
+                seq,
+            )
+        case template.JobTemplateCreated():
+            await conn.execute(
+                """INSERT INTO job_templates (template_id, description, spec, created_at, seq)
+                   VALUES ($1, $2, $3, $4, $5)
+                   ON CONFLICT (template_id) DO UPDATE SET description = $2, spec = $3, created_at = $4, seq = $5
+                   WHERE job_templates.seq < $5""",
+                event.template_id,
+                event.spec.get("description", ""),
+                event.spec,
+                event.created_at,
+                seq,
+            )
+        case template.JobTemplateDeleted():
+            await conn.execute("DELETE FROM job_templates WHERE template_id = $1 AND seq < $2", event.template_id, seq)
+            await conn.execute(
+                "DELETE FROM resource_tags WHERE resource_type = $1 AND resource_id = $2 AND seq < $3",
+                tagging.TEMPLATE,
+                event.template_id,
+                seq,
+            )
+        case tagging.TagsChanged():
+            await conn.execute(
+                """INSERT INTO resource_tags (resource_type, resource_id, tags, seq) VALUES ($1, $2, $3, $4)
+                   ON CONFLICT (resource_type, resource_id) DO UPDATE SET tags = $3, seq = $4
+                   WHERE resource_tags.seq < $4""",
+                event.resource_type,
+                event.resource_id,
+                event.tags,
+                seq,
+            )
+        case registry.ThingDeleted():
+            await conn.execute("DELETE FROM things WHERE thing_name = $1 AND seq < $2", event.thing_name, seq)
+            await conn.execute(
+                "DELETE FROM thing_group_members WHERE thing_name = $1 AND seq < $2", event.thing_name, seq
+            )
+        case registry.ThingRemovedFromThingGroup():
+            await conn.execute(
+                "DELETE FROM thing_group_members WHERE group_name = $1 AND thing_name = $2 AND seq < $3",
+                event.group_name,
+                event.thing_name,
+                seq,
+            )
+            await conn.execute(
+                "UPDATE things SET version = version + 1, seq = $2 WHERE thing_name = $1 AND seq < $2",
+                event.thing_name,
+                seq,
+            )
+        case registry.ThingGroupDeleted():
+            await conn.execute("DELETE FROM thing_groups WHERE group_name = $1 AND seq < $2", event.group_name, seq)
+            await conn.execute(
+                "DELETE FROM thing_group_members WHERE group_name = $1 AND seq < $2", event.group_name, seq
+            )
+        case registry.JobTargetsRecorded() | thing.ThingUnregistered():
+            pass  # registry and thing state only: DeleteThing's read-model change is ThingDeleted
         case thing.ThingRegistered():
             pass  # the registry's ThingCreated already put the thing in the read model
         case _:

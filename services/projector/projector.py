@@ -17,7 +17,15 @@ from services.projector import folds
 
 log = logs.get("iotjobs.projector")
 
-READ_MODEL_TABLES = ("things", "thing_groups", "thing_group_members", "jobs", "job_executions")
+READ_MODEL_TABLES = (
+    "things",
+    "thing_groups",
+    "thing_group_members",
+    "jobs",
+    "job_executions",
+    "job_templates",
+    "resource_tags",
+)
 # Projectors hold this lock shared while they run; a rebuild takes it exclusively.
 PROJECTION_LOCK = 7_001_002
 

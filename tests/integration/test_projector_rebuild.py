@@ -61,6 +61,19 @@ async def _workload(stack: Stack) -> str:
         document="{}",
         timeoutConfig={"inProgressTimeoutInMinutes": 1},
     )
+    templates = [unique("tmpl") for _ in range(2)]
+    for template in templates:
+        await asyncio.to_thread(
+            iot.create_job_template,
+            jobTemplateId=template,
+            description="rebuilt",
+            document='{"t": 1}',
+            tags=[{"Key": "k", "Value": "v"}],
+        )
+    await asyncio.to_thread(iot.delete_job_template, jobTemplateId=templates[1])
+    job_arn = f"arn:aws:iot:us-east-1:123456789012:job/{jobs[0]}"
+    await asyncio.to_thread(iot.tag_resource, resourceArn=job_arn, tags=[{"Key": "a", "Value": "1"}, {"Key": "b"}])
+    await asyncio.to_thread(iot.untag_resource, resourceArn=job_arn, tagKeys=["b"])
     async with MqttDevice(stack, things[0]) as device:
 
         async def both_pending() -> bool:
@@ -81,7 +94,40 @@ async def _workload(stack: Stack) -> str:
         return done["job"]["status"] == "COMPLETED" and timed["execution"]["status"] == "TIMED_OUT"
 
     await until(settled, timeout=30, what="job completion and the timeout")
+    await _registry_workload(stack, group, things)
     return jobs[0]
+
+
+async def _registry_workload(stack: Stack, group: str, things: list[str]) -> None:
+    """Deletes and a removal, and the REMOVED executions they cause (aws-iot-jobs.md §6.9)."""
+    iot = iot_client(stack)
+    extra, spare, job = unique("t"), unique("g"), unique("j")
+    await asyncio.to_thread(iot.create_thing, thingName=extra)
+    await asyncio.to_thread(iot.add_thing_to_thing_group, thingGroupName=group, thingName=extra)
+    await asyncio.to_thread(iot.create_thing_group, thingGroupName=spare, parentGroupName=group)
+    await asyncio.to_thread(iot.add_thing_to_thing_group, thingGroupName=spare, thingName=things[2])
+    await asyncio.to_thread(iot.create_job, jobId=job, targets=[group_arn(group)], document="{}")
+
+    async def statuses() -> dict[str, str]:
+        listed = await asyncio.to_thread(iot.list_job_executions_for_job, jobId=job)
+        return {e["thingArn"]: e["jobExecutionSummary"]["status"] for e in listed["executionSummaries"]}
+
+    await until(lambda: _has(statuses(), 5), what="five executions of the registry job")
+    await asyncio.to_thread(iot.remove_thing_from_thing_group, thingGroupName=group, thingName=things[1])
+    await asyncio.to_thread(iot.delete_thing, thingName=extra)
+    await asyncio.to_thread(iot.delete_thing_group, thingGroupName=spare)
+
+    async def removed() -> bool:
+        now = await statuses()
+        return sorted(now.values()) == ["QUEUED", "QUEUED", "QUEUED", "REMOVED", "REMOVED"] and (
+            now[thing_arn(things[1])] == now[thing_arn(extra)] == "REMOVED"
+        )
+
+    await until(removed, what="the leaver's and the deleted thing's executions to be REMOVED")
+
+
+async def _has(listing: Any, count: int) -> bool:
+    return len(await listing) == count
 
 
 async def _accepted(request: Any) -> bool:
@@ -107,7 +153,11 @@ async def test_rebuild_from_offset_zero_gives_identical_rows(stack: Stack) -> No
     await _workload(stack)
     await _projected_to_end(stack)
     live = await _snapshot(stack.settings.pg_dsn)
-    assert len(live["job_executions"]) == 5 and len(live["things"]) == 4
+    assert len(live["job_executions"]) == 10 and len(live["things"]) == 4
+    assert len(live["thing_groups"]) == 1 and len(live["thing_group_members"]) == 3
+    assert sorted(r["status"] for r in live["job_executions"]).count("REMOVED") == 2
+    assert len(live["job_templates"]) == 1
+    assert sorted(sorted(r["tags"].items()) for r in live["resource_tags"]) == [[("a", "1")], [("k", "v")]]
 
     stack.processes["projector"].terminate()
     await asyncio.to_thread(stack.processes["projector"].wait, 15)

@@ -202,3 +202,31 @@ def test_unknown_commands_and_events_are_programming_errors() -> None:
         when(given(), object())
     with pytest.raises(TypeError):
         j.evolve(given(), object())
+
+
+# --- the registry learns the targets of a job that names thing groups (§6.9) -------------------
+
+
+def test_a_new_job_with_group_targets_tells_the_registry_its_targets() -> None:
+    from iotjobs.domain.targets import RecordJobTargets
+
+    arns = [
+        "arn:aws:iot:us-east-1:123456789012:thinggroup/g1",
+        "arn:aws:iot:us-east-1:123456789012:thing/a:b",
+        "arn:aws:iot:us-east-1:123456789012:thinggroup/g2",
+    ]
+    the_spec = {**spec(), "targets": arns}
+    decision = when(given(), j.CreateJob(JOB, the_spec, ["a:b", "t2"]), now=T0)
+    release = QueueExecution(JOB, DOC)
+    assert decision.sends == (
+        Send("thing/a:b", release),
+        Send("thing/t2", release),
+        Send("registry", RecordJobTargets(JOB, ["a:b"], ["g1", "g2"], ["a:b", "t2"])),
+    )
+
+
+def test_a_duplicate_job_tells_the_registry_nothing() -> None:
+    the_spec = {**spec(), "targets": ["arn:aws:iot:us-east-1:123456789012:thinggroup/g1"]}
+    decision = when(given(j.JobCreated(JOB, the_spec, ["t1"], T0)), j.CreateJob(JOB, the_spec, ["t9"]))
+    assert isinstance(decision.reply, Rejection)
+    assert decision.sends == ()

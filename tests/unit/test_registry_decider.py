@@ -10,10 +10,11 @@ from typing import Any
 import pytest
 
 from iotjobs.domain import registry as r
-from iotjobs.domain.decision import Context, Decision, Send
+from iotjobs.domain.decision import Context, Decision, Done, Send
 from iotjobs.domain.errors import Rejection
 from iotjobs.domain.job import CreateJob
-from iotjobs.domain.thing import RegisterThing
+from iotjobs.domain.targets import RecordJobTargets
+from iotjobs.domain.thing import RegisterThing, RemoveExecutions, UnregisterThing
 
 T0 = 1_700_000_000.0
 NOW = T0 + 5
@@ -234,3 +235,197 @@ def test_unknown_commands_and_events_are_programming_errors() -> None:
         when(given(), object())
     with pytest.raises(TypeError):
         r.evolve(given(), object())
+
+
+# --- DeleteThing ------------------------------------------------------------------------------
+
+
+def test_delete_a_thing_drops_it_and_its_memberships_and_unregisters_it() -> None:
+    state = given(thing("t1"), group("g1"), member("t1", "g1"))
+    decision = when(state, r.DeleteThing("t1"))
+    assert decision == Decision(
+        events=(r.ThingDeleted("t1"),),
+        sends=(Send("thing/t1", UnregisterThing("t1"), forward_reply=True),),
+    )
+    after = given(thing("t1"), group("g1"), member("t1", "g1"), *decision.events)
+    assert "t1" not in after.things
+    assert after.members("g1") == []
+
+
+def test_delete_a_missing_thing_succeeds_and_changes_nothing() -> None:
+    assert when(given(), r.DeleteThing("t1")) == Decision(reply=Done())
+    assert when(given(), r.DeleteThing("t1", expected_version=7)) == Decision(reply=Done())
+
+
+def test_delete_a_thing_with_its_current_version() -> None:
+    state = given(thing("t1"), group("g1"), member("t1", "g1"))
+    assert when(state, r.DeleteThing("t1", expected_version=2)).events == (r.ThingDeleted("t1"),)
+
+
+def test_delete_a_thing_with_another_version_is_a_version_conflict() -> None:
+    state = given(thing("t1"), group("g1"), member("t1", "g1"))
+    rejection = rejected(when(state, r.DeleteThing("t1", expected_version=1)), "VersionConflict")
+    assert rejection.message == "expectedVersion 1 does not match the current version 2 of thing t1"
+
+
+def test_a_deleted_thing_can_be_created_again_with_a_new_id() -> None:
+    state = given(thing("t1"), r.ThingDeleted("t1"))
+    decision = when(state, r.CreateThing("t1", "id-new"))
+    assert decision.events == (r.ThingCreated("t1", "id-new", None, {}),)
+    assert decision.sends == (Send("thing/t1", RegisterThing("t1", "id-new"), forward_reply=True),)
+
+
+# --- job targets the registry keeps (§6.9) ----------------------------------------------------
+
+
+def targets_of(job_id: str, things: list[str], groups: list[str]) -> r.JobTargetsRecorded:
+    return r.JobTargetsRecorded(job_id, things, groups)
+
+
+def removes(thing_name: str, *job_ids: str) -> Send:
+    return Send(f"thing/{thing_name}", RemoveExecutions(list(job_ids)))
+
+
+def test_a_new_job_with_group_targets_is_recorded() -> None:
+    state = given(*FLEET)
+    decision = when(state, RecordJobTargets("job1", ["a"], ["root"], ["a", "b", "c", "e"]))
+    assert decision == Decision(events=(targets_of("job1", ["a"], ["root"]),))
+    assert given(*FLEET, *decision.events).jobs == {"job1": r.JobTargets(("a",), ("root",))}
+
+
+def test_the_same_targets_again_record_nothing() -> None:
+    state = given(*FLEET, targets_of("job1", [], ["root"]))
+    assert when(state, RecordJobTargets("job1", [], ["root"], ["b", "c", "e"])) == Decision()
+
+
+def test_a_job_without_group_targets_leaves_no_record() -> None:
+    assert when(given(*FLEET), RecordJobTargets("job1", ["a"], [], ["a"])) == Decision()
+
+
+def test_a_job_id_used_again_replaces_the_old_record() -> None:
+    # DeleteJob lets a job id be used again; the new job's targets are the ones that count.
+    state = given(*FLEET, targets_of("job1", [], ["root"]))
+    assert when(state, RecordJobTargets("job1", ["a"], [], ["a"])).events == (targets_of("job1", ["a"], []),)
+    assert given(*FLEET, targets_of("job1", [], ["root"]), targets_of("job1", ["a"], [])).jobs == {}
+    assert when(state, RecordJobTargets("job1", [], ["other"], ["c", "d"])).events == (
+        targets_of("job1", [], ["other"]),
+    )
+
+
+def test_a_released_thing_that_left_the_targets_meanwhile_loses_its_execution() -> None:
+    # ResolveJobTargets saw b and c in root; by the time the job exists, b left and c was deleted.
+    state = given(*FLEET, r.ThingRemovedFromThingGroup("b", "child"), r.ThingDeleted("c"))
+    decision = when(state, RecordJobTargets("job1", [], ["root"], ["b", "c", "e"]))
+    assert decision.events == (targets_of("job1", [], ["root"]),)
+    assert decision.sends == (removes("b", "job1"), removes("c", "job1"))
+
+
+def test_resolving_targets_records_nothing_so_a_duplicate_create_job_cannot_touch_the_record() -> None:
+    # Only the job aggregate, once the job exists, sends RecordJobTargets; a duplicate is refused there.
+    state = given(*FLEET, targets_of("job1", [], ["root"]))
+    decision = when(state, resolve(["d"], ["other"]))
+    assert decision.events == ()
+    assert given(*FLEET, targets_of("job1", [], ["root"]), *decision.events).jobs["job1"].group_names == ("root",)
+
+
+# --- RemoveThingFromThingGroup ----------------------------------------------------------------
+
+
+def test_remove_a_thing_from_a_group() -> None:
+    state = given(thing("t1"), group("g1"), group("g2"), member("t1", "g1"), member("t1", "g2"))
+    decision = when(state, r.RemoveThingFromThingGroup("t1", "g1"))
+    assert decision == Decision(reply=Done(), events=(r.ThingRemovedFromThingGroup("t1", "g1"),))
+    record = given(thing("t1"), group("g1"), group("g2"), member("t1", "g1"), member("t1", "g2"), *decision.events)
+    assert (record.things["t1"].groups, record.things["t1"].version) == (("g2",), 4)
+
+
+def test_remove_a_thing_that_is_not_a_member_changes_nothing() -> None:
+    assert when(given(thing("t1"), group("g1")), r.RemoveThingFromThingGroup("t1", "g1")) == Decision(reply=Done())
+
+
+def test_remove_a_missing_thing_or_from_a_missing_group_is_not_found() -> None:
+    state = given(thing("t1"), group("g1"))
+    assert rejected(when(state, r.RemoveThingFromThingGroup("t9", "g1")), "ResourceNotFound").message == (
+        "Thing t9 does not exist"
+    )
+    assert rejected(when(state, r.RemoveThingFromThingGroup("t1", "g9")), "ResourceNotFound").message == (
+        "Thing group g9 does not exist"
+    )
+
+
+def test_leaving_the_target_group_removes_the_things_execution_of_that_job() -> None:
+    state = given(*FLEET, targets_of("job1", [], ["root"]), targets_of("job2", [], ["other"]))
+    decision = when(state, r.RemoveThingFromThingGroup("e", "root"))
+    assert decision.sends == (removes("e", "job1"),)
+
+
+def test_leaving_a_descendant_of_the_target_group_removes_it_too() -> None:
+    state = given(*FLEET, targets_of("job1", [], ["root"]), targets_of("job2", [], ["child"]))
+    assert when(state, r.RemoveThingFromThingGroup("c", "grandchild")).sends == (removes("c", "job1", "job2"),)
+
+
+def test_a_thing_still_reached_through_another_target_keeps_its_execution() -> None:
+    state = given(
+        *FLEET,
+        member("c", "root"),
+        targets_of("by-two-groups", [], ["child", "other"]),
+        targets_of("by-ancestor", [], ["root"]),
+        targets_of("by-name", ["c"], ["grandchild"]),
+        targets_of("by-group", [], ["grandchild"]),
+    )
+    decision = when(state, r.RemoveThingFromThingGroup("c", "grandchild"))
+    # child no longer reaches c; other still does. root reaches c directly. "by-name" names c itself.
+    assert decision.sends == (removes("c", "by-group"),)
+
+
+def test_leaving_a_group_no_job_targets_removes_nothing() -> None:
+    state = given(*FLEET, targets_of("job1", [], ["root"]))
+    assert when(state, r.RemoveThingFromThingGroup("d", "other")).sends == ()
+
+
+# --- DeleteThingGroup -------------------------------------------------------------------------
+
+
+def test_delete_a_group_drops_it_and_its_memberships() -> None:
+    state = given(*FLEET)
+    decision = when(state, r.DeleteThingGroup("other"))
+    assert decision == Decision(reply=Done(), events=(r.ThingGroupDeleted("other"),))
+    after = given(*FLEET, *decision.events)
+    assert "other" not in after.groups
+    assert (after.things["c"].groups, after.things["d"].groups) == (("grandchild",), ())
+    assert after.things["d"].version == state.things["d"].version
+
+
+def test_delete_a_missing_group_succeeds_and_changes_nothing() -> None:
+    assert when(given(), r.DeleteThingGroup("g1")) == Decision(reply=Done())
+    assert when(given(), r.DeleteThingGroup("g1", expected_version=3)) == Decision(reply=Done())
+
+
+def test_delete_a_group_with_another_version_is_a_version_conflict() -> None:
+    rejection = rejected(when(given(group("g1")), r.DeleteThingGroup("g1", expected_version=2)), "VersionConflict")
+    assert rejection.message == "expectedVersion 2 does not match the current version 1 of thing group g1"
+    assert when(given(group("g1")), r.DeleteThingGroup("g1", expected_version=1)).events == (r.ThingGroupDeleted("g1"),)
+
+
+def test_delete_a_group_with_child_groups_is_an_invalid_request() -> None:
+    rejection = rejected(when(given(*FLEET), r.DeleteThingGroup("root")), "InvalidRequest")
+    assert rejection.message == "Cannot delete thing group root: it still has child groups (child); delete them first"
+
+
+def test_delete_a_target_group_removes_its_members_executions() -> None:
+    state = given(*FLEET, targets_of("job1", [], ["other"]), targets_of("job2", [], ["root"]))
+    decision = when(state, r.DeleteThingGroup("other"))
+    # c stays in root's family through grandchild, but job1 reached it only through other.
+    assert decision.sends == (removes("c", "job1"), removes("d", "job1"))
+
+
+def test_a_group_can_be_created_again_after_its_deletion() -> None:
+    state = given(group("g1"), r.ThingGroupDeleted("g1"))
+    assert when(state, r.CreateThingGroup("g1", "gid-new")).events == (
+        r.ThingGroupCreated("g1", "gid-new", None, None, {}, NOW),
+    )
+
+
+def test_registry_state_with_job_targets_round_trips_through_a_dict() -> None:
+    state = given(*FLEET, targets_of("job1", ["a"], ["root", "other"]))
+    assert r.RegistryState.from_dict(state.to_dict()) == state

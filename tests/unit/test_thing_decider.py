@@ -982,3 +982,115 @@ def test_unknown_commands_and_events_are_programming_errors() -> None:
         when(given(), object())
     with pytest.raises(TypeError):
         t.evolve(given(), object())
+
+
+# --- REMOVED: the registry takes the thing away from a job (§6.9) -----------------------------
+
+
+def removed(job_id: str, version: int, *, at: float = NOW, n: int = 1, **kwargs: Any) -> t.ExecutionUpdated:
+    return updated(job_id, REMOVED, version, at=at, n=n, **kwargs)
+
+
+def test_remove_executions_sets_queued_and_in_progress_executions_removed() -> None:
+    state = given(*IN_PROGRESS_J1, queued("j2", 1), queued("j3", 2))
+    decision = when(state, t.RemoveExecutions(["j1", "j2"]), now=NOW)
+    assert decision.reply is None
+    assert decision.events == (
+        removed("j1", 3, started_at=STARTED, details=DETAILS, cause="removed"),
+        removed("j2", 2, cause="removed"),
+    )
+    assert decision.sends == (report("j1", REMOVED), report("j2", REMOVED))
+    assert decision.effects == (
+        t.NotifyPending(THING, [execution("j3", 2)]),
+        t.NotifyNext(THING, execution("j3", 2)),
+    )
+
+
+def test_remove_executions_clears_the_timers() -> None:
+    started = updated("j1", IN_PROGRESS, 2, at=STARTED, started_at=STARTED, in_progress_deadline=T0 + 600)
+    state = given(registered(), queued("j1", 0, timeout=10), started)
+    assert t.timers(state) == [Timer(T0 + 600, t.FireTimeout("j1", 1))]
+    decision = when(state, t.RemoveExecutions(["j1"]), now=NOW)
+    (event,) = decision.events
+    assert (event.status, event.in_progress_deadline, event.step_deadline) == (REMOVED, None, None)
+    assert t.timers(t.fold(state, decision.events)) == []
+
+
+@pytest.mark.parametrize("terminal", [SUCCEEDED, FAILED, REJECTED, TIMED_OUT, CANCELED, REMOVED])
+def test_remove_executions_leaves_terminal_and_unknown_executions_alone(terminal: str) -> None:
+    state = given(*HISTORIES[terminal][0])
+    assert when(state, t.RemoveExecutions(["j1", "j9"])) == Decision()
+
+
+def test_remove_executions_names_a_job_once_even_if_listed_twice() -> None:
+    decision = when(given(registered(), queued("j1", 0)), t.RemoveExecutions(["j1", "j1"]), now=NOW)
+    assert decision.events == (removed("j1", 2, cause="removed"),)
+
+
+def test_a_removed_execution_refuses_device_updates() -> None:
+    state = given(registered(), queued("j1", 0), removed("j1", 2, cause="removed"))
+    rejection = rejected(when(state, t.UpdateExecution("j1", IN_PROGRESS)), INVALID_TRANSITION)
+    assert rejection.detail == state_of(REMOVED, 2, {})
+    assert rejected(when(state, t.DescribeExecution("j1")), TERMINAL_STATE)
+
+
+# --- UnregisterThing: DeleteThing reaches the thing (§3.4, §6.9) -----------------------------
+
+
+def test_unregister_removes_every_pending_execution_and_then_the_thing() -> None:
+    state = given(*IN_PROGRESS_J1, queued("j2", 1), queued("j3", 2), updated("j3", SUCCEEDED, 2))
+    decision = when(state, t.UnregisterThing(THING), now=NOW)
+    assert decision.reply == t.ThingUnregisteredReply(THING)
+    assert decision.events == (
+        removed("j1", 3, started_at=STARTED, details=DETAILS, cause="thing-deleted"),
+        removed("j2", 2, cause="thing-deleted"),
+        t.ThingUnregistered(THING),
+    )
+    assert decision.sends == (report("j1", REMOVED), report("j2", REMOVED))
+    assert decision.effects == (t.NotifyPending(THING, []), t.NotifyNext(THING, None))
+    after = t.fold(state, decision.events)
+    assert (after.registered, after.deleted) == (False, True)
+    assert after.executions["j3"].status == SUCCEEDED  # finished executions stay as they were
+
+
+def test_a_deleted_things_device_requests_are_not_found() -> None:
+    state = given(*IN_PROGRESS_J1, removed("j1", 3, cause="thing-deleted"), t.ThingUnregistered(THING))
+    for command in (
+        t.GetPending(),
+        t.StartNext(),
+        t.DescribeExecution(t.NEXT),
+        t.DescribeExecution("j1"),
+        t.UpdateExecution("j1", SUCCEEDED),
+    ):
+        assert rejected(when(state, command), NOT_FOUND).message == f"Thing {THING} does not exist"
+
+
+def test_unregister_an_unregistered_thing_changes_nothing() -> None:
+    state = given(registered(), t.ThingUnregistered(THING))
+    assert when(state, t.UnregisterThing(THING)) == Decision(reply=t.ThingUnregisteredReply(THING))
+
+
+def test_an_execution_released_to_a_deleted_thing_is_removed_at_once_and_reported() -> None:
+    # CreateJob resolved the thing just before DeleteThing; the release arrives after the thing is gone.
+    state = given(registered(), t.ThingUnregistered(THING))
+    decision = when(state, t.QueueExecution("j1", DOC), now=NOW)
+    assert decision.events == (queued("j1", 0, at=NOW), removed("j1", 2, cause="thing-deleted"))
+    assert decision.sends == (report("j1", REMOVED),)
+    assert decision.effects == ()
+    assert not t.fold(state, decision.events).registered
+
+
+def test_a_recreated_thing_inherits_no_pending_execution_and_never_reuses_a_number() -> None:
+    deleted = (*IN_PROGRESS_J1, removed("j1", 3, cause="thing-deleted"), t.ThingUnregistered(THING))
+    decision = when(given(*deleted), t.RegisterThing(THING, "id-new"), now=NOW)
+    assert decision.events == (t.ThingRegistered(THING, "id-new"),)
+    recreated = given(*deleted, *decision.events)
+    assert (recreated.registered, recreated.deleted) == (True, False)
+    assert when(recreated, t.GetPending()).reply == t.PendingReply(in_progress=[], queued=[])
+    assert when(recreated, t.StartNext()).reply == t.ExecutionReply(None)
+    assert when(recreated, t.QueueExecution("j1", DOC), now=NOW).events == (queued("j1", 1, at=NOW, n=2),)
+
+
+def test_thing_state_with_a_deletion_round_trips_through_a_dict() -> None:
+    state = given(*IN_PROGRESS_J1, removed("j1", 3, cause="thing-deleted"), t.ThingUnregistered(THING))
+    assert t.ThingState.from_dict(state.to_dict()) == state

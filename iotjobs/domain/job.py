@@ -377,14 +377,18 @@ def _delete(state: JobState, command: DeleteJob, ctx: Context) -> Decision:
             "only COMPLETED or CANCELED jobs can be deleted without force=true",
         )
     events: list[Any] = [JobDeletionStarted(command.job_id, ctx.now)]
+    sends = [
+        Send(thing_key(thing), DeleteExecution(command.job_id, force=True, from_job=True)) for thing in state.executions
+    ]
     if not state.executions:
         events.append(JobDeleted(command.job_id, ctx.now))
-    fan_out = DeleteExecution(command.job_id, force=True, from_job=True)
-    return Decision(
-        reply=Done(),
-        events=tuple(events),
-        sends=tuple(Send(thing_key(thing), fan_out) for thing in state.executions),
-    )
+        sends.append(_forget_targets(command.job_id))
+    return Decision(reply=Done(), events=tuple(events), sends=tuple(sends))
+
+
+def _forget_targets(job_id: str) -> Send:
+    """A deleted job's targets must not follow its id into a new job: the registry drops them."""
+    return Send(targets.REGISTRY_KEY, targets.RecordJobTargets(job_id, [], [], []))
 
 
 def _forget(state: JobState, command: ForgetExecution, ctx: Context) -> Decision:
@@ -394,7 +398,8 @@ def _forget(state: JobState, command: ForgetExecution, ctx: Context) -> Decision
     after = evolve(state, events[0])
     if state.status == DELETION_IN_PROGRESS and not after.executions:
         events.append(JobDeleted(command.job_id, ctx.now))
-    elif _completes(state, after):
+        return Decision(events=tuple(events), sends=(_forget_targets(command.job_id),))
+    if _completes(state, after):
         events.append(JobCompleted(command.job_id, ctx.now))
     return Decision(events=tuple(events))
 

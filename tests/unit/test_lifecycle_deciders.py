@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from iotjobs.domain import job as j
+from iotjobs.domain import registry, targets
 from iotjobs.domain import thing as t
 from iotjobs.domain.decision import Context, Decision, Done, Send
 from iotjobs.domain.errors import Rejection
@@ -180,3 +181,18 @@ def test_forgetting_the_last_pending_execution_completes_a_snapshot_job() -> Non
     state = job_given(CREATED, j.JobExecutionRecorded("j1", "b", 1, "SUCCEEDED", T0))
     decision = j.decide(state, ForgetExecution("j1", "a", 1), CTX)
     assert decision.events[-1] == j.JobCompleted("j1", CTX.now)
+
+
+def test_a_deleted_job_makes_the_registry_forget_its_targets() -> None:
+    forget = Send("registry", targets.RecordJobTargets("j1", [], [], []))
+    ended = job_given(j.JobCreated("j1", SPEC, [], T0), j.JobCompleted("j1", T0))
+    assert forget in j.decide(ended, j.DeleteJob("j1"), CTX).sends
+    deleting = job_given(CREATED, j.JobDeletionStarted("j1", T0), j.JobExecutionForgotten("j1", "a", T0))
+    assert forget in j.decide(deleting, ForgetExecution("j1", "b", 1), CTX).sends
+
+    known = registry.evolve(registry.initial(), registry.JobTargetsRecorded("j1", [], ["g1"]))
+    dropped = registry.decide(known, forget.command, CTX)
+    after = known
+    for event in dropped.events:
+        after = registry.evolve(after, event)
+    assert "j1" not in after.jobs and dropped.sends == ()

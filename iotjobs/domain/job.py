@@ -16,6 +16,7 @@ IN_PROGRESS = "IN_PROGRESS"
 COMPLETED = "COMPLETED"
 CANCELED = "CANCELED"
 DELETION_IN_PROGRESS = "DELETION_IN_PROGRESS"
+RETRY_CONFIG = "jobExecutionsRetryConfig"
 SNAPSHOT = "SNAPSHOT"
 CONTINUOUS = "CONTINUOUS"
 
@@ -228,7 +229,7 @@ def evolve(state: JobState, event: Any) -> JobState:
         case tagging.TagsChanged():
             return replace(state, tags=dict(event.tags))
         case JobUpdated():
-            return replace(state, spec={**state.spec, **event.changes}, last_updated_at=event.at)
+            return replace(state, spec=_updated_spec(state.spec, event.changes), last_updated_at=event.at)
         case JobCanceled():
             return replace(
                 state,
@@ -333,7 +334,32 @@ def _update(state: JobState, command: UpdateJob, ctx: Context) -> Decision:
         raise TypeError(f"UpdateJob cannot change {sorted(unknown)}")
     if not command.changes:
         return Decision(reply=Done())
+    retry = (command.changes.get("config") or {}).get(RETRY_CONFIG)
+    if retry is not None:
+        problem = _retry_change_problem((state.spec.get("config") or {}).get(RETRY_CONFIG), retry)
+        if problem:
+            return _refused(ErrorKind.INVALID_REQUEST, f"{RETRY_CONFIG}: {problem}")
     return Decision(reply=Done(), events=(JobUpdated(command.job_id, dict(command.changes), ctx.now),))
+
+
+def _updated_spec(spec: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """Changed fields replace the old; changed configuration blocks replace theirs, the others stay."""
+    updated = {**spec, **changes}
+    if "config" in changes:
+        updated["config"] = {**(spec.get("config") or {}), **changes["config"]}
+    return updated
+
+
+def _retry_change_problem(current: dict[str, Any] | None, wanted: dict[str, Any]) -> str | None:
+    """After creation a retry count may only be lowered to 0 (aws-iot-jobs.md §6.5); unchanged is fine."""
+    before = {c["failureType"]: c["numberOfRetries"] for c in (current or {}).get("criteriaList", [])}
+    after = {c["failureType"]: c["numberOfRetries"] for c in wanted.get("criteriaList", [])}
+    if set(after) != set(before):
+        return "the failure types of the retry criteria cannot change after the job is created"
+    changed = [kind for kind, count in after.items() if count not in (before[kind], 0)]
+    if changed:
+        return f"numberOfRetries of {', '.join(sorted(changed))} can only be lowered to 0 after the job is created"
+    return None
 
 
 def _pending_things(state: JobState) -> list[str]:

@@ -8,19 +8,19 @@ from typing import Any
 
 from aiohttp import web
 
-from iotjobs.domain import job, thing
+from iotjobs.domain import config_blocks, job, thing
 from iotjobs.domain import validation as v
 from iotjobs.domain.errors import invalid
 from iotjobs.wire.http_request import json_body, json_response, optional, query_bool
 from services.control.context import Control, control
 
 REASON_CODE = re.compile(r"[A-Z0-9_]+")
-UPDATE_NOT_YET_SERVED = (
-    "presignedUrlConfig",
-    "jobExecutionsRolloutConfig",
-    "abortConfig",
-    "jobExecutionsRetryConfig",
-)
+UPDATE_BLOCKS = {
+    "presignedUrlConfig": config_blocks.check_presigned_url_config,
+    "jobExecutionsRolloutConfig": config_blocks.check_rollout_config,
+    "abortConfig": config_blocks.check_abort_config,
+    "jobExecutionsRetryConfig": config_blocks.check_retry_config,
+}
 
 
 async def _check_namespace(ctl: Control, request: web.Request, job_id: str) -> None:
@@ -38,11 +38,11 @@ async def update_job(request: web.Request) -> web.Response:
     ctl = control(request)
     job_id = v.check_job_id(request.match_info["jobId"])
     body = await json_body(request)
-    for member in UPDATE_NOT_YET_SERVED:
-        if body.get(member) is not None:
-            raise invalid(f"{member} is not supported by this iotjobs version")
     await _check_namespace(ctl, request, job_id)
     changes: dict[str, Any] = {}
+    blocks = {member: check(body[member], member) for member, check in UPDATE_BLOCKS.items() if member in body}
+    if blocks:
+        changes["config"] = blocks
     description = optional(body, "description", str, "a string")
     if description is not None:
         changes["description"] = v.check_free_text("description", description, v.MAX_DESCRIPTION_CHARS)

@@ -124,7 +124,12 @@ async def apply(conn: asyncpg.Connection, event: Any, seq: int) -> None:
             )
         case job.JobUpdated():
             await conn.execute(
-                """UPDATE jobs SET spec = spec || $2::jsonb, last_updated_at = $3, seq = $4,
+                """UPDATE jobs SET spec = spec || ($2::jsonb - 'config')
+                           || CASE WHEN $2::jsonb ? 'config'
+                                   THEN jsonb_build_object(
+                                       'config', COALESCE(spec->'config', '{}'::jsonb) || ($2::jsonb->'config'))
+                                   ELSE '{}'::jsonb END,
+                       last_updated_at = $3, seq = $4,
                        description = CASE WHEN $2::jsonb ? 'description' THEN $2::jsonb->>'description'
                                           ELSE description END
                    WHERE job_id = $1 AND seq < $4""",

@@ -166,3 +166,32 @@ async def test_delete_job_needs_force_while_in_progress_and_removes_its_executio
         assert (outcome, body["code"]) == ("rejected", "ResourceNotFound")
     with pytest.raises(iot.exceptions.ResourceNotFoundException):
         await asyncio.to_thread(iot.delete_job, jobId=unique("none"))
+
+
+async def test_update_job_replaces_the_configuration_blocks_it_names(stack: Stack) -> None:
+    iot = iot_client(stack)
+    thing, job = unique("cfg"), unique("cfg-job")
+    await asyncio.to_thread(iot.create_thing, thingName=thing)
+    retry = {"criteriaList": [{"failureType": "FAILED", "numberOfRetries": 3}]}
+    presigned = {"roleArn": "arn:aws:iam::123456789012:role/presign", "expiresInSec": 600}
+    await asyncio.to_thread(
+        iot.create_job,
+        jobId=job,
+        targets=[thing_arn(thing)],
+        document="{}",
+        jobExecutionsRetryConfig=retry,
+        presignedUrlConfig=presigned,
+    )
+    rollout = {"maximumPerMinute": 25}
+    await asyncio.to_thread(iot.update_job, jobId=job, jobExecutionsRolloutConfig=rollout)
+    described = (await asyncio.to_thread(iot.describe_job, jobId=job))["job"]
+    assert described["jobExecutionsRolloutConfig"] == rollout
+    assert described["presignedUrlConfig"] == presigned and described["jobExecutionsRetryConfig"] == retry
+
+    lowered = {"criteriaList": [{"failureType": "FAILED", "numberOfRetries": 0}]}
+    await asyncio.to_thread(iot.update_job, jobId=job, jobExecutionsRetryConfig=lowered)
+    described = (await asyncio.to_thread(iot.describe_job, jobId=job))["job"]
+    assert described["jobExecutionsRetryConfig"] == lowered
+    raised = {"criteriaList": [{"failureType": "FAILED", "numberOfRetries": 2}]}
+    with pytest.raises(iot.exceptions.InvalidRequestException, match="lowered to 0"):
+        await asyncio.to_thread(iot.update_job, jobId=job, jobExecutionsRetryConfig=raised)

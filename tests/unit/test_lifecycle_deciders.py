@@ -196,3 +196,34 @@ def test_a_deleted_job_makes_the_registry_forget_its_targets() -> None:
     for event in dropped.events:
         after = registry.evolve(after, event)
     assert "j1" not in after.jobs and dropped.sends == ()
+
+
+RETRY = {"criteriaList": [{"failureType": "FAILED", "numberOfRetries": 3}]}
+
+
+def _with_retry() -> j.JobState:
+    spec = {**SPEC, "config": {"jobExecutionsRetryConfig": RETRY, "abortConfig": {"criteriaList": []}}}
+    return job_given(j.JobCreated("j1", spec, ["a"], T0))
+
+
+@pytest.mark.parametrize(
+    ("retries", "failure_type", "accepted"),
+    [(0, "FAILED", True), (3, "FAILED", True), (2, "FAILED", False), (5, "FAILED", False), (0, "ALL", False)],
+)
+def test_update_job_may_only_lower_retries_to_zero(retries: int, failure_type: str, accepted: bool) -> None:
+    wanted = {"criteriaList": [{"failureType": failure_type, "numberOfRetries": retries}]}
+    decision = j.decide(_with_retry(), j.UpdateJob("j1", {"config": {"jobExecutionsRetryConfig": wanted}}), CTX)
+    assert (decision.reply == Done()) is accepted
+    if not accepted:
+        assert kind(decision) == "InvalidRequest"
+
+
+def test_update_job_replaces_only_the_blocks_it_names() -> None:
+    rollout = {"maximumPerMinute": 9}
+    decision = j.decide(_with_retry(), j.UpdateJob("j1", {"config": {"jobExecutionsRolloutConfig": rollout}}), CTX)
+    config = j.evolve(_with_retry(), decision.events[0]).spec["config"]
+    assert config == {
+        "jobExecutionsRetryConfig": RETRY,
+        "abortConfig": {"criteriaList": []},
+        "jobExecutionsRolloutConfig": rollout,
+    }

@@ -17,6 +17,7 @@ COMPLETED = "COMPLETED"
 CANCELED = "CANCELED"
 DELETION_IN_PROGRESS = "DELETION_IN_PROGRESS"
 RETRY_CONFIG = "jobExecutionsRetryConfig"
+MAX_TARGETS = 100
 SNAPSHOT = "SNAPSHOT"
 CONTINUOUS = "CONTINUOUS"
 
@@ -71,6 +72,16 @@ class DeleteJob:
     force: bool = False
 
 
+@dataclass(frozen=True)
+class AssociateTargets:
+    """AssociateTargetsWithJob, its targets checked and resolved by the registry."""
+
+    job_id: str
+    targets: list[str]
+    things: list[str]
+    comment: str | None = None
+
+
 # --- events -----------------------------------------------------------------------------------
 
 
@@ -121,6 +132,23 @@ class JobExecutionForgotten:
 
 
 @dataclass(frozen=True)
+class JobTargetsAssociated:
+    job_id: str
+    targets: list[str]
+    comment: str | None
+    at: float
+
+
+@dataclass(frozen=True)
+class JobExecutionAdded:
+    """A CONTINUOUS job released an execution to a thing that joined its targets."""
+
+    job_id: str
+    thing_name: str
+    at: float
+
+
+@dataclass(frozen=True)
 class JobDeleted:
     job_id: str
     at: float
@@ -141,7 +169,16 @@ class JobCreatedReply:
     description: str | None
 
 
-COMMANDS = (CreateJob, RecordExecutionStatus, UpdateJob, CancelJob, DeleteJob, ForgetExecution)
+COMMANDS = (
+    CreateJob,
+    RecordExecutionStatus,
+    UpdateJob,
+    CancelJob,
+    DeleteJob,
+    ForgetExecution,
+    AssociateTargets,
+    targets.AddThingsToJob,
+)
 EVENTS = (
     JobCreated,
     JobExecutionRecorded,
@@ -151,6 +188,8 @@ EVENTS = (
     JobDeletionStarted,
     JobExecutionForgotten,
     JobDeleted,
+    JobTargetsAssociated,
+    JobExecutionAdded,
 )
 REPLIES = (JobCreatedReply,)
 
@@ -247,6 +286,11 @@ def evolve(state: JobState, event: Any) -> JobState:
             return replace(state, executions=remaining, last_updated_at=event.at)
         case JobDeleted():
             return initial(key_for(state.job_id))  # the id may be used again
+        case JobTargetsAssociated():
+            spec = {**state.spec, "targets": [*state.spec.get("targets", []), *event.targets]}
+            return replace(state, spec=spec, last_updated_at=event.at)
+        case JobExecutionAdded():
+            return replace(state, executions={**state.executions, event.thing_name: QUEUED}, last_updated_at=event.at)
     raise TypeError(f"job aggregate cannot apply {type(event).__name__}")
 
 
@@ -264,6 +308,10 @@ def decide(state: JobState, command: Any, ctx: Context) -> Decision:
             return _delete(state, command, ctx)
         case ForgetExecution():
             return _forget(state, command, ctx)
+        case AssociateTargets():
+            return _associate(state, command, ctx)
+        case targets.AddThingsToJob():
+            return _add_things(state, command.thing_names, ctx)
         case tagging.TagResource() | tagging.UntagResource():
             return tagging.decide(state.exists, state.tags, command, f"Job {state.job_id}")
     raise TypeError(f"job aggregate cannot handle {type(command).__name__}")
@@ -293,7 +341,10 @@ def _create(state: JobState, command: CreateJob, ctx: Context) -> Decision:
     thing_targets, group_targets = targets.target_names(spec.targets)
     if group_targets:
         # The registry removes the execution of a thing that leaves every target (aws-iot-jobs.md §6.9).
-        record = targets.RecordJobTargets(command.job_id, thing_targets, group_targets, list(command.things))
+        continuous = spec.target_selection == CONTINUOUS
+        record = targets.RecordJobTargets(
+            command.job_id, thing_targets, group_targets, list(command.things), continuous=continuous
+        )
         sends.append(Send(targets.REGISTRY_KEY, record))
     return Decision(
         reply=JobCreatedReply(command.job_id, spec.description),
@@ -434,3 +485,54 @@ def _completes(before: JobState, after: JobState) -> bool:
     """A SNAPSHOT job completes when every execution it still tracks is terminal."""
     snapshot = after.spec.get("target_selection", SNAPSHOT) == SNAPSHOT
     return before.status == IN_PROGRESS and snapshot and after.all_terminal()
+
+
+def _release(state: JobState, thing_names: list[str], ctx: Context) -> tuple[list[Any], list[Send]]:
+    """Queue an execution on each thing that has none pending for this job."""
+    events: list[Any] = []
+    sends: list[Send] = []
+    release = QueueExecution(
+        job_id=state.job_id,
+        document=state.spec["document"],
+        in_progress_timeout_minutes=state.spec.get("in_progress_timeout_minutes"),
+        namespace_id=state.spec.get("namespace_id"),
+    )
+    for thing in dict.fromkeys(thing_names):
+        status = state.executions.get(thing)
+        if status is None or status in TERMINAL:
+            events.append(JobExecutionAdded(state.job_id, thing, ctx.now))
+            sends.append(Send(thing_key(thing), release))
+    return events, sends
+
+
+def _add_things(state: JobState, thing_names: list[str], ctx: Context) -> Decision:
+    if state.status != IN_PROGRESS or state.spec.get("target_selection") != CONTINUOUS:
+        return Decision()  # only a running CONTINUOUS job follows its groups
+    events, sends = _release(state, thing_names, ctx)
+    return Decision(events=tuple(events), sends=tuple(sends))
+
+
+def _associate(state: JobState, command: AssociateTargets, ctx: Context) -> Decision:
+    if not state.exists:
+        return _missing(command.job_id)
+    if state.spec.get("target_selection") != CONTINUOUS or state.status != IN_PROGRESS:
+        return _refused(
+            ErrorKind.INVALID_REQUEST,
+            f"Job {command.job_id} is {state.spec.get('target_selection')} and {state.status}; targets can be "
+            "associated only with a CONTINUOUS job that is IN_PROGRESS",
+        )
+    current = list(state.spec.get("targets", []))
+    new = [arn for arn in dict.fromkeys(command.targets) if arn not in current]
+    if len(current) + len(new) > MAX_TARGETS:
+        return _refused(
+            ErrorKind.INVALID_REQUEST,
+            f"Job {command.job_id} would have {len(current) + len(new)} targets; at most {MAX_TARGETS} are allowed",
+        )
+    reply = JobCreatedReply(command.job_id, state.spec.get("description"))
+    if not new:
+        return Decision(reply=reply)
+    events: list[Any] = [JobTargetsAssociated(command.job_id, new, command.comment, ctx.now)]
+    released, sends = _release(state, command.things, ctx)
+    thing_targets, group_targets = targets.target_names([*current, *new])
+    record = targets.RecordJobTargets(command.job_id, thing_targets, group_targets, [], continuous=True)
+    return Decision(reply=reply, events=(*events, *released), sends=(*sends, Send(targets.REGISTRY_KEY, record)))

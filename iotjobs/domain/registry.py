@@ -10,9 +10,9 @@ from typing import Any
 
 from iotjobs.domain.decision import Context, Decision, Done, Send
 from iotjobs.domain.errors import DomainError, ErrorKind, invalid, not_found
-from iotjobs.domain.job import CreateJob
+from iotjobs.domain.job import AssociateTargets, CreateJob
 from iotjobs.domain.job import key_for as job_key
-from iotjobs.domain.targets import REGISTRY_KEY, RecordJobTargets
+from iotjobs.domain.targets import REGISTRY_KEY, AddThingsToJob, RecordJobTargets
 from iotjobs.domain.thing import RegisterThing, RemoveExecutions, UnregisterThing
 from iotjobs.domain.thing import key_for as thing_key
 
@@ -53,6 +53,17 @@ class ResolveJobTargets:
     spec: dict[str, Any]
     thing_names: list[str]
     group_names: list[str]
+
+
+@dataclass(frozen=True)
+class ResolveJobAssociation:
+    """AssociateTargetsWithJob's first stop, like ResolveJobTargets for CreateJob."""
+
+    job_id: str
+    targets: list[str]
+    thing_names: list[str]
+    group_names: list[str]
+    comment: str | None = None
 
 
 @dataclass(frozen=True)
@@ -123,6 +134,7 @@ class JobTargetsRecorded:
     job_id: str
     thing_names: list[str]
     group_names: list[str]
+    continuous: bool = False
 
 
 # --- replies ----------------------------------------------------------------------------------
@@ -139,6 +151,7 @@ COMMANDS = (
     CreateThingGroup,
     AddThingToThingGroup,
     ResolveJobTargets,
+    ResolveJobAssociation,
     DeleteThing,
     RemoveThingFromThingGroup,
     DeleteThingGroup,
@@ -183,6 +196,7 @@ class JobTargets:
 
     thing_names: tuple[str, ...]
     group_names: tuple[str, ...]
+    continuous: bool = False
 
 
 @dataclass(frozen=True)
@@ -233,7 +247,8 @@ class RegistryState:
             things={k: ThingRecord(**{**t, "groups": tuple(t["groups"])}) for k, t in data["things"].items()},
             groups={k: GroupRecord(**g) for k, g in data["groups"].items()},
             jobs={
-                k: JobTargets(tuple(j["thing_names"]), tuple(j["group_names"])) for k, j in data.get("jobs", {}).items()
+                k: JobTargets(tuple(j["thing_names"]), tuple(j["group_names"]), j.get("continuous", False))
+                for k, j in data.get("jobs", {}).items()
             },
         )
 
@@ -269,7 +284,7 @@ def evolve(state: RegistryState, event: Any) -> RegistryState:
         case JobTargetsRecorded():
             jobs = {k: j for k, j in state.jobs.items() if k != event.job_id}
             if event.group_names:
-                jobs[event.job_id] = JobTargets(tuple(event.thing_names), tuple(event.group_names))
+                jobs[event.job_id] = JobTargets(tuple(event.thing_names), tuple(event.group_names), event.continuous)
             return replace(state, jobs=jobs)
     raise TypeError(f"registry cannot apply {type(event).__name__}")
 
@@ -295,6 +310,8 @@ def _decide(state: RegistryState, command: Any, ctx: Context) -> Decision:
             return _add_to_group(state, command)
         case ResolveJobTargets():
             return _resolve(state, command)
+        case ResolveJobAssociation():
+            return _resolve_association(state, command)
         case DeleteThing():
             return _delete_thing(state, command)
         case RemoveThingFromThingGroup():
@@ -363,21 +380,44 @@ def _add_to_group(state: RegistryState, command: AddThingToThingGroup) -> Decisi
         raise invalid(
             f"Thing {command.thing_name} already belongs to {MAX_GROUPS_PER_THING} thing groups, the most allowed"
         )
-    return Decision(reply=Done(), events=(ThingAddedToThingGroup(command.thing_name, command.group_name),))
+    event = ThingAddedToThingGroup(command.thing_name, command.group_name)
+    after = evolve(state, event)
+    joined = [
+        job_id
+        for job_id, targets in sorted(state.jobs.items())
+        if targets.continuous
+        and after.reaches(targets, command.thing_name)
+        and not state.reaches(targets, command.thing_name)
+    ]
+    # A CONTINUOUS job runs on a thing as soon as it joins one of its target groups (aws-iot-jobs.md §6.9).
+    sends = tuple(Send(job_key(job_id), AddThingsToJob(job_id, [command.thing_name])) for job_id in joined)
+    return Decision(reply=Done(), events=(event,), sends=sends)
+
+
+def _resolved_things(state: RegistryState, thing_names: list[str], group_names: list[str]) -> list[str]:
+    """The things targets reach: named things in order, then group members by name, each once."""
+    for name in thing_names:
+        if name not in state.things:
+            raise not_found(f"Thing {name} does not exist")
+    for name in group_names:
+        if name not in state.groups:
+            raise not_found(f"Thing group {name} does not exist")
+    things = dict.fromkeys(thing_names)
+    for group in group_names:
+        things.update(dict.fromkeys(state.members(group)))
+    return list(things)
 
 
 def _resolve(state: RegistryState, command: ResolveJobTargets) -> Decision:
-    for name in command.thing_names:
-        if name not in state.things:
-            raise not_found(f"Thing {name} does not exist")
-    for name in command.group_names:
-        if name not in state.groups:
-            raise not_found(f"Thing group {name} does not exist")
-    things = dict.fromkeys(command.thing_names)
-    for group in command.group_names:
-        things.update(dict.fromkeys(state.members(group)))
-    create = CreateJob(command.job_id, command.spec, list(things))
+    things = _resolved_things(state, command.thing_names, command.group_names)
+    create = CreateJob(command.job_id, command.spec, things)
     return Decision(sends=(Send(job_key(command.job_id), create, True),))
+
+
+def _resolve_association(state: RegistryState, command: ResolveJobAssociation) -> Decision:
+    things = _resolved_things(state, command.thing_names, command.group_names)
+    associate = AssociateTargets(command.job_id, list(command.targets), things, command.comment)
+    return Decision(sends=(Send(job_key(command.job_id), associate, True),))
 
 
 # --- deletions and removals (aws-iot-jobs.md §3.4, §6.9) ---------------------------------------
@@ -449,8 +489,8 @@ def _delete_group(state: RegistryState, command: DeleteThingGroup) -> Decision:
 
 def _record_targets(state: RegistryState, command: RecordJobTargets) -> Decision:
     """A job now exists: keep its targets, and remove it from released things that left them meanwhile."""
-    event = JobTargetsRecorded(command.job_id, list(command.thing_names), list(command.group_names))
-    targets = JobTargets(tuple(command.thing_names), tuple(command.group_names))
+    event = JobTargetsRecorded(command.job_id, list(command.thing_names), list(command.group_names), command.continuous)
+    targets = JobTargets(tuple(command.thing_names), tuple(command.group_names), command.continuous)
     known = state.jobs.get(command.job_id)
     events = () if known == targets or (known is None and not targets.group_names) else (event,)
     lost = [name for name in dict.fromkeys(command.released) if not state.reaches(targets, name)]

@@ -21,6 +21,15 @@ class RecordJobTargets:
     thing_names: list[str]
     group_names: list[str]
     released: list[str]
+    continuous: bool = False
+
+
+@dataclass(frozen=True)
+class AddThingsToJob:
+    """Sent by the registry to a CONTINUOUS `job/{id}` when things join its targets (§6.9)."""
+
+    job_id: str
+    thing_names: list[str]
 
 
 def target_names(arns: list[str]) -> tuple[list[str], list[str]]:

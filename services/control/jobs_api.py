@@ -53,7 +53,7 @@ def _compact(data: dict[str, Any]) -> dict[str, Any]:
 # --- CreateJob --------------------------------------------------------------------------------
 
 
-def _targets(body: dict[str, Any], arns: Arns) -> tuple[list[str], list[str], list[str]]:
+def parse_targets(body: dict[str, Any], arns: Arns) -> tuple[list[str], list[str], list[str]]:
     targets = body.get("targets")
     if not isinstance(targets, list) or not targets:
         raise invalid("targets is required and must list at least one thing or thing group ARN")
@@ -73,7 +73,7 @@ def _targets(body: dict[str, Any], arns: Arns) -> tuple[list[str], list[str], li
 def parse_create_job(job_id: str, body: dict[str, Any], arns: Arns) -> registry.ResolveJobTargets:
     if body.get("documentParameters") is not None:
         raise invalid("documentParameters is allowed only with an AWS managed job template, which is not served")
-    targets, things, groups = _targets(body, arns)
+    targets, things, groups = parse_targets(body, arns)
     document = body.get("document")
     if document is None:
         raise invalid("one of document, documentSource or jobTemplateArn is required")
@@ -89,8 +89,6 @@ def parse_create_job(job_id: str, body: dict[str, Any], arns: Arns) -> registry.
     selection = optional(body, "targetSelection", str, "a string") or job.SNAPSHOT
     if selection not in TARGET_SELECTIONS:
         raise invalid(f"targetSelection must be one of {', '.join(TARGET_SELECTIONS)}, got '{selection}'")
-    if selection == job.CONTINUOUS:
-        raise invalid("targetSelection CONTINUOUS is not supported by this iotjobs version")
     timeout = optional(body, "timeoutConfig", dict, "an object")
     minutes = None
     if timeout is not None and timeout.get("inProgressTimeoutInMinutes") is not None:

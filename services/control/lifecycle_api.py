@@ -8,10 +8,11 @@ from typing import Any
 
 from aiohttp import web
 
-from iotjobs.domain import config_blocks, job, thing
+from iotjobs.domain import config_blocks, job, registry, thing
 from iotjobs.domain import validation as v
 from iotjobs.domain.errors import invalid
 from iotjobs.wire.http_request import json_body, json_response, optional, query_bool
+from services.control import jobs_api
 from services.control.context import Control, control
 
 REASON_CODE = re.compile(r"[A-Z0-9_]+")
@@ -111,3 +112,20 @@ async def delete_job_execution(request: web.Request) -> web.Response:
     command = thing.DeleteExecution(job_id, execution_number=number, force=bool(query_bool(request, "force")))
     await ctl.write(thing.key_for(thing_name), command)
     return json_response({})
+
+
+async def associate_targets_with_job(request: web.Request) -> web.Response:
+    ctl = control(request)
+    job_id = v.check_job_id(request.match_info["jobId"])
+    body = await json_body(request)
+    await _check_namespace(ctl, request, job_id)
+    targets, things, groups = jobs_api.parse_targets(body, ctl.arns)
+    comment = optional(body, "comment", str, "a string")
+    if comment is not None:
+        v.check_free_text("comment", comment, v.MAX_DESCRIPTION_CHARS)
+    command = registry.ResolveJobAssociation(job_id, targets, things, groups, comment)
+    reply = await ctl.write(registry.KEY, command)
+    result = {"jobArn": ctl.arns.job(job_id), "jobId": job_id}
+    if reply.description is not None:
+        result["description"] = reply.description
+    return json_response(result)

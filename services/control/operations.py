@@ -56,6 +56,7 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("UpdateJob", "PATCH", "/jobs/{jobId}", lifecycle_api.update_job),
     Operation("CancelJob", "PUT", "/jobs/{jobId}/cancel", lifecycle_api.cancel_job),
     Operation("DeleteJob", "DELETE", "/jobs/{jobId}", lifecycle_api.delete_job),
+    Operation("AssociateTargetsWithJob", "POST", "/jobs/{jobId}/targets", lifecycle_api.associate_targets_with_job),
     Operation(
         "CancelJobExecution", "PUT", "/things/{thingName}/jobs/{jobId}/cancel", lifecycle_api.cancel_job_execution
     ),

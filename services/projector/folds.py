@@ -165,6 +165,24 @@ async def apply(conn: asyncpg.Connection, event: Any, seq: int) -> None:
                 event.at,
                 seq,
             )
+        case job.JobTargetsAssociated():
+            await conn.execute(
+                """UPDATE jobs SET targets = targets || $2::jsonb,
+                       spec = jsonb_set(spec, '{targets}', (spec->'targets') || $2::jsonb),
+                       last_updated_at = $3, seq = $4
+                   WHERE job_id = $1 AND seq < $4""",
+                event.job_id,
+                event.targets,
+                event.at,
+                seq,
+            )
+        case job.JobExecutionAdded():
+            await conn.execute(
+                "UPDATE jobs SET last_updated_at = $2, seq = $3 WHERE job_id = $1 AND seq < $3",
+                event.job_id,
+                event.at,
+                seq,
+            )
         case job.JobDeleted():
             await conn.execute("DELETE FROM jobs WHERE job_id = $1 AND seq < $2", event.job_id, seq)
             await conn.execute(

@@ -126,6 +126,11 @@ async def _registry_workload(stack: Stack, group: str, things: list[str]) -> Non
     await until(removed, what="the leaver's and the deleted thing's executions to be REMOVED")
 
 
+async def _queued(iot: Any, job: str, count: int) -> bool:
+    listed = await asyncio.to_thread(iot.list_job_executions_for_job, jobId=job)
+    return len(listed["executionSummaries"]) == count
+
+
 async def _has(listing: Any, count: int) -> bool:
     return len(await listing) == count
 
@@ -149,11 +154,42 @@ async def _projected_to_end(stack: Stack) -> None:
         await conn.close()
 
 
+async def _lifecycle_workload(stack: Stack) -> dict[str, str]:
+    """Jobs updated, associated, cancelled and deleted, and an execution deleted: each leaves its rows."""
+    iot = iot_client(stack)
+    things = [unique("lc") for _ in range(3)]
+    for thing in things:
+        await asyncio.to_thread(iot.create_thing, thingName=thing)
+    cont, cancelled, gone = unique("cont"), unique("cancel"), unique("gone")
+    await asyncio.to_thread(
+        iot.create_job, jobId=cont, targets=[thing_arn(things[0])], document="{}", targetSelection="CONTINUOUS"
+    )
+    await asyncio.to_thread(iot.associate_targets_with_job, jobId=cont, targets=[thing_arn(things[1])])
+    await asyncio.to_thread(
+        iot.update_job, jobId=cont, description="updated", jobExecutionsRolloutConfig={"maximumPerMinute": 5}
+    )
+    await asyncio.to_thread(iot.create_job, jobId=cancelled, targets=[thing_arn(t) for t in things], document="{}")
+    await asyncio.to_thread(iot.create_job, jobId=gone, targets=[thing_arn(things[2])], document="{}")
+    await until(lambda: _queued(iot, cancelled, 3), what="executions queued")
+    await asyncio.to_thread(iot.cancel_job, jobId=cancelled, reasonCode="STOP", comment="rebuild")
+    await until(lambda: _queued(iot, gone, 1), what="an execution queued")
+    await asyncio.to_thread(iot.delete_job_execution, jobId=gone, thingName=things[2], executionNumber=1, force=True)
+    await asyncio.to_thread(iot.delete_job, jobId=gone, force=True)
+    return {"continuous": cont, "cancelled": cancelled, "deleted": gone}
+
+
 async def test_rebuild_from_offset_zero_gives_identical_rows(stack: Stack) -> None:
     await _workload(stack)
+    jobs = await _lifecycle_workload(stack)
     await _projected_to_end(stack)
     live = await _snapshot(stack.settings.pg_dsn)
-    assert len(live["job_executions"]) == 10 and len(live["things"]) == 4
+    by_id = {r["job_id"]: r for r in live["jobs"]}
+    assert jobs["deleted"] not in by_id and by_id[jobs["cancelled"]]["status"] == "CANCELED"
+    assert len(by_id[jobs["continuous"]]["targets"]) == 2
+    assert {r["job_id"] for r in live["job_executions"]} >= {jobs["continuous"], jobs["cancelled"]}
+    assert jobs["deleted"] not in {r["job_id"] for r in live["job_executions"]}
+    live_counts = {"job_executions": len(live["job_executions"]) - 5, "things": len(live["things"]) - 3}
+    assert live_counts == {"job_executions": 10, "things": 4}
     assert len(live["thing_groups"]) == 1 and len(live["thing_group_members"]) == 3
     assert sorted(r["status"] for r in live["job_executions"]).count("REMOVED") == 2
     assert len(live["job_templates"]) == 1

@@ -227,3 +227,50 @@ def test_update_job_replaces_only_the_blocks_it_names() -> None:
         "abortConfig": {"criteriaList": []},
         "jobExecutionsRolloutConfig": rollout,
     }
+
+
+# --- CONTINUOUS jobs and AssociateTargetsWithJob ----------------------------------------------------
+
+CONT_SPEC = j.JobSpec(targets=["arn:aws:iot:r:123456789012:thinggroup/g"], document="{}", target_selection="CONTINUOUS")
+CONT = j.JobCreated("j1", CONT_SPEC.__dict__, ["a"], T0)
+
+
+def test_a_continuous_job_releases_to_joiners_without_a_pending_execution() -> None:
+    state = job_given(CONT, j.JobExecutionRecorded("j1", "a", 1, "SUCCEEDED", T0))
+    decision = j.decide(state, targets.AddThingsToJob("j1", ["a", "b"]), CTX)
+    assert decision.events == (j.JobExecutionAdded("j1", "a", CTX.now), j.JobExecutionAdded("j1", "b", CTX.now))
+    assert {s.key for s in decision.sends} == {"thing/a", "thing/b"}
+    busy = job_given(CONT)
+    assert j.decide(busy, targets.AddThingsToJob("j1", ["a"]), CTX) == Decision()
+    snapshot = job_given(CREATED)
+    assert j.decide(snapshot, targets.AddThingsToJob("j1", ["c"]), CTX) == Decision()
+
+
+def test_a_continuous_job_never_completes_on_its_own() -> None:
+    decision = j.decide(job_given(CONT), RecordExecutionStatus("j1", "a", 1, "SUCCEEDED"), CTX)
+    assert [type(e) for e in decision.events] == [j.JobExecutionRecorded]
+
+
+def test_associate_targets_adds_new_targets_and_releases_to_their_things() -> None:
+    new = "arn:aws:iot:r:123456789012:thing/b"
+    decision = j.decide(job_given(CONT), j.AssociateTargets("j1", [new, CONT_SPEC.targets[0]], ["b"]), CTX)
+    assert decision.events[0] == j.JobTargetsAssociated("j1", [new], None, CTX.now)
+    assert decision.events[1] == j.JobExecutionAdded("j1", "b", CTX.now)
+    record = targets.RecordJobTargets("j1", ["b"], ["g"], [], continuous=True)
+    assert Send("registry", record) in decision.sends
+    assert kind(j.decide(job_given(CREATED), j.AssociateTargets("j1", [new], ["b"]), CTX)) == "InvalidRequest"
+    too_many = [f"arn:aws:iot:r:123456789012:thing/t{i}" for i in range(100)]
+    assert kind(j.decide(job_given(CONT), j.AssociateTargets("j1", too_many, []), CTX)) == "InvalidRequest"
+
+
+def test_the_registry_tells_continuous_jobs_about_joiners_only() -> None:
+    state = registry.initial()
+    for event in (
+        registry.ThingCreated("t", "id", None, {}),
+        registry.ThingGroupCreated("g", "gid", None, None, {}, T0),
+        registry.JobTargetsRecorded("cont", [], ["g"], continuous=True),
+        registry.JobTargetsRecorded("snap", [], ["g"]),
+    ):
+        state = registry.evolve(state, event)
+    decision = registry.decide(state, registry.AddThingToThingGroup("t", "g"), CTX)
+    assert decision.sends == (Send("job/cont", targets.AddThingsToJob("cont", ["t"])),)

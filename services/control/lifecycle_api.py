@@ -10,12 +10,13 @@ from aiohttp import web
 
 from iotjobs.domain import config_blocks, job, registry, thing
 from iotjobs.domain import validation as v
-from iotjobs.domain.errors import invalid
+from iotjobs.domain.errors import DomainError, ErrorKind, invalid
 from iotjobs.wire.http_request import json_body, json_response, optional, query_bool
 from services.control import jobs_api
 from services.control.context import Control, control
 
 REASON_CODE = re.compile(r"[A-Z0-9_]+")
+MAX_DELETIONS_IN_PROGRESS = 10
 UPDATE_BLOCKS = {
     "presignedUrlConfig": config_blocks.check_presigned_url_config,
     "jobExecutionsRolloutConfig": config_blocks.check_rollout_config,
@@ -79,6 +80,15 @@ async def delete_job(request: web.Request) -> web.Response:
     job_id = v.check_job_id(request.match_info["jobId"])
     force = bool(query_bool(request, "force"))
     await _check_namespace(ctl, request, job_id)
+    deleting = await ctl.pool.fetchval(
+        "SELECT count(*) FROM jobs WHERE status = 'DELETION_IN_PROGRESS' AND job_id <> $1", job_id
+    )
+    # AWS's quota; read from the read model, so concurrent deletes may briefly overshoot it.
+    if deleting >= MAX_DELETIONS_IN_PROGRESS:
+        raise DomainError(
+            ErrorKind.LIMIT_EXCEEDED,
+            f"{deleting} jobs are already being deleted; at most {MAX_DELETIONS_IN_PROGRESS} may be at once",
+        )
     await ctl.write(job.key_for(job_id), job.DeleteJob(job_id, force))
     return json_response({})
 

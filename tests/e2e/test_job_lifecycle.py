@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from tests.support.clients import MqttDevice, iot_client, thing_arn, unique
+from tests.support.servers import Servers
 from tests.support.stack import Stack
 from tests.support.waiting import until
 
@@ -195,3 +196,31 @@ async def test_update_job_replaces_the_configuration_blocks_it_names(stack: Stac
     raised = {"criteriaList": [{"failureType": "FAILED", "numberOfRetries": 2}]}
     with pytest.raises(iot.exceptions.InvalidRequestException, match="lowered to 0"):
         await asyncio.to_thread(iot.update_job, jobId=job, jobExecutionsRetryConfig=raised)
+
+
+async def test_at_most_ten_jobs_are_being_deleted_at_once(servers: Servers) -> None:
+    """With the dataplane down, deletions wait for their executions and stay DELETION_IN_PROGRESS."""
+    stack = Stack(servers)
+    await stack.start()
+    try:
+        iot = iot_client(stack)
+        thing = unique("del")
+        await asyncio.to_thread(iot.create_thing, thingName=thing)
+        jobs = [unique("del") for _ in range(11)]
+        for job in jobs:
+            await asyncio.to_thread(iot.create_job, jobId=job, targets=[thing_arn(thing)], document="{}")
+        stack.kill("dataplane")
+        for job in jobs[:10]:
+            await asyncio.to_thread(iot.delete_job, jobId=job, force=True)
+        with pytest.raises(iot.exceptions.LimitExceededException, match="at most 10"):
+            await asyncio.to_thread(iot.delete_job, jobId=jobs[10], force=True)
+        stack.spawn("dataplane")
+
+        async def all_deleted() -> bool:
+            listed = await asyncio.to_thread(iot.list_jobs)
+            return not set(jobs[:10]) & {j["jobId"] for j in listed["jobs"]}
+
+        await until(all_deleted, timeout=60, what="the deletions to finish once the dataplane is back")
+        await asyncio.to_thread(iot.delete_job, jobId=jobs[10], force=True)
+    finally:
+        await stack.stop()

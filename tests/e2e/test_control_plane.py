@@ -163,3 +163,22 @@ def test_duplicate_job_is_resource_already_exists(stack: Stack) -> None:
     iot.create_job(jobId=job, targets=[thing_arn(thing)], document=json.dumps({"a": 1}))
     with pytest.raises(iot.exceptions.ResourceAlreadyExistsException, match=job):
         iot.create_job(jobId=job, targets=[thing_arn(thing)], document="{}")
+
+
+@pytest.mark.parametrize("signing_name", ["iot", "execute-api"])
+def test_requests_signed_for_either_service_name_are_served(stack: Stack, signing_name: str) -> None:
+    iot = iot_client(stack)
+    captured: list[str] = []
+    iot.meta.events.register(
+        "before-send.iot.*", lambda request, **_: captured.append(request.headers["Authorization"])
+    )
+    iot._request_signer._signing_name = signing_name  # what older botocore releases (≤ 1.29.112) sent
+    thing = unique("signed")
+    iot.create_thing(thingName=thing)
+    assert iot.describe_thing(thingName=thing)["thingName"] == thing
+    assert all(
+        f"/us-east-1/{signing_name}/aws4_request" in header.decode()
+        if isinstance(header, bytes)
+        else f"/us-east-1/{signing_name}/aws4_request" in header
+        for header in captured
+    )

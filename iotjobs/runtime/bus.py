@@ -22,22 +22,19 @@ class ReplyTimeout(Exception):
 
 
 class CommandBus:
-    def __init__(self, settings: Settings, *, want_replies: bool = True) -> None:
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.topics = Topics.of(settings)
         self.instance = f"{settings.instance_id}-{uuid.uuid4().hex[:8]}"
         self._producer = AIOKafkaProducer(
             bootstrap_servers=settings.kafka_bootstrap, enable_idempotence=True, acks="all", linger_ms=0
         )
-        self._want_replies = want_replies
         self._replies: AIOKafkaConsumer | None = None
         self._waiting: dict[str, asyncio.Future[tuple[Any, Positions]]] = {}
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         await self._producer.start()
-        if not self._want_replies:
-            return
         self._replies = AIOKafkaConsumer(
             bootstrap_servers=self.settings.kafka_bootstrap,
             enable_auto_commit=False,

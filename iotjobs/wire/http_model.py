@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from aiohttp import web
@@ -41,3 +42,9 @@ def checked(model: ServiceModel, operation: str, handler: Handler) -> Handler:
         return await handler(request)
 
     return check_then_handle
+
+
+def route_path(uri: str) -> str:
+    """The router path of a model URI: empty labels still reach the operation, whose model check then
+    names the empty member, instead of falling through to UnknownOperationException."""
+    return re.sub(r"\{(\w+)\}", r"{\1:[^{}/]*}", uri)

@@ -18,6 +18,7 @@ import botocore.session
 from iotjobs.domain import thing
 from iotjobs.wire import mqtt
 from services.control.operations import OPERATIONS
+from services.dataplane import jobs_data_api  # a document generator, not a service: it may read both tables
 
 DOCUMENT = Path(__file__).resolve().parents[2] / "docs" / "api-coverage.md"
 
@@ -161,14 +162,15 @@ def render() -> str:
         "",
         *(f"- `{topic}`" for topic in _notify_topics()),
         "",
-        "### HTTPS (`iot-jobs-data`)",
-        "",
-        "Not served yet. The model's operations:",
+        "### HTTPS (`iot-jobs-data`, served by dataplane)",
         "",
     ]
     data = _model("iot-jobs-data")
-    lines += _table([(name, *_http(data, name)) for name in sorted(data.operation_names)])
-    return "\n".join(lines) + "\n"
+    data_served = {name for name, *_rest in jobs_data_api.OPERATIONS}
+    lines += _table([(name, *_http(data, name)) for name in sorted(data_served)])
+    missing = sorted(set(data.operation_names) - data_served)
+    lines += ["", f"Not served: {', '.join(missing)} (AWS IoT commands, outside the jobs scope)." if missing else ""]
+    return "\n".join(lines).rstrip() + "\n"
 
 
 def main() -> None:

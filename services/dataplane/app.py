@@ -1,4 +1,4 @@
-"""The device plane: MQTT ingress and the thing deciders (the `iot-jobs-data` HTTPS API comes later)."""
+"""The device plane: MQTT ingress, the `iot-jobs-data` HTTP API and the thing deciders."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from iotjobs.runtime.settings import Settings
 from iotjobs.runtime.topics import Topics, ensure_topics
 from iotjobs.wire.http_app import RUNTIME_KEY, SETTINGS_KEY, service_app
 from iotjobs.wire.http_errors import DATA
+from services.dataplane import jobs_data_api
 from services.dataplane.mqtt_ingress import MqttIngress
 
 
@@ -19,7 +20,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS_KEY]
     topics = Topics.of(settings)
     await ensure_topics(settings)
-    bus = CommandBus(settings, want_replies=False)
+    bus = CommandBus(settings)
     await bus.start()
     ingress = MqttIngress(settings, bus, client_id=f"{settings.topic_prefix}-dataplane-ingress")
     runtime = DeciderRuntime(
@@ -32,6 +33,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     await ingress.start()
     await runtime.start()
     app[RUNTIME_KEY] = runtime
+    app[jobs_data_api.BUS_KEY] = bus
     try:
         yield
     finally:
@@ -42,4 +44,5 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
 
 def create_app(settings: Settings) -> web.Application:
     app = service_app(settings, DATA, _resources)
+    jobs_data_api.add_routes(app)
     return app

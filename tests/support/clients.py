@@ -29,6 +29,18 @@ def iot_client(stack: Stack, endpoint_url: str | None = None) -> Any:
     )
 
 
+def data_client(stack: Stack) -> Any:
+    """The device HTTP API (`iot-jobs-data`), as a device using an AWS SDK would call it."""
+    return boto3.client(
+        "iot-jobs-data",
+        endpoint_url=stack.dataplane_url,
+        region_name=REGION,
+        aws_access_key_id="x",
+        aws_secret_access_key="y",
+        config=Config(retries={"max_attempts": 1}),
+    )
+
+
 def thing_arn(name: str) -> str:
     return f"arn:aws:iot:{REGION}:{ACCOUNT}:thing/{name}"
 

@@ -74,7 +74,7 @@ up() {
 
 iotjobs is up.
   control plane (aws iot)     http://127.0.0.1:$IOTJOBS_CONTROL_PORT
-  device HTTP (reserved)      http://127.0.0.1:$IOTJOBS_DATAPLANE_PORT
+  device HTTP (iot-jobs-data) http://127.0.0.1:$IOTJOBS_DATAPLANE_PORT
   device MQTT                 mqtt://127.0.0.1:$IOTJOBS_MQTT_PORT   (\$aws/things/<thing>/jobs/...)
   Kafka                       $IOTJOBS_KAFKA_BOOTSTRAP
   PostgreSQL (read models)    $IOTJOBS_PG_DSN

@@ -4,6 +4,7 @@
 #   scripts/mosquitto.sh {install|start|stop|status|restart}
 #
 #   IOTJOBS_MQTT_PORT   MQTT listener on 127.0.0.1   (default 1883)
+#   IOTJOBS_MQTT_LOOPBACK_BRIDGE  1 = bridge request topics to iotjobs/things/ for IOTJOBS_MQTT_INGRESS=bridge
 #   IOTJOBS_RUN_DIR, see lib.sh
 #
 # Layout: config, pid and log in $RUN_DIR/mosquitto (mosquitto.conf, mosquitto.pid, mosquitto.log).
@@ -63,6 +64,25 @@ max_queued_messages 100000
 listener $MQTT_PORT 127.0.0.1
 protocol mqtt
 EOF
+    if [ "${IOTJOBS_MQTT_LOOPBACK_BRIDGE:-0}" = 1 ]; then
+        # Mosquitto never delivers shared subscriptions on $ topics, so the broker bridges to itself and
+        # re-publishes the request topics under iotjobs/things/, where dataplane instances share them
+        # (docs/adr/0006-mqtt-ingress-scale-out.md). Only requests are bridged, so replies do not loop.
+        cat >>"$MCONF.tmp" <<EOF
+connection iotjobs-loopback
+address 127.0.0.1:$MQTT_PORT
+bridge_protocol_version mqttv50
+cleansession true
+try_private false
+notifications false
+topic +/jobs/get out 1 \$aws/things/ iotjobs/things/
+topic +/jobs/start-next out 1 \$aws/things/ iotjobs/things/
+topic +/jobs/+/get out 1 \$aws/things/ iotjobs/things/
+topic +/jobs/+/update out 1 \$aws/things/ iotjobs/things/
+topic +/jobs/+/+/get out 1 \$aws/things/ iotjobs/things/
+topic +/jobs/+/+/update out 1 \$aws/things/ iotjobs/things/
+EOF
+    fi
     mv -f "$MCONF.tmp" "$MCONF"
     chmod 644 "$MCONF"
 }

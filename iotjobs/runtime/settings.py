@@ -29,6 +29,10 @@ class Settings:
     instance_id: str = ""
     request_timeout_seconds: float = 15.0
     log_level: str = "INFO"
+    mqtt_ingress: str = "direct"
+    """How dataplane instances receive device requests: `direct` (one instance, `$aws/...` topics, a persistent
+    session), `bridge` (instances share the request topics Mosquitto's loopback bridge re-publishes under
+    `iotjobs/things/`), or `shared` (`$share/...` on `$aws/...` topics, for brokers such as EMQX)."""
     s3_endpoint: str = ""
     """An S3-compatible endpoint (e.g. http://127.0.0.1:9000) that CreateJob's S3 documentSource URLs are read from."""
     document_fetch_timeout_seconds: float = 10.0

@@ -18,6 +18,27 @@ REQUEST_FILTERS = (
     "$aws/things/+/jobs/+/update",
 )
 
+BRIDGED_PREFIX = "iotjobs/things/"
+DEVICE_PREFIX = "$aws/things/"
+INGRESS_MODES = ("direct", "bridge", "shared")
+
+
+def ingress_filters(mode: str, group: str) -> list[str]:
+    """The subscriptions a dataplane instance takes for `mode` (see Settings.mqtt_ingress)."""
+    if mode == "direct":
+        return list(REQUEST_FILTERS)
+    if mode == "bridge":
+        return [f"$share/{group}/{f.replace(DEVICE_PREFIX, BRIDGED_PREFIX, 1)}" for f in REQUEST_FILTERS]
+    if mode == "shared":
+        return [f"$share/{group}/{f}" for f in REQUEST_FILTERS]
+    raise ValueError(f"IOTJOBS_MQTT_INGRESS must be one of {', '.join(INGRESS_MODES)}, got '{mode}'")
+
+
+def device_topic(topic: str) -> str:
+    """The topic a device published to, also when it arrives through the loopback bridge."""
+    return DEVICE_PREFIX + topic[len(BRIDGED_PREFIX) :] if topic.startswith(BRIDGED_PREFIX) else topic
+
+
 # Domain rejection kind -> MQTT ErrorResponse code.
 CODES: dict[str, str] = {
     ErrorKind.INVALID_REQUEST: "InvalidRequest",

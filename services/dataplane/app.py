@@ -22,7 +22,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     await ensure_topics(settings)
     bus = CommandBus(settings)
     await bus.start()
-    ingress = MqttIngress(settings, bus, client_id=f"{settings.topic_prefix}-dataplane-ingress")
+    ingress = MqttIngress(settings, bus)
     runtime = DeciderRuntime(
         settings,
         role="dataplane",

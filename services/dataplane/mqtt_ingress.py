@@ -28,9 +28,14 @@ CONNECT_TIMEOUT = 30.0
 
 
 class MqttIngress:
-    def __init__(self, settings: Settings, bus: CommandBus, client_id: str) -> None:
+    def __init__(self, settings: Settings, bus: CommandBus) -> None:
         self.settings = settings
         self.bus = bus
+        group = f"{settings.topic_prefix}-dataplane"
+        self.filters = mqtt.ingress_filters(settings.mqtt_ingress, group)
+        # direct: one ingress per deployment, whose persistent session the broker keeps across restarts.
+        # Shared modes: one session per instance, so each keeps what was in flight to it.
+        client_id = group if settings.mqtt_ingress == "direct" else f"{group}-{settings.instance_id}"
         self.client = Client(client_id, clean_session=False, session_expiry_interval=3600)
         self.client.on_message = self._on_message
         self._queue: asyncio.Queue[tuple[bytes, str, asyncio.Future[None]]] = asyncio.Queue()
@@ -42,7 +47,7 @@ class MqttIngress:
             self.client.connect(self.settings.mqtt_host, self.settings.mqtt_port, version=MQTTv311, keepalive=30),
             CONNECT_TIMEOUT,
         )
-        for topic_filter in mqtt.REQUEST_FILTERS:
+        for topic_filter in self.filters:
             self.client.subscribe(topic_filter, qos=QOS)
 
     async def stop(self) -> None:
@@ -53,7 +58,8 @@ class MqttIngress:
 
     async def _on_message(self, _client: Any, topic: str, payload: bytes, _qos: int, _props: Any) -> int:
         handed_over: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait((payload, topic, handed_over))  # before any await: keeps arrival order
+        # Before any await, which keeps arrival order.
+        self._queue.put_nowait((payload, mqtt.device_topic(topic), handed_over))
         await handed_over
         return 0
 
@@ -70,7 +76,12 @@ class MqttIngress:
                 log.exception("request dropped", topic=topic)
                 handed_over.set_result(None)
                 continue
-            reply_to = {"kind": "mqtt", "topic": request.topic, "token": request.client_token}
+            reply_to = {
+                "kind": "mqtt",
+                "topic": request.topic,
+                "token": request.client_token,
+                "via": self.settings.instance_id,
+            }
             try:
                 delivery = await self.bus.enqueue(thing.key_for(request.thing_name), request.command, reply_to)
             except Exception as exc:

@@ -64,6 +64,8 @@ class LocalServers:
             "IOTJOBS_KAFKA_CONTROLLER_PORT": str(free_port()),
             "IOTJOBS_PG_PORT": str(free_port()),
             "IOTJOBS_MQTT_PORT": str(free_port()),
+            # lets a test run several dataplane instances (IOTJOBS_MQTT_INGRESS=bridge)
+            "IOTJOBS_MQTT_LOOPBACK_BRIDGE": "1",
         }
 
     def start(self) -> Servers:

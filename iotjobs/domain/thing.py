@@ -26,6 +26,7 @@ from iotjobs.domain.execution import (
 )
 
 NEXT = "$next"
+APPLIED_TOKENS = 32
 NOTIFY_CAP = 10
 
 # --- commands ---------------------------------------------------------------------------------
@@ -54,6 +55,7 @@ class GetPending:
 class StartNext:
     status_details: dict[str, str] | None = None
     step_timeout_minutes: int | None = None
+    client_token: str | None = None
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,7 @@ class UpdateExecution:
     include_state: bool = False
     include_document: bool = False
     step_timeout_minutes: int | None = None
+    client_token: str | None = None
 
 
 @dataclass(frozen=True)
@@ -159,6 +162,8 @@ class ExecutionUpdated:
     step_deadline: float | None
     cause: str
     force_canceled: bool = False
+    client_token: str | None = None
+    """The device request's clientToken, kept so a redelivered request is answered, not applied again."""
 
 
 @dataclass(frozen=True)
@@ -247,6 +252,8 @@ class ThingState:
     next_seq: int = 0
     execution_numbers: dict[str, int] = field(default_factory=dict)
     """The last executionNumber given per job: numbers are never reused, even after a deletion."""
+    applied_tokens: dict[str, str] = field(default_factory=dict)
+    """clientToken -> job id of the latest device changes, oldest first (at most APPLIED_TOKENS)."""
     deleted: bool = False
     """DeleteThing unregistered it: an execution released to it late is REMOVED at once."""
 
@@ -271,6 +278,7 @@ class ThingState:
             "next_seq": self.next_seq,
             "execution_numbers": self.execution_numbers,
             "deleted": self.deleted,
+            "applied_tokens": self.applied_tokens,
         }
 
     @staticmethod
@@ -282,6 +290,7 @@ class ThingState:
             next_seq=data["next_seq"],
             execution_numbers=data.get("execution_numbers", {}),
             deleted=data.get("deleted", False),
+            applied_tokens=data.get("applied_tokens", {}),
         )
 
 
@@ -336,7 +345,11 @@ def evolve(state: ThingState, event: Any) -> ThingState:
                 step_deadline=event.step_deadline,
                 force_canceled=event.force_canceled,
             )
-            return replace(state, executions={**state.executions, event.job_id: updated})
+            tokens = state.applied_tokens
+            if event.client_token is not None:
+                kept = [(t, j) for t, j in tokens.items() if t != event.client_token][-(APPLIED_TOKENS - 1) :]
+                tokens = {**dict(kept), event.client_token: event.job_id}
+            return replace(state, executions={**state.executions, event.job_id: updated}, applied_tokens=tokens)
         case ExecutionDeleted():
             remaining = {k: e for k, e in state.executions.items() if k != event.job_id}
             return replace(state, executions=remaining)
@@ -494,13 +507,25 @@ def _start_next(state: ThingState, command: StartNext, ctx: Context) -> tuple[li
     details = None if command.status_details is None else v.check_status_details(command.status_details)
     step = None if command.step_timeout_minutes is None else v.check_step_timeout(command.step_timeout_minutes)
     _require_thing(state)
+    if (replayed := _already_applied(state, command.client_token)) is not None:
+        return [], ExecutionReply(replayed.to_dict())
     head = state.head()
     if head is None:
         return [], ExecutionReply(None)
     if head.status == IN_PROGRESS:
         return [], ExecutionReply(head.to_dict())
-    event = _changed(head, ctx, "start-next", status=IN_PROGRESS, status_details=details, step_timeout_minutes=step)
+    event = replace(
+        _changed(head, ctx, "start-next", status=IN_PROGRESS, status_details=details, step_timeout_minutes=step),
+        client_token=command.client_token,
+    )
     return [event], ExecutionReply(evolve(state, event).executions[head.job_id].to_dict())
+
+
+def _already_applied(state: ThingState, client_token: str | None) -> Execution | None:
+    """The execution a request with this clientToken already changed: a QoS 1 redelivery is answered again
+    from the current state, never applied twice."""
+    job_id = state.applied_tokens.get(client_token) if client_token is not None else None
+    return state.executions.get(job_id) if job_id is not None else None
 
 
 def _find(state: ThingState, job_id: str, execution_number: int | None) -> Execution:
@@ -535,6 +560,8 @@ def _update(state: ThingState, command: UpdateExecution, ctx: Context) -> tuple[
     details = None if command.status_details is None else v.check_status_details(command.status_details)
     step = None if command.step_timeout_minutes is None else v.check_step_timeout(command.step_timeout_minutes)
     _require_thing(state)
+    if (replayed := _already_applied(state, command.client_token)) is not None and replayed.job_id == command.job_id:
+        return [], UpdateReply(replayed.to_dict(), command.include_state, command.include_document)
     execution = _find(state, command.job_id, command.execution_number)
     if command.expected_version is not None and command.expected_version != execution.version_number:
         raise DomainError(
@@ -559,7 +586,10 @@ def _update(state: ThingState, command: UpdateExecution, ctx: Context) -> tuple[
             f"Job execution {execution.job_id} on thing {state.name} timed out before this update arrived",
             {"executionState": late.state_view()},
         ).rejection()
-    event = _changed(execution, ctx, "update", status=command.status, status_details=details, step_timeout_minutes=step)
+    event = replace(
+        _changed(execution, ctx, "update", status=command.status, status_details=details, step_timeout_minutes=step),
+        client_token=command.client_token,
+    )
     updated = evolve(state, event).executions[execution.job_id]
     return [event], UpdateReply(updated.to_dict(), command.include_state, command.include_document)
 

@@ -104,18 +104,19 @@ def parse_request(topic: str, raw: bytes) -> Request:
         if len(parts) < 5 or parts[:2] != ["$aws", "things"] or parts[3] != "jobs":
             raise invalid(f"topic {topic} is not a jobs request topic")
         thing_name = v.check_thing_name(parts[2])
-        return Request(thing_name, topic, _command(parts[4:], body), client_token)
+        return Request(thing_name, topic, _command(parts[4:], body, client_token), client_token)
     except DomainError as err:
         raise MqttRejected(topic, err.rejection(), client_token) from None
 
 
-def _command(rest: list[str], body: dict[str, Any]) -> Any:
+def _command(rest: list[str], body: dict[str, Any], client_token: str | None) -> Any:
     if rest == ["get"]:
         return t.GetPending()
     if rest == ["start-next"]:
         return t.StartNext(
             status_details=_get(body, "statusDetails", dict, "a map of string to string"),
             step_timeout_minutes=_get(body, "stepTimeoutInMinutes", int, "an integer"),
+            client_token=client_token,
         )
     if len(rest) == 2 and rest[1] == "get":
         job_id = rest[0] if rest[0] == t.NEXT else v.check_job_id(rest[0])
@@ -139,6 +140,7 @@ def _command(rest: list[str], body: dict[str, Any]) -> Any:
             include_state=bool(_get(body, "includeJobExecutionState", bool, "a boolean")),
             include_document=bool(_get(body, "includeJobDocument", bool, "a boolean")),
             step_timeout_minutes=_get(body, "stepTimeoutInMinutes", int, "an integer"),
+            client_token=client_token,
         )
     raise DomainError(ErrorKind.INVALID_REQUEST, f"no jobs operation at topic segment {'/'.join(rest)}")
 

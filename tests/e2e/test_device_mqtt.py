@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import orjson
 import pytest
 
 from tests.support.clients import MqttDevice, iot_client, thing_arn, unique
@@ -196,3 +197,19 @@ async def test_in_progress_and_step_timeouts_fire_as_scheduled_events(stack: Sta
 
 async def _is(value: Any, expected: str) -> bool:
     return await value == expected
+
+
+async def test_a_request_delivered_twice_is_applied_once(stack: Stack) -> None:
+    thing, (job,) = await _thing_with_jobs(stack, "{}")
+    async with MqttDevice(stack, thing) as device:
+        await _wait_pending(device, 1)
+        token = "redelivered-1"
+        payload = orjson.dumps({"status": "IN_PROGRESS", "clientToken": token, "includeJobExecutionState": True})
+        device.publish_raw(f"{job}/update", payload)
+        device.publish_raw(f"{job}/update", payload)  # as a QoS 1 redelivery would
+        replies = [await asyncio.wait_for(device.untokened.get(), 30) for _ in range(2)]
+    assert [topic.rsplit("/", 1)[1] for topic, _ in replies] == ["accepted", "accepted"]
+    assert [body["executionState"]["versionNumber"] for _, body in replies] == [2, 2]
+    iot = iot_client(stack)
+    execution = (await asyncio.to_thread(iot.describe_job_execution, jobId=job, thingName=thing))["execution"]
+    assert execution["versionNumber"] == 2

@@ -274,3 +274,34 @@ def test_the_registry_tells_continuous_jobs_about_joiners_only() -> None:
         state = registry.evolve(state, event)
     decision = registry.decide(state, registry.AddThingToThingGroup("t", "g"), CTX)
     assert decision.sends == (Send("job/cont", targets.AddThingsToJob("cont", ["t"])),)
+
+
+# --- QoS 1 redelivery ---------------------------------------------------------------------------
+
+
+def test_a_redelivered_update_is_answered_again_not_applied_twice() -> None:
+    state = thing_given(REGISTERED, queued("j1"))
+    first = t.decide(state, t.UpdateExecution("j1", "IN_PROGRESS", client_token="tok"), CTX)
+    after = t.fold(state, first.events)
+    again = t.decide(after, t.UpdateExecution("j1", "IN_PROGRESS", include_state=True, client_token="tok"), CTX)
+    assert again.events == () and again.sends == () and again.effects == ()
+    assert again.reply.execution["version_number"] == 2 and again.reply.include_state
+    other = t.decide(after, t.UpdateExecution("j1", "SUCCEEDED", client_token="new"), CTX)
+    assert other.events[0].version_number == 3
+
+
+def test_a_redelivered_start_next_returns_the_execution_it_started() -> None:
+    state = thing_given(REGISTERED, queued("j1"), queued("j2", seq=1))
+    first = t.decide(state, t.StartNext(client_token="s1"), CTX)
+    after = t.fold(state, first.events)
+    finished = t.fold(after, t.decide(after, t.UpdateExecution("j1", "SUCCEEDED"), CTX).events)
+    again = t.decide(finished, t.StartNext(client_token="s1"), CTX)
+    assert again.events == () and again.reply.execution["job_id"] == "j1"
+
+
+def test_only_the_latest_tokens_are_remembered() -> None:
+    state = thing_given(REGISTERED, queued("j1"))
+    for i in range(t.APPLIED_TOKENS + 5):
+        state = t.fold(state, t.decide(state, t.UpdateExecution("j1", "IN_PROGRESS", client_token=f"k{i}"), CTX).events)
+    assert len(state.applied_tokens) == t.APPLIED_TOKENS and "k0" not in state.applied_tokens
+    assert t.ThingState.from_dict(state.to_dict()) == state

@@ -107,6 +107,7 @@ def test_update_with_all_members() -> None:
             include_state=True,
             include_document=True,
             step_timeout_minutes=-1,
+            client_token="c-1",
         ),
         "c-1",
     )

@@ -20,6 +20,7 @@ class ErrorKind(StrEnum):
     CONFLICT = "Conflict"
     THROTTLED = "Throttled"
     INTERNAL = "Internal"
+    INVALID_TOPIC = "InvalidTopic"
 
 
 @dataclass(frozen=True)

@@ -63,6 +63,8 @@ class DescribeExecution:
     job_id: str
     execution_number: int | None = None
     include_document: bool = True
+    namespace_id: str | None = None
+    """Set by the namespaced topics: the job must be in this namespace (`$next` looks only there)."""
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,7 @@ class UpdateExecution:
     include_document: bool = False
     step_timeout_minutes: int | None = None
     client_token: str | None = None
+    namespace_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -214,6 +217,8 @@ class NotifyPending:
 
     thing_name: str
     executions: list[dict[str, Any]]
+    namespace_id: str | None = None
+    """Set for `notify-namespace-<ns>`: the namespace's own pending list."""
 
 
 @dataclass(frozen=True)
@@ -222,6 +227,7 @@ class NotifyNext:
 
     thing_name: str
     execution: dict[str, Any] | None
+    namespace_id: str | None = None
 
 
 COMMANDS = (
@@ -261,13 +267,17 @@ class ThingState:
     def registered(self) -> bool:
         return self.thing_id is not None
 
-    def pending(self) -> list[Execution]:
-        """IN_PROGRESS first, then QUEUED, each in the order they were queued."""
-        live = [e for e in self.executions.values() if e.status in PENDING]
+    def pending(self, namespace_id: str | None = None) -> list[Execution]:
+        """IN_PROGRESS first, then QUEUED, each in the order they were queued; all jobs, or one namespace's."""
+        live = [
+            e
+            for e in self.executions.values()
+            if e.status in PENDING and (namespace_id is None or e.namespace_id == namespace_id)
+        ]
         return sorted(live, key=lambda e: (e.status != IN_PROGRESS, e.seq))
 
-    def head(self) -> Execution | None:
-        pending = self.pending()
+    def head(self, namespace_id: str | None = None) -> Execution | None:
+        pending = self.pending(namespace_id)
         return pending[0] if pending else None
 
     def to_dict(self) -> dict[str, Any]:
@@ -528,10 +538,11 @@ def _already_applied(state: ThingState, client_token: str | None) -> Execution |
     return state.executions.get(job_id) if job_id is not None else None
 
 
-def _find(state: ThingState, job_id: str, execution_number: int | None) -> Execution:
+def _find(state: ThingState, job_id: str, execution_number: int | None, namespace_id: str | None = None) -> Execution:
     execution = state.executions.get(job_id)
-    if execution is None:
-        raise not_found(f"Job execution for job {job_id} on thing {state.name} does not exist")
+    if execution is None or (namespace_id is not None and execution.namespace_id != namespace_id):
+        where = f" in namespace {namespace_id}" if namespace_id is not None else ""
+        raise not_found(f"Job execution for job {job_id}{where} on thing {state.name} does not exist")
     if execution_number is not None and execution_number != execution.execution_number:
         raise not_found(f"Job execution {execution_number} of job {job_id} on thing {state.name} does not exist")
     return execution
@@ -542,9 +553,9 @@ def _describe(state: ThingState, command: DescribeExecution) -> ExecutionReply:
         v.check_job_id(command.job_id)
     _require_thing(state)
     if command.job_id == NEXT:
-        head = state.head()
+        head = state.head(command.namespace_id)
         return ExecutionReply(head.to_dict() if head else None, command.include_document)
-    execution = _find(state, command.job_id, command.execution_number)
+    execution = _find(state, command.job_id, command.execution_number, command.namespace_id)
     if execution.is_terminal:
         raise DomainError(
             ErrorKind.TERMINAL_STATE,
@@ -562,7 +573,7 @@ def _update(state: ThingState, command: UpdateExecution, ctx: Context) -> tuple[
     _require_thing(state)
     if (replayed := _already_applied(state, command.client_token)) is not None and replayed.job_id == command.job_id:
         return [], UpdateReply(replayed.to_dict(), command.include_state, command.include_document)
-    execution = _find(state, command.job_id, command.execution_number)
+    execution = _find(state, command.job_id, command.execution_number, command.namespace_id)
     if command.expected_version is not None and command.expected_version != execution.version_number:
         raise DomainError(
             ErrorKind.VERSION_MISMATCH,
@@ -693,14 +704,20 @@ def _identity(execution: Execution | None) -> tuple[str, int] | None:
 
 
 def _notifications(before: ThingState, after: ThingState) -> list[Any]:
+    """notify and notify-next over every job (one queue per thing, as AWS has it), and the same for each
+    namespace touched, computed over that namespace's jobs alone, for its namespaced topics."""
     effects: list[Any] = []
-    pending_before = {_identity(e) for e in before.pending()}
-    pending_after = after.pending()
-    if pending_before != {_identity(e) for e in pending_after}:
-        effects.append(NotifyPending(after.name, [e.to_dict() for e in pending_after[:NOTIFY_CAP]]))
-    head_after = after.head()
-    if _identity(before.head()) != _identity(head_after):
-        effects.append(NotifyNext(after.name, head_after.to_dict() if head_after else None))
+    namespaces = {e.namespace_id for e in (*before.executions.values(), *after.executions.values())}
+    for namespace in [None, *sorted(n for n in namespaces if n is not None)]:
+        pending_before = before.pending(namespace)
+        pending_after = after.pending(namespace)
+        if {_identity(e) for e in pending_before} != {_identity(e) for e in pending_after}:
+            listed = [e.to_dict() for e in pending_after[:NOTIFY_CAP]]
+            effects.append(NotifyPending(after.name, listed, namespace))
+        head_before = pending_before[0] if pending_before else None
+        head_after = pending_after[0] if pending_after else None
+        if _identity(head_before) != _identity(head_after):
+            effects.append(NotifyNext(after.name, head_after.to_dict() if head_after else None, namespace))
     return effects
 
 

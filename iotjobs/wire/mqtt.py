@@ -16,7 +16,11 @@ REQUEST_FILTERS = (
     "$aws/things/+/jobs/start-next",
     "$aws/things/+/jobs/+/get",
     "$aws/things/+/jobs/+/update",
+    # namespaced jobs, in the form AWS IoT Greengrass uses: .../jobs/{jobId}/namespace-{ns}/get|update
+    "$aws/things/+/jobs/+/+/get",
+    "$aws/things/+/jobs/+/+/update",
 )
+NAMESPACE_SEGMENT = "namespace-"
 
 BRIDGED_PREFIX = "iotjobs/things/"
 DEVICE_PREFIX = "$aws/things/"
@@ -49,6 +53,7 @@ CODES: dict[str, str] = {
     ErrorKind.TERMINAL_STATE: "TerminalStateReached",
     ErrorKind.THROTTLED: "RequestThrottled",
     ErrorKind.INTERNAL: "InternalError",
+    ErrorKind.INVALID_TOPIC: "InvalidTopic",
 }
 
 
@@ -118,6 +123,14 @@ def _command(rest: list[str], body: dict[str, Any], client_token: str | None) ->
             step_timeout_minutes=_get(body, "stepTimeoutInMinutes", int, "an integer"),
             client_token=client_token,
         )
+    namespace = None
+    if len(rest) == 3:
+        if not rest[1].startswith(NAMESPACE_SEGMENT):
+            raise DomainError(
+                ErrorKind.INVALID_TOPIC, f"no jobs operation at topic segment {'/'.join(rest)}; expected namespace-<id>"
+            )
+        namespace = v.check_name("namespaceId", rest[1].removeprefix(NAMESPACE_SEGMENT), v.NAMESPACE_ID, 64)
+        rest = [rest[0], rest[2]]
     if len(rest) == 2 and rest[1] == "get":
         job_id = rest[0] if rest[0] == t.NEXT else v.check_job_id(rest[0])
         include = _get(body, "includeJobDocument", bool, "a boolean")
@@ -125,6 +138,7 @@ def _command(rest: list[str], body: dict[str, Any], client_token: str | None) ->
             job_id=job_id,
             execution_number=_get(body, "executionNumber", int, "an integer"),
             include_document=True if include is None else include,
+            namespace_id=namespace,
         )
     if len(rest) == 2 and rest[1] == "update":
         job_id = v.check_job_id(rest[0])
@@ -141,8 +155,9 @@ def _command(rest: list[str], body: dict[str, Any], client_token: str | None) ->
             include_document=bool(_get(body, "includeJobDocument", bool, "a boolean")),
             step_timeout_minutes=_get(body, "stepTimeoutInMinutes", int, "an integer"),
             client_token=client_token,
+            namespace_id=namespace,
         )
-    raise DomainError(ErrorKind.INVALID_REQUEST, f"no jobs operation at topic segment {'/'.join(rest)}")
+    raise DomainError(ErrorKind.INVALID_TOPIC, f"no jobs operation at topic segment {'/'.join(rest)}")
 
 
 # --- responses --------------------------------------------------------------------------------
@@ -234,10 +249,15 @@ def notification(effect: Any, now: float) -> tuple[str, dict[str, Any]]:
             jobs: dict[str, list[dict[str, Any]]] = {}
             for execution in effect.executions:
                 jobs.setdefault(execution["status"], []).append(summary(execution))
-            return f"$aws/things/{effect.thing_name}/jobs/notify", {"timestamp": int(now), "jobs": jobs}
+            topic = f"$aws/things/{effect.thing_name}/jobs/notify{_namespaced(effect.namespace_id)}"
+            return topic, {"timestamp": int(now), "jobs": jobs}
         case t.NotifyNext():
             payload: dict[str, Any] = {"timestamp": int(now)}
             if effect.execution is not None:
                 payload["execution"] = execution_view(effect.execution)
-            return f"$aws/things/{effect.thing_name}/jobs/notify-next", payload
+            return f"$aws/things/{effect.thing_name}/jobs/notify-next{_namespaced(effect.namespace_id)}", payload
     raise TypeError(f"no MQTT notification for {type(effect).__name__}")
+
+
+def _namespaced(namespace_id: str | None) -> str:
+    return "" if namespace_id is None else f"-{NAMESPACE_SEGMENT}{namespace_id}"

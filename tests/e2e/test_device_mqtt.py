@@ -213,3 +213,34 @@ async def test_a_request_delivered_twice_is_applied_once(stack: Stack) -> None:
     iot = iot_client(stack)
     execution = (await asyncio.to_thread(iot.describe_job_execution, jobId=job, thingName=thing))["execution"]
     assert execution["versionNumber"] == 2
+
+
+async def test_namespaced_jobs_use_the_namespaced_topics(stack: Stack) -> None:
+    iot = iot_client(stack)
+    thing = unique("gg")
+    await asyncio.to_thread(iot.create_thing, thingName=thing)
+    async with MqttDevice(stack, thing) as device:
+        plain, scoped = unique("plain"), unique("scoped")
+        await asyncio.to_thread(iot.create_job, jobId=plain, targets=[thing_arn(thing)], document='{"n": 0}')
+        assert (await device.next_notify_next())["execution"]["jobId"] == plain
+        await asyncio.to_thread(
+            iot.create_job, jobId=scoped, targets=[thing_arn(thing)], document='{"n": 1}', namespaceId="ns1"
+        )
+        seen: dict[str, dict[str, Any]] = {}
+        while {"notify-next-namespace-ns1", "notify-namespace-ns1"} - set(seen):
+            topic, body = await asyncio.wait_for(device.other.get(), 10)
+            seen[topic] = body
+        assert seen["notify-next-namespace-ns1"]["execution"]["jobId"] == scoped
+        assert [j["jobId"] for j in seen["notify-namespace-ns1"]["jobs"]["QUEUED"]] == [scoped]
+        # the shared queue (plain topics) lists both jobs; its head did not change
+        assert [j["jobId"] for j in (await device.next_notify())["jobs"]["QUEUED"]] == [plain]
+        assert [j["jobId"] for j in (await device.next_notify())["jobs"]["QUEUED"]] == [plain, scoped]
+
+        outcome, described = await device.request("$next/namespace-ns1/get")
+        assert outcome == "accepted" and described["execution"]["jobId"] == scoped
+        outcome, body = await device.request(f"{plain}/namespace-ns1/update", {"status": "IN_PROGRESS"})
+        assert (outcome, body["code"]) == ("rejected", "ResourceNotFound")
+        outcome, _ = await device.request(f"{scoped}/namespace-ns1/update", {"status": "SUCCEEDED"})
+        assert outcome == "accepted"
+        outcome, body = await device.request(f"{scoped}/elsewhere/get")
+        assert (outcome, body["code"]) == ("rejected", "InvalidTopic")

@@ -66,6 +66,7 @@ class MqttDevice:
         self.notify: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.notify_next: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.untokened: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
+        self.other: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
         self._subscribed = asyncio.Event()
         self.client.on_subscribe = lambda *_args: self._subscribed.set()
 
@@ -93,6 +94,8 @@ class MqttDevice:
                 future.set_result((outcome, body))
             else:
                 self.untokened.put_nowait((topic, body))
+        elif not rest.endswith(("/get", "/update", "start-next")) and rest != "get":
+            self.other.put_nowait((rest, orjson.loads(payload)))  # e.g. namespaced notifications
         return 0
 
     def publish_raw(self, suffix: str, payload: bytes) -> None:

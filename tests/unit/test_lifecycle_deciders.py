@@ -305,3 +305,31 @@ def test_only_the_latest_tokens_are_remembered() -> None:
         state = t.fold(state, t.decide(state, t.UpdateExecution("j1", "IN_PROGRESS", client_token=f"k{i}"), CTX).events)
     assert len(state.applied_tokens) == t.APPLIED_TOKENS and "k0" not in state.applied_tokens
     assert t.ThingState.from_dict(state.to_dict()) == state
+
+
+# --- namespaces ---------------------------------------------------------------------------------
+
+
+def ns_queued(job_id: str, seq: int, namespace: str | None) -> t.ExecutionQueued:
+    return t.ExecutionQueued(THING, job_id, 1, seq, T0, "{}", namespace_id=namespace)
+
+
+def test_namespaced_jobs_get_their_own_notifications_besides_the_shared_ones() -> None:
+    state = thing_given(REGISTERED, ns_queued("plain", 0, None))
+    decision = t.decide(state, t.QueueExecution("gg", "{}", namespace_id="ns1"), CTX)
+    topics = {(type(e).__name__, e.namespace_id) for e in decision.effects}
+    # the shared queue's head is still `plain`, so only the shared notify fires there; ns1 has a new head
+    assert topics == {("NotifyPending", None), ("NotifyPending", "ns1"), ("NotifyNext", "ns1")}
+    nxt = next(e for e in decision.effects if isinstance(e, t.NotifyNext))
+    assert nxt.execution["job_id"] == "gg"
+
+
+def test_namespaced_requests_see_only_their_namespace() -> None:
+    state = thing_given(REGISTERED, ns_queued("plain", 0, None), ns_queued("gg", 1, "ns1"))
+    described = t.decide(state, t.DescribeExecution("$next", namespace_id="ns1"), CTX)
+    assert described.reply.execution["job_id"] == "gg"
+    assert t.decide(state, t.DescribeExecution("$next"), CTX).reply.execution["job_id"] == "plain"
+    assert (
+        kind(t.decide(state, t.UpdateExecution("plain", "IN_PROGRESS", namespace_id="ns1"), CTX)) == "ResourceNotFound"
+    )
+    assert t.decide(state, t.UpdateExecution("gg", "IN_PROGRESS", namespace_id="ns1"), CTX).events

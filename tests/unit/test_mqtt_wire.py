@@ -232,9 +232,28 @@ def test_a_client_token_over_64_characters_is_refused() -> None:
     assert parse(f"{BASE}/get", {"clientToken": "x" * 64}).client_token == "x" * 64
 
 
-@pytest.mark.parametrize("topic", [f"{BASE}/j1/bar", f"{BASE}/foo", "$aws/things/t1/shadow/get", "$aws/things/t1/jobs"])
-def test_topics_without_a_jobs_operation_are_invalid_request(topic: str) -> None:
+@pytest.mark.parametrize("topic", [f"{BASE}/j1/bar", f"{BASE}/foo", f"{BASE}/j1/ns-x/get"])
+def test_jobs_topics_without_an_operation_are_invalid_topic(topic: str) -> None:
+    assert refused(topic, {"clientToken": "c"}).rejection.kind == "InvalidTopic"
+
+
+@pytest.mark.parametrize("topic", ["$aws/things/t1/shadow/get", "$aws/things/t1/jobs"])
+def test_topics_outside_the_jobs_api_are_invalid_request(topic: str) -> None:
     assert refused(topic, {"clientToken": "c"}).rejection.kind == "InvalidRequest"
+
+
+def test_namespaced_topics_carry_the_namespace() -> None:
+    update = parse(f"{BASE}/j1/namespace-ns1/update", {"status": "IN_PROGRESS"}).command
+    assert (update.job_id, update.namespace_id) == ("j1", "ns1")
+    describe = parse(f"{BASE}/$next/namespace-ns1/get", {}).command
+    assert (describe.job_id, describe.namespace_id) == ("$next", "ns1")
+    assert refused(f"{BASE}/j1/namespace-b@d/get", {}).rejection.kind == "InvalidRequest"
+
+
+def test_namespaced_notifications_go_to_namespaced_topics() -> None:
+    pending = t.NotifyPending("t1", [], "ns1")
+    assert mqtt.notification(pending, 1.0)[0] == "$aws/things/t1/jobs/notify-namespace-ns1"
+    assert mqtt.notification(t.NotifyNext("t1", None, "ns1"), 1.0)[0] == "$aws/things/t1/jobs/notify-next-namespace-ns1"
 
 
 # --- reply_payload ----------------------------------------------------------------------------
@@ -457,10 +476,12 @@ def test_an_update_request_through_the_decider_and_back() -> None:
     )
 
 
-def test_request_filters_are_the_four_request_topics() -> None:
+def test_request_filters_are_the_request_topics_and_their_namespaced_forms() -> None:
     assert mqtt.REQUEST_FILTERS == (
         "$aws/things/+/jobs/get",
         "$aws/things/+/jobs/start-next",
         "$aws/things/+/jobs/+/get",
         "$aws/things/+/jobs/+/update",
+        "$aws/things/+/jobs/+/+/get",
+        "$aws/things/+/jobs/+/+/update",
     )

@@ -127,7 +127,7 @@ async def apply(conn: asyncpg.Connection, event: Any, seq: int) -> None:
                 """UPDATE jobs SET spec = spec || ($2::jsonb - 'config')
                            || CASE WHEN $2::jsonb ? 'config'
                                    THEN jsonb_build_object(
-                                       'config', COALESCE(spec->'config', '{}'::jsonb) || ($2::jsonb->'config'))
+                                       'config', COALESCE(NULLIF(spec->'config', 'null'::jsonb), '{}'::jsonb) || ($2::jsonb->'config'))
                                    ELSE '{}'::jsonb END,
                        last_updated_at = $3, seq = $4,
                        description = CASE WHEN $2::jsonb ? 'description' THEN $2::jsonb->>'description'

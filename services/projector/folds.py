@@ -70,7 +70,7 @@ async def apply(conn: asyncpg.Connection, event: Any, seq: int) -> None:
                 event.created_at,
                 seq,
             )
-        case job.JobExecutionRecorded():
+        case job.JobExecutionRecorded() | job.JobExecutionForgotten() | job.JobExecutionAdded():
             await conn.execute(
                 "UPDATE jobs SET last_updated_at = $2, seq = $3 WHERE job_id = $1 AND seq < $3",
                 event.job_id,
@@ -127,7 +127,9 @@ async def apply(conn: asyncpg.Connection, event: Any, seq: int) -> None:
                 """UPDATE jobs SET spec = spec || ($2::jsonb - 'config')
                            || CASE WHEN $2::jsonb ? 'config'
                                    THEN jsonb_build_object(
-                                       'config', COALESCE(NULLIF(spec->'config', 'null'::jsonb), '{}'::jsonb) || ($2::jsonb->'config'))
+                                       'config',
+                                       COALESCE(NULLIF(spec->'config', 'null'::jsonb), '{}'::jsonb)
+                                       || ($2::jsonb->'config'))
                                    ELSE '{}'::jsonb END,
                        last_updated_at = $3, seq = $4,
                        description = CASE WHEN $2::jsonb ? 'description' THEN $2::jsonb->>'description'
@@ -158,13 +160,6 @@ async def apply(conn: asyncpg.Connection, event: Any, seq: int) -> None:
                 event.at,
                 seq,
             )
-        case job.JobExecutionForgotten():
-            await conn.execute(
-                "UPDATE jobs SET last_updated_at = $2, seq = $3 WHERE job_id = $1 AND seq < $3",
-                event.job_id,
-                event.at,
-                seq,
-            )
         case job.JobTargetsAssociated():
             await conn.execute(
                 """UPDATE jobs SET targets = targets || $2::jsonb,
@@ -173,13 +168,6 @@ async def apply(conn: asyncpg.Connection, event: Any, seq: int) -> None:
                    WHERE job_id = $1 AND seq < $4""",
                 event.job_id,
                 event.targets,
-                event.at,
-                seq,
-            )
-        case job.JobExecutionAdded():
-            await conn.execute(
-                "UPDATE jobs SET last_updated_at = $2, seq = $3 WHERE job_id = $1 AND seq < $3",
-                event.job_id,
                 event.at,
                 seq,
             )

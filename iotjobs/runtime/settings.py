@@ -33,6 +33,9 @@ class Settings:
     """How dataplane instances receive device requests: `direct` (one instance, `$aws/...` topics, a persistent
     session), `bridge` (instances share the request topics Mosquitto's loopback bridge re-publishes under
     `iotjobs/things/`), or `shared` (`$share/...` on `$aws/...` topics, for brokers such as EMQX)."""
+    device_requests_per_second: float = 0.0
+    """Per-thing limit on device requests (MQTT and HTTP) per dataplane instance; 0 means unlimited."""
+    device_request_burst: int = 10
     s3_endpoint: str = ""
     """An S3-compatible endpoint (e.g. http://127.0.0.1:9000) that CreateJob's S3 documentSource URLs are read from."""
     document_fetch_timeout_seconds: float = 10.0

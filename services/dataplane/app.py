@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from iotjobs.domain.throttle import Throttle
 from iotjobs.runtime.bus import CommandBus
 from iotjobs.runtime.deciders import DeciderRuntime
 from iotjobs.runtime.settings import Settings
@@ -34,6 +35,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     await runtime.start()
     app[RUNTIME_KEY] = runtime
     app[jobs_data_api.BUS_KEY] = bus
+    app[jobs_data_api.THROTTLE_KEY] = Throttle(settings.device_requests_per_second, settings.device_request_burst)
     try:
         yield
     finally:

@@ -8,7 +8,8 @@ from typing import Any
 from aiohttp import web
 
 from iotjobs.domain import thing as t
-from iotjobs.domain.errors import Rejection
+from iotjobs.domain.errors import DomainError, ErrorKind, Rejection
+from iotjobs.domain.throttle import Throttle
 from iotjobs.runtime import clock
 from iotjobs.runtime.bus import CommandBus, ReplyTimeout
 from iotjobs.wire.http_errors import DATA, from_rejection, unavailable, unknown_operation
@@ -18,10 +19,15 @@ from iotjobs.wire.model import ServiceModel
 from iotjobs.wire.mqtt import summary
 
 BUS_KEY = web.AppKey("bus", CommandBus)
+THROTTLE_KEY = web.AppKey("throttle", Throttle)
 MODEL = ServiceModel.load("iot-jobs-data")
 
 
 async def _decide(request: web.Request, thing_name: str, command: Any) -> Any:
+    if not request.app[THROTTLE_KEY].allow(thing_name, clock.now()):
+        raise from_rejection(
+            DomainError(ErrorKind.THROTTLED, f"too many requests for thing {thing_name}").rejection(), DATA
+        )
     try:
         reply, _positions = await request.app[BUS_KEY].request(t.key_for(thing_name), command)
     except ReplyTimeout as exc:

@@ -15,6 +15,8 @@ from gmqtt import Client
 from gmqtt.mqtt.constants import MQTTv311
 
 from iotjobs.domain import thing
+from iotjobs.domain.errors import DomainError, ErrorKind
+from iotjobs.domain.throttle import Throttle
 from iotjobs.runtime import clock, logs
 from iotjobs.runtime.bus import CommandBus
 from iotjobs.runtime.deciders import Committed
@@ -38,6 +40,7 @@ class MqttIngress:
         client_id = group if settings.mqtt_ingress == "direct" else f"{group}-{settings.instance_id}"
         self.client = Client(client_id, clean_session=False, session_expiry_interval=3600)
         self.client.on_message = self._on_message
+        self.throttle = Throttle(settings.device_requests_per_second, settings.device_request_burst)
         self._queue: asyncio.Queue[tuple[bytes, str, asyncio.Future[None]]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
 
@@ -74,6 +77,11 @@ class MqttIngress:
                 continue
             except Exception:
                 log.exception("request dropped", topic=topic)
+                handed_over.set_result(None)
+                continue
+            if not self.throttle.allow(request.thing_name, clock.now()):
+                throttled = DomainError(ErrorKind.THROTTLED, f"too many requests for thing {request.thing_name}")
+                self.publish_reply(request.topic, request.client_token, throttled.rejection())
                 handed_over.set_result(None)
                 continue
             reply_to = {

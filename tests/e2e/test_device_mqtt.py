@@ -244,3 +244,19 @@ async def test_namespaced_jobs_use_the_namespaced_topics(stack: Stack) -> None:
         assert outcome == "accepted"
         outcome, body = await device.request(f"{scoped}/elsewhere/get")
         assert (outcome, body["code"]) == ("rejected", "InvalidTopic")
+
+
+async def test_qos0_requests_and_oversized_payloads(stack: Stack) -> None:
+    thing, (job,) = await _thing_with_jobs(stack, "{}")
+    async with MqttDevice(stack, thing) as device:
+        await _wait_pending(device, 1)
+        device.client.publish(f"$aws/things/{thing}/jobs/get", orjson.dumps({"clientToken": "qos0"}), qos=0)
+        topic, body = await asyncio.wait_for(device.untokened.get(), 10)
+        assert topic.endswith("/get/accepted") and body["queuedJobs"][0]["jobId"] == job
+
+        huge = orjson.dumps({"status": "IN_PROGRESS", "statusDetails": {"k": "v" * 200_000}})
+        device.publish_raw(f"{job}/update", huge)
+        topic, body = await asyncio.wait_for(device.untokened.get(), 10)
+        assert topic.endswith("/update/rejected") and body["code"] == "InvalidRequest" and "1024" in body["message"]
+        outcome, _ = await device.request(f"{job}/update", {"status": "IN_PROGRESS"})
+        assert outcome == "accepted"  # still connected, still served

@@ -21,6 +21,8 @@ class Context:
 
     now: float
     seconds_per_minute: float = 60.0
+    per_namespace_queues: bool = False
+    """Opt-in: the plain device topics see only jobs without a namespace (AWS shares one queue per thing)."""
 
     def minutes(self, m: float) -> float:
         return m * self.seconds_per_minute

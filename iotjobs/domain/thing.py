@@ -26,6 +26,8 @@ from iotjobs.domain.execution import (
 )
 
 NEXT = "$next"
+PLAIN_JOBS = ""
+"""The scope of the jobs without a namespace (no namespace id is empty)."""
 APPLIED_TOKENS = 32
 NOTIFY_CAP = 10
 
@@ -268,11 +270,12 @@ class ThingState:
         return self.thing_id is not None
 
     def pending(self, namespace_id: str | None = None) -> list[Execution]:
-        """IN_PROGRESS first, then QUEUED, each in the order they were queued; all jobs, or one namespace's."""
+        """IN_PROGRESS first, then QUEUED, each in the order they were queued: all jobs (None), one namespace's,
+        or the jobs without a namespace (PLAIN_JOBS)."""
         live = [
             e
             for e in self.executions.values()
-            if e.status in PENDING and (namespace_id is None or e.namespace_id == namespace_id)
+            if e.status in PENDING and (namespace_id is None or e.namespace_id == (namespace_id or None))
         ]
         return sorted(live, key=lambda e: (e.status != IN_PROGRESS, e.seq))
 
@@ -385,8 +388,13 @@ def decide(state: ThingState, command: Any, ctx: Context) -> Decision:
         reply=reply,
         events=tuple(events),
         sends=tuple(_status_reports(state, after)),
-        effects=tuple(_notifications(state, after)),
+        effects=tuple(_notifications(state, after, _plain(ctx))),
     )
+
+
+def _plain(ctx: Context) -> str | None:
+    """What the plain (not namespaced) device topics see: every job, or only those without a namespace."""
+    return PLAIN_JOBS if ctx.per_namespace_queues else None
 
 
 def _decide(state: ThingState, command: Any, ctx: Context) -> tuple[list[Any], Any]:
@@ -399,7 +407,7 @@ def _decide(state: ThingState, command: Any, ctx: Context) -> tuple[list[Any], A
             return _queue(state, command, ctx), None
         case GetPending():
             _require_thing(state)
-            pending = state.pending()[:NOTIFY_CAP]
+            pending = state.pending(_plain(ctx))[:NOTIFY_CAP]
             return [], PendingReply(
                 in_progress=[e.to_dict() for e in pending if e.status == IN_PROGRESS],
                 queued=[e.to_dict() for e in pending if e.status == QUEUED],
@@ -407,7 +415,7 @@ def _decide(state: ThingState, command: Any, ctx: Context) -> tuple[list[Any], A
         case StartNext():
             return _start_next(state, command, ctx)
         case DescribeExecution():
-            return [], _describe(state, command)
+            return [], _describe(state, command, ctx)
         case UpdateExecution():
             return _update(state, command, ctx)
         case FireTimeout():
@@ -519,7 +527,7 @@ def _start_next(state: ThingState, command: StartNext, ctx: Context) -> tuple[li
     _require_thing(state)
     if (replayed := _already_applied(state, command.client_token)) is not None:
         return [], ExecutionReply(replayed.to_dict())
-    head = state.head()
+    head = state.head(_plain(ctx))
     if head is None:
         return [], ExecutionReply(None)
     if head.status == IN_PROGRESS:
@@ -548,12 +556,12 @@ def _find(state: ThingState, job_id: str, execution_number: int | None, namespac
     return execution
 
 
-def _describe(state: ThingState, command: DescribeExecution) -> ExecutionReply:
+def _describe(state: ThingState, command: DescribeExecution, ctx: Context) -> ExecutionReply:
     if command.job_id != NEXT:
         v.check_job_id(command.job_id)
     _require_thing(state)
     if command.job_id == NEXT:
-        head = state.head(command.namespace_id)
+        head = state.head(_plain(ctx) if command.namespace_id is None else command.namespace_id)
         return ExecutionReply(head.to_dict() if head else None, command.include_document)
     execution = _find(state, command.job_id, command.execution_number, command.namespace_id)
     if execution.is_terminal:
@@ -703,14 +711,15 @@ def _identity(execution: Execution | None) -> tuple[str, int] | None:
     return None if execution is None else (execution.job_id, execution.execution_number)
 
 
-def _notifications(before: ThingState, after: ThingState) -> list[Any]:
+def _notifications(before: ThingState, after: ThingState, plain: str | None = None) -> list[Any]:
     """notify and notify-next over every job (one queue per thing, as AWS has it), and the same for each
     namespace touched, computed over that namespace's jobs alone, for its namespaced topics."""
     effects: list[Any] = []
     namespaces = {e.namespace_id for e in (*before.executions.values(), *after.executions.values())}
     for namespace in [None, *sorted(n for n in namespaces if n is not None)]:
-        pending_before = before.pending(namespace)
-        pending_after = after.pending(namespace)
+        scope = plain if namespace is None else namespace
+        pending_before = before.pending(scope)
+        pending_after = after.pending(scope)
         if {_identity(e) for e in pending_before} != {_identity(e) for e in pending_after}:
             listed = [e.to_dict() for e in pending_after[:NOTIFY_CAP]]
             effects.append(NotifyPending(after.name, listed, namespace))

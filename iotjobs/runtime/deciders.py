@@ -266,7 +266,11 @@ class DeciderRuntime:
         async with owned.lock:
             if owned.closed:
                 return
-            ctx = Context(now=clock.now(), seconds_per_minute=self.settings.seconds_per_minute)
+            ctx = Context(
+                now=clock.now(),
+                seconds_per_minute=self.settings.seconds_per_minute,
+                per_namespace_queues=self.settings.namespace_queues == "per-namespace",
+            )
             overlay: dict[str, tuple[int, Any]] = {}
             out = _Outputs()
             for item in inbound:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 PREFIX = "IOTJOBS_"
+CHOICES = {"mqtt_ingress": ("direct", "bridge", "shared"), "namespace_queues": ("shared", "per-namespace")}
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,9 @@ class Settings:
     """How dataplane instances receive device requests: `direct` (one instance, `$aws/...` topics, a persistent
     session), `bridge` (instances share the request topics Mosquitto's loopback bridge re-publishes under
     `iotjobs/things/`), or `shared` (`$share/...` on `$aws/...` topics, for brokers such as EMQX)."""
+    namespace_queues: str = "shared"
+    """`shared`: one pending queue per thing across namespaces, as AWS has it; `per-namespace`: the plain
+    device topics see only jobs without a namespace, each namespace its own topics."""
     device_requests_per_second: float = 0.0
     """Per-thing limit on device requests (MQTT and HTTP) per dataplane instance; 0 means unlimited."""
     device_request_burst: int = 10
@@ -43,6 +47,13 @@ class Settings:
     """host[:port] devices use for the iot-jobs-data API (DescribeEndpoint iot:Jobs); default: the dataplane's."""
     public_mqtt_endpoint: str = ""
     """host[:port] devices use for MQTT (DescribeEndpoint iot:Data, iot:Data-ATS); default: the broker's."""
+
+    def __post_init__(self) -> None:
+        for name, allowed in CHOICES.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(
+                    f"{self.env_name(name)} must be one of {', '.join(allowed)}, got '{getattr(self, name)}'"
+                )
 
     @staticmethod
     def env_name(field_name: str) -> str:

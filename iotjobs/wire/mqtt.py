@@ -24,7 +24,6 @@ NAMESPACE_SEGMENT = "namespace-"
 
 BRIDGED_PREFIX = "iotjobs/things/"
 DEVICE_PREFIX = "$aws/things/"
-INGRESS_MODES = ("direct", "bridge", "shared")
 
 
 def ingress_filters(mode: str, group: str) -> list[str]:
@@ -35,7 +34,7 @@ def ingress_filters(mode: str, group: str) -> list[str]:
         return [f"$share/{group}/{f.replace(DEVICE_PREFIX, BRIDGED_PREFIX, 1)}" for f in REQUEST_FILTERS]
     if mode == "shared":
         return [f"$share/{group}/{f}" for f in REQUEST_FILTERS]
-    raise ValueError(f"IOTJOBS_MQTT_INGRESS must be one of {', '.join(INGRESS_MODES)}, got '{mode}'")
+    raise ValueError(f"unknown MQTT ingress mode {mode!r}")  # Settings accepts only the modes above
 
 
 def device_topic(topic: str) -> str:

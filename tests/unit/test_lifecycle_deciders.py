@@ -333,3 +333,28 @@ def test_namespaced_requests_see_only_their_namespace() -> None:
         kind(t.decide(state, t.UpdateExecution("plain", "IN_PROGRESS", namespace_id="ns1"), CTX)) == "ResourceNotFound"
     )
     assert t.decide(state, t.UpdateExecution("gg", "IN_PROGRESS", namespace_id="ns1"), CTX).events
+
+
+def test_per_namespace_queues_keep_namespaced_jobs_off_the_plain_topics() -> None:
+    state = thing_given(REGISTERED, ns_queued("gg", 0, "ns1"), ns_queued("plain", 1, None))
+    separate = Context(now=T0 + 10, per_namespace_queues=True)
+    assert t.decide(state, t.DescribeExecution("$next"), separate).reply.execution["job_id"] == "plain"
+    assert t.decide(state, t.DescribeExecution("$next"), CTX).reply.execution["job_id"] == "gg"
+    pending = t.decide(state, t.GetPending(), separate).reply
+    assert [e["job_id"] for e in pending.queued] == ["plain"]
+    started = t.decide(state, t.StartNext(), separate)
+    assert started.events[0].job_id == "plain"
+    queued = t.decide(thing_given(REGISTERED), t.QueueExecution("gg2", "{}", namespace_id="ns1"), separate)
+    assert {(type(e).__name__, e.namespace_id) for e in queued.effects} == {
+        ("NotifyPending", "ns1"),
+        ("NotifyNext", "ns1"),
+    }
+
+
+def test_settings_refuse_unknown_choices() -> None:
+    from iotjobs.runtime.settings import Settings
+
+    with pytest.raises(ValueError, match="IOTJOBS_NAMESPACE_QUEUES must be one of shared, per-namespace"):
+        Settings.from_env({"IOTJOBS_NAMESPACE_QUEUES": "separate"})
+    with pytest.raises(ValueError, match="IOTJOBS_MQTT_INGRESS"):
+        Settings.from_env({"IOTJOBS_MQTT_INGRESS": "bridged"})

@@ -6,7 +6,9 @@ payloads. Device requests from MQTT and HTTP arrive here as commands.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from iotjobs.domain import validation as v
@@ -167,8 +169,9 @@ class ExecutionUpdated:
     step_deadline: float | None
     cause: str
     force_canceled: bool = False
-    client_token: str | None = None
-    """The device request's clientToken, kept so a redelivered request is answered, not applied again."""
+    request_key: str | None = None
+    """The device request's clientToken and a digest of its contents: a redelivery of that very request is
+    answered again instead of applied twice (see `_already_applied`)."""
 
 
 @dataclass(frozen=True)
@@ -260,8 +263,9 @@ class ThingState:
     next_seq: int = 0
     execution_numbers: dict[str, int] = field(default_factory=dict)
     """The last executionNumber given per job: numbers are never reused, even after a deletion."""
-    applied_tokens: dict[str, str] = field(default_factory=dict)
-    """clientToken -> job id of the latest device changes, oldest first (at most APPLIED_TOKENS)."""
+    applied_tokens: dict[str, list[Any]] = field(default_factory=dict)
+    """request key -> [job id, versionNumber it produced] for the latest device changes, oldest first (at
+    most APPLIED_TOKENS)."""
     deleted: bool = False
     """DeleteThing unregistered it: an execution released to it late is REMOVED at once."""
 
@@ -359,9 +363,9 @@ def evolve(state: ThingState, event: Any) -> ThingState:
                 force_canceled=event.force_canceled,
             )
             tokens = state.applied_tokens
-            if event.client_token is not None:
-                kept = [(t, j) for t, j in tokens.items() if t != event.client_token][-(APPLIED_TOKENS - 1) :]
-                tokens = {**dict(kept), event.client_token: event.job_id}
+            if event.request_key is not None:
+                kept = [(k, r) for k, r in tokens.items() if k != event.request_key][-(APPLIED_TOKENS - 1) :]
+                tokens = {**dict(kept), event.request_key: [event.job_id, event.version_number]}
             return replace(state, executions={**state.executions, event.job_id: updated}, applied_tokens=tokens)
         case ExecutionDeleted():
             remaining = {k: e for k, e in state.executions.items() if k != event.job_id}
@@ -525,7 +529,7 @@ def _start_next(state: ThingState, command: StartNext, ctx: Context) -> tuple[li
     details = None if command.status_details is None else v.check_status_details(command.status_details)
     step = None if command.step_timeout_minutes is None else v.check_step_timeout(command.step_timeout_minutes)
     _require_thing(state)
-    if (replayed := _already_applied(state, command.client_token)) is not None:
+    if (replayed := _already_applied(state, _request_key(command))) is not None:
         return [], ExecutionReply(replayed.to_dict())
     head = state.head(_plain(ctx))
     if head is None:
@@ -534,16 +538,28 @@ def _start_next(state: ThingState, command: StartNext, ctx: Context) -> tuple[li
         return [], ExecutionReply(head.to_dict())
     event = replace(
         _changed(head, ctx, "start-next", status=IN_PROGRESS, status_details=details, step_timeout_minutes=step),
-        client_token=command.client_token,
+        request_key=_request_key(command),
     )
     return [event], ExecutionReply(evolve(state, event).executions[head.job_id].to_dict())
 
 
-def _already_applied(state: ThingState, client_token: str | None) -> Execution | None:
-    """The execution a request with this clientToken already changed: a QoS 1 redelivery is answered again
-    from the current state, never applied twice."""
-    job_id = state.applied_tokens.get(client_token) if client_token is not None else None
-    return state.executions.get(job_id) if job_id is not None else None
+def _request_key(command: StartNext | UpdateExecution) -> str | None:
+    """clientToken plus a digest of what the request asks, so a reused token with other contents is a new
+    request; None when the device sent no token (nothing to recognise a redelivery by)."""
+    if command.client_token is None:
+        return None
+    contents = json.dumps(asdict(command), sort_keys=True, default=str)
+    return f"{command.client_token}#{hashlib.sha256(contents.encode()).hexdigest()[:16]}"
+
+
+def _already_applied(state: ThingState, request_key: str | None) -> Execution | None:
+    """The execution this very request already changed, if nothing has changed it since: a QoS 1
+    redelivery is answered again from that state, never applied twice."""
+    applied = state.applied_tokens.get(request_key) if request_key is not None else None
+    if applied is None:
+        return None
+    execution = state.executions.get(applied[0])
+    return execution if execution is not None and execution.version_number == applied[1] else None
 
 
 def _find(state: ThingState, job_id: str, execution_number: int | None, namespace_id: str | None = None) -> Execution:
@@ -579,7 +595,7 @@ def _update(state: ThingState, command: UpdateExecution, ctx: Context) -> tuple[
     details = None if command.status_details is None else v.check_status_details(command.status_details)
     step = None if command.step_timeout_minutes is None else v.check_step_timeout(command.step_timeout_minutes)
     _require_thing(state)
-    if (replayed := _already_applied(state, command.client_token)) is not None and replayed.job_id == command.job_id:
+    if (replayed := _already_applied(state, _request_key(command))) is not None:
         return [], UpdateReply(replayed.to_dict(), command.include_state, command.include_document)
     execution = _find(state, command.job_id, command.execution_number, command.namespace_id)
     if command.expected_version is not None and command.expected_version != execution.version_number:
@@ -607,7 +623,7 @@ def _update(state: ThingState, command: UpdateExecution, ctx: Context) -> tuple[
         ).rejection()
     event = replace(
         _changed(execution, ctx, "update", status=command.status, status_details=details, step_timeout_minutes=step),
-        client_token=command.client_token,
+        request_key=_request_key(command),
     )
     updated = evolve(state, event).executions[execution.job_id]
     return [event], UpdateReply(updated.to_dict(), command.include_state, command.include_document)

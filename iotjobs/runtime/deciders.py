@@ -304,10 +304,12 @@ class DeciderRuntime:
             aggregate = aggregate_for(item.key)
             seq, state = overlay.get(item.key) or owned.states.get(item.key) or (0, aggregate.initial(item.key))
             decision = aggregate.decide(state, item.command, ctx)
-            for event in decision.events:
+            numbered = []
+            for event in decision.events:  # all of a decision's events, or none of them
                 state = aggregate.evolve(state, event)
                 seq += 1
-                out.events.append((item.key, seq, event, item.command_id))
+                numbered.append((item.key, seq, event, item.command_id))
+            out.events.extend(numbered)
         except Exception:
             log.exception("decider failed", key=item.key, command=type(item.command).__name__)
             decision = Decision(reply=Rejection(ErrorKind.INTERNAL.value, "internal error"))
@@ -397,10 +399,12 @@ class DeciderRuntime:
 
     def _arm(self, owned: _Owned, key: str, state: Any) -> None:
         timers = aggregate_for(key).timers(state)
+        known = {timer.due for timer in owned.timers.get(key, [])}
         if timers:
             owned.timers[key] = timers
-            for timer in timers:
-                heapq.heappush(self._timer_heap, (timer.due, owned.partition, key))
+            # Only new due times go on the heap: a device that updates often does not grow it.
+            for due in {timer.due for timer in timers} - known:
+                heapq.heappush(self._timer_heap, (due, owned.partition, key))
             self._timer_wakeup.set()
         else:
             owned.timers.pop(key, None)

@@ -24,7 +24,8 @@ def encode_token(last_key: list[Any], filters: dict[str, Any]) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_token(token: str | None, filters: dict[str, Any]) -> list[Any] | None:
+def decode_token(token: str | None, filters: dict[str, Any], shape: tuple[type, ...]) -> list[Any] | None:
+    """The last sort key of the previous page, checked against `shape` (the type of each key part)."""
     if token is None:
         return None
     try:
@@ -32,9 +33,20 @@ def decode_token(token: str | None, filters: dict[str, Any]) -> list[Any] | None
         last_key, digest = data["k"], data["f"]
     except Exception:
         raise invalid("nextToken is not a token this service issued") from None
-    if not isinstance(last_key, list) or digest != _digest(filters):
+    if not isinstance(last_key, list) or not _fits(last_key, shape):
+        raise invalid("nextToken is not a token this service issued")
+    if digest != _digest(filters):
         raise invalid("nextToken was issued for a different request; repeat the same filters")
     return last_key
+
+
+def _fits(values: list[Any], shape: tuple[type, ...]) -> bool:
+    def fits(value: Any, kind: type) -> bool:
+        if isinstance(value, bool):
+            return False
+        return isinstance(value, int | float) if kind is float else isinstance(value, kind)
+
+    return len(values) == len(shape) and all(fits(v, k) for v, k in zip(values, shape, strict=True))
 
 
 def page_size(raw: str | None) -> int:

@@ -207,7 +207,7 @@ async def list_jobs(request: web.Request) -> web.Response:
     if filters["namespaceId"] is not None:
         v.check_name("namespaceId", filters["namespaceId"], v.NAMESPACE_ID, 64)
     limit = page_size(request.query.get("maxResults"))
-    after = decode_token(request.query.get("nextToken"), filters)
+    after = decode_token(request.query.get("nextToken"), filters, (float, str))
     group_name = filters["thingGroupName"]
     if filters["thingGroupId"] is not None:
         group_name = await ctl.pool.fetchval(
@@ -314,7 +314,7 @@ async def list_job_executions_for_job(request: web.Request) -> web.Response:
     job_id = v.check_job_id(request.match_info["jobId"])
     filters = {"job": job_id, "status": query_enum(request, "status", ALL_STATUSES)}
     limit = page_size(request.query.get("maxResults"))
-    after = decode_token(request.query.get("nextToken"), filters)
+    after = decode_token(request.query.get("nextToken"), filters, (float, str))
     await _job_row(ctl, job_id)
     rows = await ctl.pool.fetch(
         """SELECT * FROM (
@@ -354,7 +354,7 @@ async def list_job_executions_for_thing(request: web.Request) -> web.Response:
     if filters["namespaceId"] is not None:
         v.check_name("namespaceId", filters["namespaceId"], v.NAMESPACE_ID, 64)
     limit = page_size(request.query.get("maxResults"))
-    after = decode_token(request.query.get("nextToken"), filters)
+    after = decode_token(request.query.get("nextToken"), filters, (float, str, int))
     rows = await ctl.pool.fetch(
         """SELECT * FROM job_executions e
            WHERE thing_name = $1

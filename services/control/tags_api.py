@@ -61,9 +61,7 @@ async def list_tags_for_resource(request: web.Request) -> web.Response:
     arn = request.query.get("resourceArn")
     kind, resource_id = _resource(ctl, arn)
     filters = {"resourceArn": arn}
-    after = decode_token(request.query.get("nextToken"), filters)
-    if after is not None and (len(after) != 1 or not isinstance(after[0], str)):
-        raise invalid("nextToken is not a token this service issued")
+    after = decode_token(request.query.get("nextToken"), filters, (str,))
     if await ctl.pool.fetchval(_EXISTS[kind], resource_id) is None:
         raise not_found(f"{_NAMES[kind]} {resource_id} does not exist")
     tags: dict[str, str] = (

@@ -125,9 +125,7 @@ async def describe_job_template(request: web.Request) -> web.Response:
 async def list_job_templates(request: web.Request) -> web.Response:
     ctl = control(request)
     limit = page_size(request.query.get("maxResults"))
-    after = decode_token(request.query.get("nextToken"), LIST_FILTERS)
-    if after is not None and (len(after) != 1 or not isinstance(after[0], str)):
-        raise invalid("nextToken is not a token this service issued")
+    after = decode_token(request.query.get("nextToken"), LIST_FILTERS, (str,))
     rows = await ctl.pool.fetch(
         """SELECT template_id, description, created_at FROM job_templates
            WHERE ($1::text IS NULL OR template_id > $1)

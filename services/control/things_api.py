@@ -190,12 +190,8 @@ async def delete_thing_group(request: web.Request) -> web.Response:
 def _page_after(request: web.Request, filters: dict[str, Any]) -> tuple[int, str | None]:
     """(page size, the name the previous page ended with): registry listings are ordered by name."""
     limit = page_size(request.query.get("maxResults"))
-    after = decode_token(request.query.get("nextToken"), filters)
-    if after is None:
-        return limit, None
-    if len(after) != 1 or not isinstance(after[0], str):
-        raise invalid("nextToken is not a token this service issued")
-    return limit, after[0]
+    after = decode_token(request.query.get("nextToken"), filters, (str,))
+    return limit, after[0] if after is not None else None
 
 
 def _listing(key: str, items: list[Any], names: list[str], limit: int, filters: dict[str, Any]) -> web.Response:

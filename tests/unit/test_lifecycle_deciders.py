@@ -281,22 +281,28 @@ def test_the_registry_tells_continuous_jobs_about_joiners_only() -> None:
 
 def test_a_redelivered_update_is_answered_again_not_applied_twice() -> None:
     state = thing_given(REGISTERED, queued("j1"))
-    first = t.decide(state, t.UpdateExecution("j1", "IN_PROGRESS", client_token="tok"), CTX)
-    after = t.fold(state, first.events)
-    again = t.decide(after, t.UpdateExecution("j1", "IN_PROGRESS", include_state=True, client_token="tok"), CTX)
+    request = t.UpdateExecution("j1", "IN_PROGRESS", include_state=True, client_token="tok")
+    after = t.fold(state, t.decide(state, request, CTX).events)
+    again = t.decide(after, request, CTX)
     assert again.events == () and again.sends == () and again.effects == ()
     assert again.reply.execution["version_number"] == 2 and again.reply.include_state
-    other = t.decide(after, t.UpdateExecution("j1", "SUCCEEDED", client_token="new"), CTX)
-    assert other.events[0].version_number == 3
 
 
-def test_a_redelivered_start_next_returns_the_execution_it_started() -> None:
+def test_a_reused_token_with_other_contents_is_a_new_request() -> None:
+    state = thing_given(REGISTERED, queued("j1"))
+    after = t.fold(state, t.decide(state, t.UpdateExecution("j1", "IN_PROGRESS", client_token="tok"), CTX).events)
+    other = t.decide(after, t.UpdateExecution("j1", "SUCCEEDED", client_token="tok"), CTX)
+    assert [(e.status, e.version_number) for e in other.events] == [("SUCCEEDED", 3)]
+
+
+def test_a_redelivered_start_next_returns_the_execution_it_started_until_that_changes() -> None:
     state = thing_given(REGISTERED, queued("j1"), queued("j2", seq=1))
-    first = t.decide(state, t.StartNext(client_token="s1"), CTX)
-    after = t.fold(state, first.events)
-    finished = t.fold(after, t.decide(after, t.UpdateExecution("j1", "SUCCEEDED"), CTX).events)
-    again = t.decide(finished, t.StartNext(client_token="s1"), CTX)
+    after = t.fold(state, t.decide(state, t.StartNext(client_token="s1"), CTX).events)
+    again = t.decide(after, t.StartNext(client_token="s1"), CTX)
     assert again.events == () and again.reply.execution["job_id"] == "j1"
+    finished = t.fold(after, t.decide(after, t.UpdateExecution("j1", "SUCCEEDED"), CTX).events)
+    later = t.decide(finished, t.StartNext(client_token="s1"), CTX)
+    assert [e.job_id for e in later.events] == ["j2"]  # a token reused later starts the next job
 
 
 def test_only_the_latest_tokens_are_remembered() -> None:

@@ -100,6 +100,7 @@ class DeciderRuntime:
         self._timer_wakeup = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[None]] = set()
+        self._acquiring = asyncio.Lock()
         self._running = False
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=settings.kafka_bootstrap,
@@ -156,8 +157,31 @@ class DeciderRuntime:
 
     # --- ownership -----------------------------------------------------------------------------
 
+    async def _acquire_until_done(self, partitions: list[int]) -> None:
+        """Acquire, retrying while the partitions are still assigned to us (Kafka may be briefly unwell)."""
+        while True:
+            try:
+                await self._acquire(partitions)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("acquiring partitions failed; retrying", partitions=partitions)
+                await asyncio.sleep(1.0)
+            assigned = {tp.partition for tp in self._consumer.assignment()}
+            partitions = [p for p in partitions if p in assigned and p not in self._owned]
+            if not partitions:
+                return
+
     async def _acquire(self, partitions: list[int]) -> None:
-        """Take ownership: fence former owners, restore state, re-arm timers; then resume fetching."""
+        """Take ownership: fence former owners, restore state, re-arm timers, rewind to the committed
+        offset while still paused; then resume fetching."""
+        async with self._acquiring:  # one at a time: they share the restore consumer
+            partitions = [p for p in partitions if p not in self._owned]
+            if partitions:
+                await self._take(partitions)
+
+    async def _take(self, partitions: list[int]) -> None:
         producers = {p: self._producer(p) for p in partitions}
         try:
             # Starting a producer initialises its transactional id: any former owner is fenced and its
@@ -173,8 +197,15 @@ class DeciderRuntime:
             for key, (_seq, state) in owned.states.items():
                 self._arm(owned, key, state)
             log.info("partition acquired", group=self.group, partition=partition, keys=len(owned.states))
-        assigned = self._consumer.assignment()
-        self._consumer.resume(*(tp for tp in assigned if tp.partition in producers))
+        taken = [tp for tp in self._consumer.assignment() if tp.partition in producers]
+        for tp in taken:
+            # Whatever was fetched before is discarded: processing restarts at the last committed batch.
+            committed = await self._consumer.committed(tp)
+            if committed is None:
+                await self._consumer.seek_to_beginning(tp)
+            else:
+                self._consumer.seek(tp, committed)
+        self._consumer.resume(*taken)
 
     def _producer(self, partition: int) -> AIOKafkaProducer:
         return AIOKafkaProducer(
@@ -382,18 +413,9 @@ class DeciderRuntime:
         """After a failed transaction: drop what we hold and take the partition again from the log."""
         tp = TopicPartition(self.command_topic, partition)
         await self._release(partition)
-        if tp not in self._consumer.assignment():
-            return
-        try:
+        if tp in self._consumer.assignment():
             self._consumer.pause(tp)
-            await self._acquire([partition])
-            committed = await self._consumer.committed(tp)
-            if committed is None:
-                await self._consumer.seek_to_beginning(tp)
-            else:
-                self._consumer.seek(tp, committed)
-        except Exception:
-            log.exception("reload failed", partition=partition)
+            await self._acquire_until_done([partition])
 
     # --- timers --------------------------------------------------------------------------------
 
@@ -444,9 +466,11 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
         self.acquiring: asyncio.Task[None] | None = None
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        if self.acquiring is not None:
-            self.acquiring.cancel()
-            await asyncio.gather(self.acquiring, return_exceptions=True)
+        pending = [self.acquiring] if self.acquiring is not None else []
+        pending += list(self.runtime._background)  # reloads after failed transactions
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
         for tp in revoked:
             await self.runtime._release(tp.partition)
 
@@ -455,15 +479,4 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
         if not new:
             return
         self.runtime._consumer.pause(*new)
-        self.acquiring = asyncio.create_task(self._acquire([tp.partition for tp in new]))
-
-    async def _acquire(self, partitions: list[int]) -> None:
-        while True:
-            try:
-                await self.runtime._acquire(partitions)
-                return
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("acquiring partitions failed; retrying", partitions=partitions)
-                await asyncio.sleep(1.0)
+        self.acquiring = asyncio.create_task(self.runtime._acquire_until_done([tp.partition for tp in new]))

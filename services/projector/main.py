@@ -8,13 +8,13 @@ import signal
 from iotjobs.runtime import logs, pg
 from iotjobs.runtime.settings import Settings
 from iotjobs.runtime.topics import ensure_topics
-from services.projector.projector import Projector
+from services.projector.projector import Projector, connect
 
 
 async def run(settings: Settings) -> None:
     await ensure_topics(settings)
     await pg.migrate(settings.pg_dsn)
-    conn = await pg.connect(settings.pg_dsn)
+    conn = await connect(settings)
     projector = Projector(settings, conn)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

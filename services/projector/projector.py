@@ -9,7 +9,7 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
-from iotjobs.runtime import codec, logs
+from iotjobs.runtime import codec, logs, pg
 from iotjobs.runtime.projection import NOTIFY_CHANNEL
 from iotjobs.runtime.settings import Settings
 from iotjobs.runtime.topics import Topics, partitions_of
@@ -26,6 +26,13 @@ READ_MODEL_TABLES = (
     "job_templates",
     "resource_tags",
 )
+DATABASE_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
+APPLICATION_NAME = "iotjobs-projector"
+
+
+async def connect(settings: Settings) -> asyncpg.Connection:
+    """The projector's connection, named so operators (and tests) can tell it apart."""
+    return await pg.connect(settings.pg_dsn, server_settings={"application_name": APPLICATION_NAME})
 # Projectors hold this lock shared while they run; a rebuild takes it exclusively.
 PROJECTION_LOCK = 7_001_002
 
@@ -101,8 +108,31 @@ class Projector:
                 log.warning("fetch failed", error=str(err))
                 await asyncio.sleep(0.2)
                 continue
-            if batches:
+            if not batches:
+                continue
+            try:
                 await apply_batch(self.conn, self.topic, batches)
+            except DATABASE_ERRORS as err:
+                log.warning("projecting a batch failed; retrying from the stored offsets", error=repr(err))
+                await self._recover()
+
+    async def _recover(self) -> None:
+        """Nothing of the failed batch was stored: reconnect if needed and go back to the stored offsets."""
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                if self.conn.is_closed():
+                    self.conn = await connect(self.settings)
+                    await self.conn.execute("SELECT pg_advisory_lock_shared($1)", PROJECTION_LOCK)
+                stored = await stored_offsets(self.conn, self.topic)
+                break
+            except DATABASE_ERRORS as err:
+                log.warning("waiting for PostgreSQL", error=repr(err))
+        for tp in self.consumer.assignment():
+            if tp.partition in stored:
+                self.consumer.seek(tp, stored[tp.partition])
+            else:
+                await self.consumer.seek_to_beginning(tp)
 
 
 class _SeekToStored(ConsumerRebalanceListener):  # type: ignore[misc]

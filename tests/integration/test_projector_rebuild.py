@@ -12,7 +12,7 @@ import asyncpg
 import pytest
 
 from iotjobs.runtime import pg
-from services.projector.projector import PROJECTION_LOCK, READ_MODEL_TABLES
+from services.projector.projector import APPLICATION_NAME, PROJECTION_LOCK, READ_MODEL_TABLES
 from tests.support.clients import MqttDevice, group_arn, iot_client, thing_arn, unique
 from tests.support.events import next_offsets
 from tests.support.stack import Stack
@@ -227,3 +227,32 @@ async def test_rebuild_refuses_while_a_projector_runs(stack: Stack) -> None:
     result = await _rebuild(stack)
     assert result.returncode != 0
     assert "a projector is running" in result.stderr
+
+
+async def test_the_projector_recovers_when_its_database_connection_dies(stack: Stack) -> None:
+    iot = iot_client(stack)
+    admin: asyncpg.Connection = await pg.connect(stack.settings.pg_dsn)
+    try:
+        killed = await admin.fetchval(
+            """SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+               WHERE application_name = $1 AND datname = $2""",
+            APPLICATION_NAME,
+            stack.database,
+        )
+        assert killed == 1
+        thing = unique("after-kill")
+        # The write waits for the projector (read-your-writes), so it succeeds only once the projector is back.
+        await asyncio.to_thread(iot.create_thing, thingName=thing)
+        assert (await asyncio.to_thread(iot.describe_thing, thingName=thing))["thingName"] == thing
+
+        async def reconnected() -> bool:
+            count = await admin.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 AND datname = $2",
+                APPLICATION_NAME,
+                stack.database,
+            )
+            return bool(count == 1)
+
+        await until(reconnected, what="the projector's new connection")
+    finally:
+        await admin.close()

@@ -28,8 +28,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     )
     bus = CommandBus(settings)
     pool = await pg.pool(settings.pg_dsn)
-    listener = await pg.connect(settings.pg_dsn)
-    projection = ProjectionWaiter(listener, topics.events)
+    projection = ProjectionWaiter(settings.pg_dsn, topics.events)
     await projection.start()
     await bus.start()
     await runtime.start()
@@ -41,7 +40,6 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         await runtime.stop()
         await bus.stop()
         await projection.stop()
-        await listener.close()
         await pool.close()
 
 

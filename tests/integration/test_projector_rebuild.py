@@ -12,6 +12,7 @@ import asyncpg
 import pytest
 
 from iotjobs.runtime import pg
+from iotjobs.runtime.projection import APPLICATION_NAME as WAITER_NAME
 from services.projector.projector import APPLICATION_NAME, PROJECTION_LOCK, READ_MODEL_TABLES
 from tests.support.clients import MqttDevice, group_arn, iot_client, thing_arn, unique
 from tests.support.events import next_offsets
@@ -229,17 +230,17 @@ async def test_rebuild_refuses_while_a_projector_runs(stack: Stack) -> None:
     assert "a projector is running" in result.stderr
 
 
-async def test_the_projector_recovers_when_its_database_connection_dies(stack: Stack) -> None:
+async def test_projector_and_control_recover_when_their_database_connections_die(stack: Stack) -> None:
     iot = iot_client(stack)
     admin: asyncpg.Connection = await pg.connect(stack.settings.pg_dsn)
     try:
         killed = await admin.fetchval(
             """SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
-               WHERE application_name = $1 AND datname = $2""",
-            APPLICATION_NAME,
+               WHERE application_name = ANY($1::text[]) AND datname = $2""",
+            [APPLICATION_NAME, WAITER_NAME],
             stack.database,
         )
-        assert killed == 1
+        assert killed == 2
         thing = unique("after-kill")
         # The write waits for the projector (read-your-writes), so it succeeds only once the projector is back.
         await asyncio.to_thread(iot.create_thing, thingName=thing)
@@ -247,12 +248,12 @@ async def test_the_projector_recovers_when_its_database_connection_dies(stack: S
 
         async def reconnected() -> bool:
             count = await admin.fetchval(
-                "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 AND datname = $2",
-                APPLICATION_NAME,
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = ANY($1::text[]) AND datname = $2",
+                [APPLICATION_NAME, WAITER_NAME],
                 stack.database,
             )
-            return bool(count == 1)
+            return bool(count == 2)
 
-        await until(reconnected, what="the projector's new connection")
+        await until(reconnected, what="new connections of the projector and of control's waiter")
     finally:
         await admin.close()

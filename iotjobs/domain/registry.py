@@ -495,4 +495,12 @@ def _record_targets(state: RegistryState, command: RecordJobTargets) -> Decision
     events = () if known == targets or (known is None and not targets.group_names) else (event,)
     lost = [name for name in dict.fromkeys(command.released) if not state.reaches(targets, name)]
     remove = RemoveExecutions([command.job_id])
-    return Decision(events=events, sends=tuple(Send(thing_key(name), remove) for name in lost))
+    sends = [Send(thing_key(name), remove) for name in lost]
+    if known is None and targets.continuous:
+        # Things that joined while the new job was being created have not heard of it yet.
+        joined = [
+            name for name in sorted(state.things) if name not in command.released and state.reaches(targets, name)
+        ]
+        if joined:
+            sends.append(Send(job_key(command.job_id), AddThingsToJob(command.job_id, joined)))
+    return Decision(events=events, sends=tuple(sends))

@@ -364,3 +364,20 @@ def test_settings_refuse_unknown_choices() -> None:
         Settings.from_env({"IOTJOBS_NAMESPACE_QUEUES": "separate"})
     with pytest.raises(ValueError, match="IOTJOBS_MQTT_INGRESS"):
         Settings.from_env({"IOTJOBS_MQTT_INGRESS": "bridged"})
+
+
+def test_things_that_joined_while_a_continuous_job_was_created_get_it() -> None:
+    state = registry.initial()
+    for event in (
+        registry.ThingCreated("early", "id1", None, {}),
+        registry.ThingCreated("late", "id2", None, {}),
+        registry.ThingGroupCreated("g", "gid", None, None, {}, T0),
+        registry.ThingAddedToThingGroup("early", "g"),
+        registry.ThingAddedToThingGroup("late", "g"),  # after the job resolved its members
+    ):
+        state = registry.evolve(state, event)
+    record = targets.RecordJobTargets("cont", [], ["g"], ["early"], continuous=True)
+    decision = registry.decide(state, record, CTX)
+    assert Send("job/cont", targets.AddThingsToJob("cont", ["late"])) in decision.sends
+    snapshot = targets.RecordJobTargets("snap", [], ["g"], ["early"])
+    assert not any(isinstance(s.command, targets.AddThingsToJob) for s in registry.decide(state, snapshot, CTX).sends)

@@ -40,6 +40,7 @@ _aiokafka_sender.BACKOFF_OVERRIDE = 0.002
 
 RESTORE_TIMEOUT = 60.0
 MAX_BATCH = 500
+TRANSACTION_TIMEOUT_MS = 10_000
 MAX_BUFFERED = 5000
 MAX_TIMER_SLEEP = 1.0
 
@@ -216,6 +217,9 @@ class DeciderRuntime:
             linger_ms=0,
             retry_backoff_ms=10,
             max_request_size=STATE_MAX_BYTES,
+            # A killed owner's open transaction holds back every read_committed reader of the partitions it
+            # wrote to, until a new owner fences it or the broker aborts it after this long.
+            transaction_timeout_ms=TRANSACTION_TIMEOUT_MS,
         )
 
     async def _release(self, partition: int) -> None:

@@ -209,6 +209,12 @@ async def test_at_most_ten_jobs_are_being_deleted_at_once(servers: Servers) -> N
         jobs = [unique("del") for _ in range(11)]
         for job in jobs:
             await asyncio.to_thread(iot.create_job, jobId=job, targets=[thing_arn(thing)], document="{}")
+
+        async def all_queued() -> bool:  # so no transaction of the dataplane is open when it dies
+            listed = await asyncio.to_thread(iot.list_job_executions_for_thing, thingName=thing)
+            return len(listed["executionSummaries"]) == len(jobs)
+
+        await until(all_queued, what="every execution queued")
         stack.kill("dataplane")
         for job in jobs[:10]:
             await asyncio.to_thread(iot.delete_job, jobId=job, force=True)

@@ -8,7 +8,9 @@ from typing import Any
 import orjson
 import pytest
 
+from iotjobs.domain.thing import ExecutionUpdated
 from tests.support.clients import MqttDevice, iot_client, thing_arn, unique
+from tests.support.events import read_events
 from tests.support.stack import Stack
 from tests.support.waiting import until
 
@@ -134,9 +136,8 @@ async def test_racing_updates_with_one_expected_version_accept_exactly_one(stack
     assert len(accepted) == 1 and len(rejected) == 1
     assert rejected[0]["code"] == "VersionMismatch"
     assert rejected[0]["executionState"]["versionNumber"] == 2
-    iot = iot_client(stack)
-    execution = (await asyncio.to_thread(iot.describe_job_execution, jobId=job, thingName=thing))["execution"]
-    assert execution["versionNumber"] == 2
+    updates = [e for e, _ in await read_events(stack.settings) if isinstance(e, ExecutionUpdated) and e.job_id == job]
+    assert [u.version_number for u in updates] == [2]  # the loser left nothing in the log
 
 
 async def test_notify_and_notify_next_follow_the_head_of_the_queue(stack: Stack) -> None:
@@ -210,9 +211,8 @@ async def test_a_request_delivered_twice_is_applied_once(stack: Stack) -> None:
         replies = [await asyncio.wait_for(device.untokened.get(), 30) for _ in range(2)]
     assert [topic.rsplit("/", 1)[1] for topic, _ in replies] == ["accepted", "accepted"]
     assert [body["executionState"]["versionNumber"] for _, body in replies] == [2, 2]
-    iot = iot_client(stack)
-    execution = (await asyncio.to_thread(iot.describe_job_execution, jobId=job, thingName=thing))["execution"]
-    assert execution["versionNumber"] == 2
+    updates = [e for e, _ in await read_events(stack.settings) if isinstance(e, ExecutionUpdated) and e.job_id == job]
+    assert [(u.thing_name, u.version_number) for u in updates] == [(thing, 2)]
 
 
 async def test_namespaced_jobs_use_the_namespaced_topics(stack: Stack) -> None:

@@ -790,6 +790,7 @@ class KafkaTrace:
         from aiokafka import AIOKafkaConsumer
 
         self.command_topic, self.event_topic = command_topic, event_topic
+        self.bootstrap = bootstrap
         self.consumer = AIOKafkaConsumer(
             bootstrap_servers=bootstrap, enable_auto_commit=False, isolation_level="read_committed"
         )
@@ -800,8 +801,8 @@ class KafkaTrace:
 
         await self.consumer.start()
         self.tps = [
-            *await partitions_of(self.consumer, self.command_topic),
-            *await partitions_of(self.consumer, self.event_topic),
+            *await partitions_of(self.bootstrap, self.command_topic),
+            *await partitions_of(self.bootstrap, self.event_topic),
         ]
         self.consumer.assign(self.tps)
 
@@ -934,7 +935,7 @@ async def wait_caught_up(stack: Any, timeout: float) -> int:
     await admin.start()
     await probe.start()
     try:
-        tps = await partitions_of(probe, topic)
+        tps = await partitions_of(stack.settings.kafka_bootstrap, topic)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             ends = await probe.end_offsets(tps)
@@ -1170,23 +1171,34 @@ text outside the markers is kept.
 """
 
 
-def write_doc(path: Path, section: str, new_rows: list[str]) -> None:
+def write_doc(
+    path: Path,
+    section: str,
+    new_rows: list[str],
+    *,
+    markers: tuple[str, str, str, str] = (BEGIN, END, HIST_BEGIN, HIST_END),
+    history_head: str = HISTORY_HEAD,
+    history_title: str = "Device round trip: history",
+) -> None:
+    """Replace the section between `markers[0]` and `markers[1]` and append `new_rows` to the history table
+    between `markers[2]` and `markers[3]` (other benchmarks pass their own markers); the rest is kept."""
+    begin, end, hist_begin, hist_end = markers
     text = path.read_text() if path.exists() else DOC_INTRO
-    block = f"{BEGIN}\n{section}\n{END}"
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + block + rest.split(END, 1)[1]
+    block = f"{begin}\n{section}\n{end}"
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        text = head + block + rest.split(end, 1)[1]
     else:
         text = text.rstrip("\n") + "\n\n" + block + "\n"
     old_rows: list[str] = []
-    if HIST_BEGIN in text and HIST_END in text:
-        head, rest = text.split(HIST_BEGIN, 1)
-        inner, tail = rest.split(HIST_END, 1)
+    if hist_begin in text and hist_end in text:
+        head, rest = text.split(hist_begin, 1)
+        inner, tail = rest.split(hist_end, 1)
         old_rows = [ln for ln in inner.splitlines() if ln.startswith("| 20")]
     else:
-        head, tail = text.rstrip("\n") + "\n\n### Device round trip: history\n\n", "\n"
+        head, tail = text.rstrip("\n") + f"\n\n### {history_title}\n\n", "\n"
     rows = (old_rows + new_rows)[-HISTORY_KEEP:]
-    text = head + HIST_BEGIN + "\n" + HISTORY_HEAD + "\n" + "\n".join(rows) + "\n" + HIST_END + tail
+    text = head + hist_begin + "\n" + history_head + "\n" + "\n".join(rows) + "\n" + hist_end + tail
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
 

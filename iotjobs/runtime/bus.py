@@ -1,24 +1,32 @@
-"""How requests enter the log: commands keyed by aggregate, and replies back to HTTP callers."""
+"""How requests reach the owner of their key, and how replies come back to HTTP callers.
+
+A request for a key this process owns goes straight to the local runtime; any other is appended to the
+key's command topic, and its owner answers on the replies topic, keyed by the waiting instance.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from typing import Any
 
+import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from iotjobs.runtime import codec, logs
-from iotjobs.runtime.envelope import Positions, command_envelope
+from iotjobs.domain.catalog import from_message, to_message
+from iotjobs.runtime import logs
+from iotjobs.runtime.deciders import DeciderRuntime, NotOwner, Unavailable
+from iotjobs.runtime.envelope import Positions
 from iotjobs.runtime.settings import Settings
-from iotjobs.runtime.topics import Topics, partitions_of
+from iotjobs.runtime.topics import Topics, partition_for, partitions_of
 
 log = logs.get("iotjobs.bus")
 
 
 class ReplyTimeout(Exception):
-    """The owner of the key did not answer in time (it may be restarting)."""
+    """The owner of the key did not answer in time (Kafka or the owner may be unwell, or restarting)."""
 
 
 class CommandBus:
@@ -26,8 +34,13 @@ class CommandBus:
         self.settings = settings
         self.topics = Topics.of(settings)
         self.instance = f"{settings.instance_id}-{uuid.uuid4().hex[:8]}"
+        self.local: DeciderRuntime | None = None
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=settings.kafka_bootstrap, enable_idempotence=True, acks="all", linger_ms=0
+            bootstrap_servers=settings.kafka_bootstrap,
+            enable_idempotence=True,
+            acks="all",
+            linger_ms=0,
+            request_timeout_ms=int(settings.request_timeout_seconds * 1000),
         )
         self._replies: AIOKafkaConsumer | None = None
         self._waiting: dict[str, asyncio.Future[tuple[Any, Positions]]] = {}
@@ -36,13 +49,10 @@ class CommandBus:
     async def start(self) -> None:
         await self._producer.start()
         self._replies = AIOKafkaConsumer(
-            bootstrap_servers=self.settings.kafka_bootstrap,
-            enable_auto_commit=False,
-            isolation_level="read_committed",
-            fetch_max_wait_ms=20,
+            bootstrap_servers=self.settings.kafka_bootstrap, enable_auto_commit=False, fetch_max_wait_ms=20
         )
         await self._replies.start()
-        tps = await partitions_of(self._replies, self.topics.replies)
+        tps = await partitions_of(self.settings.kafka_bootstrap, self.topics.replies)
         self._replies.assign(tps)
         await self._replies.seek_to_end(*tps)
         for tp in tps:
@@ -55,36 +65,57 @@ class CommandBus:
             await asyncio.gather(self._task, return_exceptions=True)
         if self._replies:
             await self._replies.stop()
-        await self._producer.stop()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._producer.stop(), 5.0)
         for future in self._waiting.values():
             future.cancel()
 
-    async def send(self, key: str, command: Any, reply_to: dict[str, Any] | None = None) -> None:
-        envelope = command_envelope(key, str(uuid.uuid4()), reply_to)
-        await self._producer.send_and_wait(
-            self.topics.commands_for(key), key=key.encode(), value=codec.encode_message(command, **envelope)
-        )
+    @property
+    def alive(self) -> bool:
+        return self._task is not None and not self._task.done()
 
     async def enqueue(self, key: str, command: Any, reply_to: dict[str, Any] | None = None) -> asyncio.Future[Any]:
         """Append a command in call order without waiting for Kafka; the future settles on delivery."""
-        envelope = command_envelope(key, str(uuid.uuid4()), reply_to)
+        envelope = {"key": key, "id": uuid.uuid4().hex, "reply_to": reply_to, "positions": {}}
         delivery: asyncio.Future[Any] = await self._producer.send(
-            self.topics.commands_for(key), key=key.encode(), value=codec.encode_message(command, **envelope)
+            self.topics.commands_for(key),
+            orjson.dumps({**envelope, **to_message(command)}),
+            key=key.encode(),
+            partition=partition_for(key, self.settings.partitions),
         )
         return delivery
 
     async def request(self, key: str, command: Any, timeout: float | None = None) -> tuple[Any, Positions]:
-        """Send a command and wait for its decider's reply (and the event positions behind it)."""
+        """The decider's reply to a command (and the event positions behind it), within the timeout."""
         correlation = uuid.uuid4().hex
         future: asyncio.Future[tuple[Any, Positions]] = asyncio.get_running_loop().create_future()
         self._waiting[correlation] = future
+        reply_to = {"kind": "kafka", "instance": self.instance, "id": correlation}
         try:
-            await self.send(key, command, {"kind": "kafka", "instance": self.instance, "id": correlation})
-            return await asyncio.wait_for(future, timeout or self.settings.request_timeout_seconds)
+            async with asyncio.timeout(timeout or self.settings.request_timeout_seconds):
+                try:
+                    if self.local is None:
+                        raise NotOwner(key)
+                    self.local.submit(key, command, reply_to)
+                except NotOwner:
+                    await (await self.enqueue(key, command, reply_to))
+                return await future
         except TimeoutError:
-            raise ReplyTimeout(f"no reply for {type(command).__name__} on {key}") from None
+            raise ReplyTimeout(f"no reply for {type(command).__name__} on {key} in time") from None
+        except (Unavailable, KafkaError) as err:
+            raise ReplyTimeout(f"{type(command).__name__} on {key} could not be made durable: {err}") from None
         finally:
             self._waiting.pop(correlation, None)
+
+    def resolve(self, correlation: str, reply: Any, positions: Positions) -> None:
+        future = self._waiting.get(correlation)
+        if future is not None and not future.done():
+            future.set_result((reply, positions))
+
+    def fail(self, correlation: str, error: Exception) -> None:
+        future = self._waiting.get(correlation)
+        if future is not None and not future.done():
+            future.set_exception(error)
 
     async def _read_replies(self) -> None:
         assert self._replies is not None
@@ -99,7 +130,8 @@ class CommandBus:
                 for record in records:
                     if record.key is None or record.key.decode() != self.instance:
                         continue
-                    reply, envelope = codec.decode_message(record.value)
-                    future = self._waiting.get(envelope["correlation"])
-                    if future is not None and not future.done():
-                        future.set_result((reply, envelope.get("positions") or {}))
+                    try:
+                        envelope = orjson.loads(record.value)
+                        self.resolve(envelope["correlation"], from_message(envelope), envelope.get("positions") or {})
+                    except Exception:
+                        log.exception("unreadable reply skipped", offset=record.offset)

@@ -1,11 +1,17 @@
-"""The single-writer decider runtime.
+"""The single-writer decider runtime: partition-owned state in memory, the events topic as its changelog.
 
-A consumer group owns the partitions of a command topic. For each owned partition this process runs
-one transactional producer (`transactional_id = <group>-<partition>`), so a new owner fences a
-stalled old one. Per batch of commands one transaction holds the events, the aggregates' new state
-(compacted state topic, same partition number), commands for other aggregates, replies for HTTP
-callers and the consumed offsets. What leaves the system (MQTT replies, notifications) is handed to
-`on_committed` only after the commit.
+A consumer group over a command topic assigns partitions; the member that holds partition *p* owns every
+key of *p* (`topics.partition_for`). Taking a partition, the owner appends a marker with a fresh token to
+partition *p* of the events topic, restores from the latest snapshot and the events after it up to its own
+marker, and only then serves. A request that reaches the owner is decided in memory at once; its events
+are appended by one idempotent producer (acks=all), pipelined: the next request is decided while earlier
+appends are in flight. A decision is released (reply, notifications, commands for other aggregates) only
+once its records are acknowledged and read back from the partition with no newer marker before them, so a
+stalled former owner never acknowledges what will not count (docs/adr/0007-owner-runtime.md). A failed or
+late append drops the partition's memory and takes the partition again from the log.
+
+Requests taken by an instance that does not own the key come through the command topic; so do commands
+between aggregates, which carry their source position and are applied at most once per key.
 """
 
 from __future__ import annotations
@@ -13,71 +19,143 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import heapq
+import time
 import uuid
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
+import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import KafkaError, ProducerFenced
-from aiokafka.producer import sender as _aiokafka_sender
-from aiokafka.structs import OffsetAndMetadata
+from aiokafka.errors import KafkaError
 
-from iotjobs.domain.catalog import aggregate_for
+from iotjobs.domain.catalog import aggregate_for, from_message, to_message
 from iotjobs.domain.decision import Context, Decision
 from iotjobs.domain.errors import ErrorKind, Rejection
-from iotjobs.runtime import clock, codec, logs
-from iotjobs.runtime.envelope import Inbound, Positions, command_envelope, inbound_from, merge_positions
+from iotjobs.runtime import clock, logs
+from iotjobs.runtime.envelope import Positions, merge_positions
+from iotjobs.runtime.eventlog import (
+    MARKER_KEY,
+    OUTBOX_KEY,
+    Counting,
+    KeyImage,
+    Position,
+    Replay,
+    is_marker,
+    marker,
+)
 from iotjobs.runtime.settings import Settings
-from iotjobs.runtime.topics import STATE_MAX_BYTES, Topics
+from iotjobs.runtime.topics import RECORD_MAX_BYTES, STATE_MAX_BYTES, Topics, partition_for
 
 log = logs.get("iotjobs.runtime")
 
-# A transaction that starts right after the previous commit meets CONCURRENT_TRANSACTIONS while the
-# coordinator finishes writing markers; aiokafka retries after a fixed 20 ms, which dominated our
-# device round trip (docs/adr/0001-decider-runtime.md). 2 ms was measured to be enough.
-_aiokafka_sender.BACKOFF_OVERRIDE = 0.002
-
-RESTORE_TIMEOUT = 60.0
+RESTORE_TIMEOUT = 120.0
 MAX_BATCH = 500
-TRANSACTION_TIMEOUT_MS = 10_000
-MAX_BUFFERED = 5000
+MAX_INBOX = 20_000
 MAX_TIMER_SLEEP = 1.0
+COMMIT_INTERVAL = 0.5
+HANDOVER_TIMEOUT = 3.0
+CHECKPOINT_KEY = b"__checkpoint__"
+
+
+class NotOwner(Exception):
+    """This instance does not own the key's partition: forward the request through the command topic."""
+
+
+class Unavailable(Exception):
+    """The request could not be made durable (Kafka unwell, ownership lost); the caller may retry."""
 
 
 @dataclass
-class Committed:
-    """What a commit releases to the outside world."""
+class Released:
+    """What a confirmed decision lets out of the system."""
 
     replies: list[tuple[dict[str, Any], Any]] = field(default_factory=list)
     effects: list[Any] = field(default_factory=list)
 
 
-OnCommitted = Callable[[Committed], Awaitable[None]]
+OnReleased = Callable[[Released], Awaitable[None]]
+
+
+class ReplyRouter(Protocol):
+    """Where replies for HTTP callers go: this process's waiters, or the replies topic."""
+
+    instance: str
+
+    def resolve(self, correlation: str, reply: Any, positions: Positions) -> None: ...
+
+    def fail(self, correlation: str, error: Exception) -> None: ...
 
 
 @dataclass
-class _Owned:
-    partition: int
-    producer: AIOKafkaProducer
-    states: dict[str, tuple[int, Any]]
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+class _Request:
+    key: str
+    command: Any
+    command_id: str = ""
+    reply_to: dict[str, Any] | None = None
+    positions: Positions = field(default_factory=dict)
+    cause: tuple[str, Position] | None = None
+    command_offset: int | None = None
+    done: asyncio.Future[None] | None = None
+    """Settles once the request is durable: its decision confirmed, or it was handed on."""
+
+
+@dataclass
+class _Step:
+    """One decision, appended (or nothing to append), waiting to be released in order."""
+
+    request: _Request
+    decision: Decision
+    deliveries: list[asyncio.Future[Any]] = field(default_factory=list)
+    touched: tuple[str, KeyImage] | None = None
+    records: list[tuple[bytes, bytes]] = field(default_factory=list)
+    deadline: float = 0.0
+
+
+@dataclass
+class _Partition:
+    number: int
+    scope: str
+    token: str
+    epoch: int
+    counting: Counting = field(default_factory=Counting)
+    """The markers of every scope as of `marker_offset`; `later_markers` follow it."""
+    later_markers: list[tuple[int, dict[str, str]]] = field(default_factory=list)
+    keys: dict[str, KeyImage] = field(default_factory=dict)
+    confirmed: dict[str, KeyImage] = field(default_factory=dict)
+    dirty: set[str] = field(default_factory=set)
+    inbox: deque[_Request] = field(default_factory=deque)
+    has_work: asyncio.Event = field(default_factory=asyncio.Event)
+    steps: deque[_Step] = field(default_factory=deque)
+    has_steps: asyncio.Event = field(default_factory=asyncio.Event)
+    read_to: int = 0
+    progress: asyncio.Event = field(default_factory=asyncio.Event)
+    marker_offset: int = -1
+    replay: Replay | None = None
+    replayed: asyncio.Event = field(default_factory=asyncio.Event)
+    released_to: int = 0
+    outstanding_sends: list[asyncio.Future[Any]] = field(default_factory=list)
+    commit_to: int | None = None
+    committed_to: int | None = None
     timers: dict[str, list[Any]] = field(default_factory=dict)
-    closed: bool = False
-    pending: list[Any] = field(default_factory=list)
-    """Fetched records not yet decided: they wait while the previous batch's transaction commits."""
-    worker: asyncio.Task[None] | None = None
+    ready: bool = False
+    failed: bool = False
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
+    def note_marker(self, offset: int, record: dict[str, Any]) -> None:
+        """Another scope's owner marked the partition: the tokens a checkpoint past it must carry."""
+        if is_marker(record):
+            tokens = dict(self.later_markers[-1][1] if self.later_markers else self.counting.tokens)
+            tokens[record["scope"]] = record["marker"]
+            self.later_markers.append((offset, tokens))
 
-@dataclass
-class _Outputs:
-    events: list[tuple[str, int, Any, str]] = field(default_factory=list)
-    sends: list[tuple[Any, Inbound | None]] = field(default_factory=list)
-    kafka_replies: list[tuple[Inbound, Any]] = field(default_factory=list)
-    committed: Committed = field(default_factory=Committed)
-
-    def empty(self) -> bool:
-        return not (self.events or self.sends or self.kafka_replies)
+    def counting_at(self, offset: int) -> dict[str, str]:
+        tokens = self.counting.tokens
+        for at, after in self.later_markers:
+            if at < offset:
+                tokens = after
+        return dict(tokens)
 
 
 class DeciderRuntime:
@@ -88,180 +166,573 @@ class DeciderRuntime:
         role: str,
         command_topic: str,
         state_topic: str,
-        on_committed: OnCommitted | None = None,
+        replies: ReplyRouter | None = None,
+        on_released: OnReleased | None = None,
     ) -> None:
         self.settings = settings
         self.topics = Topics.of(settings)
         self.group = f"{settings.topic_prefix}-{role}"
+        self.scope = role
         self.command_topic = command_topic
         self.state_topic = state_topic
-        self.on_committed = on_committed
-        self._owned: dict[int, _Owned] = {}
+        self.replies = replies
+        self.on_released = on_released
+        self.append_timeout = max(1.0, settings.request_timeout_seconds / 3)
+        self._parts: dict[int, _Partition] = {}
+        self._acquiring: dict[int, asyncio.Task[None]] = {}
+        self._chores: set[asyncio.Future[None]] = set()
+        self._restore_lock = asyncio.Lock()
         self._timer_heap: list[tuple[float, int, str]] = []
         self._timer_wakeup = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
-        self._background: set[asyncio.Task[None]] = set()
-        self._acquiring = asyncio.Lock()
         self._running = False
+        self._producer = self._new_producer()
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=settings.kafka_bootstrap,
             group_id=self.group,
             enable_auto_commit=False,
-            isolation_level="read_committed",
             auto_offset_reset="earliest",
             fetch_max_wait_ms=50,
             session_timeout_ms=6000,
             heartbeat_interval_ms=1000,
             max_poll_interval_ms=300000,
         )
-        self._restorer = AIOKafkaConsumer(
+        # Reads back the owned partitions of the events topic: restores them, and confirms appends.
+        self._tail = AIOKafkaConsumer(
             bootstrap_servers=settings.kafka_bootstrap,
             enable_auto_commit=False,
-            isolation_level="read_committed",
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=100,
+            max_partition_fetch_bytes=RECORD_MAX_BYTES * 2,
+        )
+        self._snapshots = AIOKafkaConsumer(
+            bootstrap_servers=settings.kafka_bootstrap,
+            enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_partition_fetch_bytes=STATE_MAX_BYTES,
             fetch_max_bytes=STATE_MAX_BYTES * 2,
+        )
+
+    def _new_producer(self) -> AIOKafkaProducer:
+        return AIOKafkaProducer(
+            bootstrap_servers=self.settings.kafka_bootstrap,
+            enable_idempotence=True,
+            acks="all",
+            linger_ms=0,
+            retry_backoff_ms=20,
+            request_timeout_ms=int(self.append_timeout * 1000) + 1000,
+            max_request_size=STATE_MAX_BYTES,
         )
 
     # --- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
         self._running = True
-        await self._restorer.start()
+        await self._producer.start()
+        await self._snapshots.start()
+        await self._tail.start()
+        events = [TopicPartition(self.topics.events, p) for p in range(self.settings.partitions)]
+        self._tail.assign(events)
+        self._tail.pause(*events)
+        states = [TopicPartition(self.state_topic, p) for p in range(self.settings.partitions)]
+        self._snapshots.assign(states)
+        self._snapshots.pause(*states)
         self._consumer.subscribe([self.command_topic], listener=_Listener(self))
         await self._consumer.start()
         self._tasks = [
             asyncio.create_task(self._consume_loop(), name=f"{self.group}-consume"),
+            asyncio.create_task(self._tail_loop(), name=f"{self.group}-tail"),
             asyncio.create_task(self._timer_loop(), name=f"{self.group}-timers"),
+            asyncio.create_task(self._commit_loop(), name=f"{self.group}-commits"),
+            asyncio.create_task(self._snapshot_loop(), name=f"{self.group}-snapshots"),
         ]
 
     async def stop(self) -> None:
         self._running = False
         self._timer_wakeup.set()
+        for task in self._acquiring.values():
+            task.cancel()
+        await asyncio.gather(*self._acquiring.values(), return_exceptions=True)
+        for number in list(self._parts):
+            await self._release(number, handover=True)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        for partition in list(self._owned):
-            await self._release(partition)
-        await self._consumer.stop()
-        await self._restorer.stop()
+        with contextlib.suppress(Exception):
+            await self._consumer.stop()
+        for client in (self._tail, self._snapshots):
+            with contextlib.suppress(Exception):
+                await client.stop()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._producer.stop(), 5.0)
 
     @property
     def owned_partitions(self) -> list[int]:
-        return sorted(self._owned)
+        return sorted(n for n, part in self._parts.items() if part.ready)
 
     @property
     def ready(self) -> bool:
-        """Every assigned partition is owned and being processed."""
+        """Every assigned partition is restored and served, and every background task is alive."""
+        if not self._running or any(task.done() for task in self._tasks):
+            return False
         assigned = {tp.partition for tp in self._consumer.assignment()}
-        return bool(assigned) and assigned <= set(self._owned)
+        return bool(assigned) and assigned <= set(self.owned_partitions)
+
+    def partition_of(self, key: str) -> int:
+        return partition_for(key, self.settings.partitions)
+
+    def _part_for(self, key: str) -> _Partition | None:
+        if self.topics.commands_for(key) != self.command_topic:
+            return None  # another role's key
+        return self._parts.get(self.partition_of(key))
+
+    def owns(self, key: str) -> bool:
+        part = self._part_for(key)
+        return part is not None and not part.failed
+
+    # --- requests ------------------------------------------------------------------------------
+
+    def submit(self, key: str, command: Any, reply_to: dict[str, Any] | None = None) -> asyncio.Future[None]:
+        """Queue a request for the key's owner (this instance) without yielding, so arrival order is kept.
+
+        The returned future settles once the request is durable; the reply travels to `reply_to`.
+        """
+        part = self._part_for(key)
+        if part is None or part.failed:
+            raise NotOwner(key)
+        if len(part.inbox) >= MAX_INBOX:
+            raise Unavailable(f"the owner of {key} has {len(part.inbox)} requests queued")
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        request = _Request(key, command, command_id=uuid.uuid4().hex, reply_to=reply_to, done=done)
+        self._enqueue(part, request)
+        return done
+
+    def _enqueue(self, part: _Partition, request: _Request) -> None:
+        part.inbox.append(request)
+        part.has_work.set()
 
     # --- ownership -----------------------------------------------------------------------------
 
-    async def _acquire_until_done(self, partitions: list[int]) -> None:
-        """Acquire, retrying while the partitions are still assigned to us (Kafka may be briefly unwell)."""
-        while True:
+    def _assigned(self, numbers: list[int]) -> None:
+        for number in numbers:
+            if number not in self._parts and number not in self._acquiring:
+                self._start_acquiring(number)
+
+    def _start_acquiring(self, number: int) -> None:
+        task = asyncio.create_task(self._acquire_until_done(number), name=f"{self.group}-acquire-{number}")
+        self._acquiring[number] = task
+        task.add_done_callback(lambda _t: self._acquiring.pop(number, None))
+
+    def _background(self, work: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._chores.add(task)
+        task.add_done_callback(self._chores.discard)
+
+    def _is_assigned(self, number: int) -> bool:
+        return TopicPartition(self.command_topic, number) in self._consumer.assignment()
+
+    async def _acquire_until_done(self, number: int) -> None:
+        while self._running and self._is_assigned(number):
             try:
-                await self._acquire(partitions)
+                await self._acquire(number)
                 return
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("acquiring partitions failed; retrying", partitions=partitions)
+            except Exception as err:
+                log.warning("taking a partition failed; retrying", partition=number, error=repr(err))
+                part = await self._drop(number)
+                if part is not None:
+                    await self._hand_on_all(part)
                 await asyncio.sleep(1.0)
-            assigned = {tp.partition for tp in self._consumer.assignment()}
-            partitions = [p for p in partitions if p in assigned and p not in self._owned]
-            if not partitions:
-                return
 
-    async def _acquire(self, partitions: list[int]) -> None:
-        """Take ownership: fence former owners, restore state, re-arm timers, rewind to the committed
-        offset while still paused; then resume fetching."""
-        async with self._acquiring:  # one at a time: they share the restore consumer
-            partitions = [p for p in partitions if p not in self._owned]
-            if partitions:
-                await self._take(partitions)
-
-    async def _take(self, partitions: list[int]) -> None:
-        producers = {p: self._producer(p) for p in partitions}
-        try:
-            # Starting a producer initialises its transactional id: any former owner is fenced and its
-            # open transaction aborted before we read the state it may have been writing.
-            await asyncio.gather(*(producer.start() for producer in producers.values()))
-            states = await self._restore(partitions)
-        except BaseException:
-            await asyncio.gather(*(producer.stop() for producer in producers.values()), return_exceptions=True)
-            raise
-        for partition, producer in producers.items():
-            owned = _Owned(partition, producer, states[partition])
-            self._owned[partition] = owned
-            for key, (_seq, state) in owned.states.items():
-                self._arm(owned, key, state)
-            log.info("partition acquired", group=self.group, partition=partition, keys=len(owned.states))
-        taken = [tp for tp in self._consumer.assignment() if tp.partition in producers]
-        for tp in taken:
-            # Whatever was fetched before is discarded: processing restarts at the last committed batch.
+    async def _acquire(self, number: int) -> None:
+        """Mark, restore up to the mark, re-send what may not have been sent, then serve."""
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        token = f"{self.settings.instance_id}-{uuid.uuid4().hex[:12]}"
+        part = _Partition(number, self.scope, token, epoch=time.time_ns())
+        self._parts[number] = part  # requests queue in its inbox while it restores
+        mark = orjson.dumps(marker(token, self.scope, part.epoch))
+        meta = await asyncio.wait_for(
+            await self._producer.send(self.topics.events, mark, key=MARKER_KEY, partition=number), RESTORE_TIMEOUT
+        )
+        part.marker_offset = meta.offset
+        marked = loop.time()
+        async with self._restore_lock:
+            images, checkpoint, tokens = await self._read_snapshots(number)
+        snapshots_read = loop.time()
+        replay = await self._replay(part, Replay(images, Counting(tokens)), checkpoint)
+        if replay.gap:
+            log.warning("snapshot older than the log; replaying the partition from the start", partition=number)
+            replay = await self._replay(part, Replay({}, Counting()), 0)
+        part.counting = replay.counting
+        part.keys = replay.keys
+        part.confirmed = {key: _copy(image) for key, image in replay.keys.items()}
+        part.released_to = part.marker_offset + 1
+        for key, image in part.keys.items():
+            self._arm(part, key, image.state)
+        for offset, record in replay.resend:
+            await self._send_outbox(part, offset, record)
+        part.tasks = [
+            loop.create_task(self._work(part), name=f"{self.group}-work-{number}"),
+            loop.create_task(self._confirm(part), name=f"{self.group}-confirm-{number}"),
+        ]
+        part.ready = True
+        tp = TopicPartition(self.command_topic, number)
+        if self._is_assigned(number):
             committed = await self._consumer.committed(tp)
             if committed is None:
                 await self._consumer.seek_to_beginning(tp)
             else:
                 self._consumer.seek(tp, committed)
-        self._consumer.resume(*taken)
-
-    def _producer(self, partition: int) -> AIOKafkaProducer:
-        return AIOKafkaProducer(
-            bootstrap_servers=self.settings.kafka_bootstrap,
-            transactional_id=f"{self.group}-{partition}",
-            enable_idempotence=True,
-            acks="all",
-            linger_ms=0,
-            retry_backoff_ms=10,
-            max_request_size=STATE_MAX_BYTES,
-            # A killed owner's open transaction holds back every read_committed reader of the partitions it
-            # wrote to, until a new owner fences it or the broker aborts it after this long.
-            transaction_timeout_ms=TRANSACTION_TIMEOUT_MS,
+            self._consumer.resume(tp)
+        log.info(
+            "partition taken",
+            group=self.group,
+            partition=number,
+            keys=len(part.keys),
+            replayed_from=checkpoint,
+            marker=part.marker_offset,
+            resent=len(replay.resend),
+            seconds={
+                "mark": round(marked - began, 3),
+                "snapshots": round(snapshots_read - marked, 3),
+                "replay": round(loop.time() - snapshots_read, 3),
+            },
         )
 
-    async def _release(self, partition: int) -> None:
-        owned = self._owned.pop(partition, None)
-        if owned is None:
-            return
-        owned.closed = True
-        if owned.worker is not None and owned.worker is not asyncio.current_task():
-            await asyncio.gather(owned.worker, return_exceptions=True)
-        async with owned.lock:
-            await owned.producer.stop()
-        log.info("partition released", group=self.group, partition=partition)
+    async def _replay(self, part: _Partition, replay: Replay, start: int) -> Replay:
+        tp = TopicPartition(self.topics.events, part.number)
+        part.replay = replay
+        part.replayed.clear()
+        part.read_to = start
+        self._tail.seek(tp, start)
+        self._tail.resume(tp)
+        try:
+            await asyncio.wait_for(part.replayed.wait(), RESTORE_TIMEOUT)
+        finally:
+            part.replay = None
+        return replay
 
-    async def _restore(self, partitions: list[int]) -> dict[int, dict[str, tuple[int, Any]]]:
-        """Read the state partitions to their end (read_committed): the state as last committed."""
-        tps = [TopicPartition(self.state_topic, p) for p in partitions]
-        states: dict[int, dict[str, tuple[int, Any]]] = {p: {} for p in partitions}
-        self._restorer.assign(tps)
-        await self._restorer.seek_to_beginning(*tps)
-        end = await self._restorer.end_offsets(tps)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + RESTORE_TIMEOUT
-        while any([await self._restorer.position(tp) < end[tp] for tp in tps]):
-            if loop.time() > deadline:
-                raise TimeoutError(f"restoring {self.state_topic} did not reach offsets {end}")
-            batches = await self._restorer.getmany(*tps, timeout_ms=200)
-            for tp, records in batches.items():
+    async def _read_snapshots(self, number: int) -> tuple[dict[str, KeyImage], int, dict[str, str]]:
+        """The snapshots of one partition, and the checkpoint they cover: the events offset to replay from
+        and the marker tokens of every scope there."""
+        tp = TopicPartition(self.state_topic, number)
+        await self._snapshots.seek_to_beginning(tp)
+        end = (await self._snapshots.end_offsets([tp]))[tp]
+        self._snapshots.resume(tp)
+        try:
+            return await self._read_snapshot_partition(tp, end)
+        finally:
+            self._snapshots.pause(tp)
+
+    async def _read_snapshot_partition(
+        self, tp: TopicPartition, end: int
+    ) -> tuple[dict[str, KeyImage], int, dict[str, str]]:
+        latest: dict[bytes, Any] = {}
+        checkpoint, token, tokens = 0, None, {}
+        foreign_after_checkpoint = False
+        deadline = asyncio.get_running_loop().time() + RESTORE_TIMEOUT
+        while await self._snapshots.position(tp) < end:
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError(f"reading snapshots of partition {tp.partition} did not finish")
+            for records in (await self._snapshots.getmany(tp, timeout_ms=200)).values():
                 for record in records:
-                    key = record.key.decode()
-                    if record.value is None:
-                        states[tp.partition].pop(key, None)
-                        continue
-                    stored = codec.loads(record.value)
-                    states[tp.partition][key] = (stored["seq"], aggregate_for(key).from_dict(stored["state"]))
-        return states
+                    data = None if record.value is None else orjson.loads(record.value)
+                    latest[record.key] = data
+                    if record.key == CHECKPOINT_KEY and data is not None:
+                        checkpoint, token, tokens = data["offset"], data["token"], data["tokens"]
+                        foreign_after_checkpoint = False
+                    elif data is not None and data.get("token") != token:
+                        foreign_after_checkpoint = True
+        if foreign_after_checkpoint:
+            # Written after the checkpoint by another owner: a new owner's first round, or a former
+            # owner that wrote late. Only a replay from the start is sure to be right.
+            return {}, 0, {}
+        images = {
+            key.decode(): KeyImage.from_dict(key.decode(), data)
+            for key, data in latest.items()
+            if data is not None and key != CHECKPOINT_KEY
+        }
+        return images, checkpoint, tokens
 
-    # --- processing ----------------------------------------------------------------------------
+    async def _release(self, number: int, *, handover: bool) -> None:
+        """Stop serving a partition. On a handover, what was decided is confirmed first and what was not
+        yet decided goes to the command topic for the next owner."""
+        part = self._parts.get(number)
+        if part is None:
+            return
+        if handover and part.ready and not part.failed:
+            part.ready = False
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._drained(part), HANDOVER_TIMEOUT)
+            await self._commit(part)
+        await self._drop(number)
+        await self._hand_on_all(part)
+
+    async def _hand_on_all(self, part: _Partition) -> None:
+        requests, part.inbox = list(part.inbox), deque()
+        for request in requests:
+            await self._hand_on(request)
+
+    async def _drained(self, part: _Partition) -> None:
+        part.has_work.set()
+        while part.steps or part.inbox:
+            if part.failed:
+                return
+            await asyncio.sleep(0.005)
+
+    async def _drop(self, number: int) -> _Partition | None:
+        """Stop a partition's tasks and fail what it decided but did not confirm; its inbox is the caller's."""
+        part = self._parts.pop(number, None)
+        if part is None:
+            return None
+        part.ready = False
+        part.failed = True
+        current = asyncio.current_task()
+        for task in part.tasks:
+            if task is not current:
+                task.cancel()
+        await asyncio.gather(*(t for t in part.tasks if t is not current), return_exceptions=True)
+        for step in part.steps:
+            self._fail_request(step.request, "the partition changed hands before the request was confirmed")
+        part.steps.clear()
+        tp = TopicPartition(self.topics.events, number)
+        with contextlib.suppress(Exception):
+            self._tail.pause(tp)
+        part.timers.clear()
+        log.info("partition released", group=self.group, partition=number)
+        return part
+
+    async def _hand_on(self, request: _Request) -> None:
+        """Send a request this instance will not decide to the command topic, for the key's owner."""
+        try:
+            delivery = await asyncio.wait_for(
+                self._produce_command(request.key, request.command, request.command_id, request.reply_to, {}),
+                self.append_timeout,
+            )
+            await asyncio.wait_for(delivery, self.append_timeout)
+        except Exception as err:
+            self._fail_request(request, f"cannot hand the request on: {err!r}")
+            return
+        if request.done is not None and not request.done.done():
+            request.done.set_result(None)
+
+    def _fail_request(self, request: _Request, why: str) -> None:
+        if request.done is not None and not request.done.done():
+            request.done.set_exception(Unavailable(why))
+        reply_to = request.reply_to
+        replies = self.replies
+        if reply_to and reply_to.get("kind") == "kafka" and replies and reply_to.get("instance") == replies.instance:
+            replies.fail(reply_to["id"], Unavailable(why))
+
+    def _fail(self, part: _Partition, why: str, *, producer_broken: bool) -> None:
+        """Memory may be ahead of the log: drop the partition and take it again from the log."""
+        if part.failed:
+            return
+        log.warning("partition failed; taking it again from the log", partition=part.number, reason=why)
+        part.failed = True
+        for request in part.inbox:
+            self._fail_request(request, why)
+        part.inbox.clear()
+        self._background(self._retake(part.number, producer_broken))
+
+    async def _retake(self, number: int, producer_broken: bool) -> None:
+        await self._drop(number)
+        if producer_broken:
+            await self._renew_producer()
+        if self._running and self._is_assigned(number) and number not in self._acquiring:
+            self._consumer.pause(TopicPartition(self.command_topic, number))
+            self._start_acquiring(number)
+
+    async def _renew_producer(self) -> None:
+        """A producer whose appends failed may hold batches in an unknown state: start a fresh one."""
+        old, self._producer = self._producer, self._new_producer()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(old.stop(), 2.0)
+        while self._running:
+            try:
+                await self._producer.start()
+                return
+            except Exception as err:
+                log.warning("Kafka producer cannot start; retrying", error=repr(err))
+                await asyncio.sleep(1.0)
+
+    # --- deciding ------------------------------------------------------------------------------
+
+    async def _work(self, part: _Partition) -> None:
+        """Decide queued requests in order and append their records without waiting for the acks."""
+        while True:
+            if not part.inbox:
+                part.has_work.clear()
+                await part.has_work.wait()
+                continue
+            ctx = Context(
+                now=clock.now(),
+                seconds_per_minute=self.settings.seconds_per_minute,
+                per_namespace_queues=self.settings.namespace_queues == "per-namespace",
+            )
+            for _ in range(min(MAX_BATCH, len(part.inbox))):
+                request = part.inbox.popleft()
+                step = self._decide(part, request, ctx)
+                if step is None:
+                    continue
+                try:
+                    for key, value in step.records:
+                        step.deliveries.append(
+                            await self._producer.send(self.topics.events, value, key=key, partition=part.number)
+                        )
+                except Exception as err:
+                    part.steps.append(step)
+                    self._fail(part, f"append failed: {err!r}", producer_broken=True)
+                    return
+                step.deadline = asyncio.get_running_loop().time() + self.append_timeout
+                part.steps.append(step)
+                part.has_steps.set()
+
+    def _decide(self, part: _Partition, request: _Request, ctx: Context) -> _Step | None:
+        aggregate = aggregate_for(request.key)
+        image = part.keys.get(request.key) or KeyImage(0, aggregate.initial(request.key))
+        if request.cause is not None:
+            stream, position = request.cause
+            if position <= image.applied.get(stream, (-1, -1)):
+                if request.done is not None and not request.done.done():
+                    request.done.set_result(None)
+                return None  # applied before: a re-sent or redelivered command
+        try:
+            decision = aggregate.decide(image.state, request.command, ctx)
+            state, seq = image.state, image.seq
+            for event in decision.events:  # all of a decision's events, or none of them
+                state = aggregate.evolve(state, event)
+                seq += 1
+        except Exception:
+            log.exception("decider failed", key=request.key, command=type(request.command).__name__)
+            return _Step(request, Decision(reply=Rejection(ErrorKind.INTERNAL.value, "internal error")))
+        step = _Step(request, decision)
+        if decision.events or decision.sends:
+            after = KeyImage(seq, state, dict(image.applied))
+            if request.cause is not None:
+                after.note_applied(*request.cause)
+            step.touched = (request.key, after)
+            step.records = _records(part, step)
+            if any(len(value) > RECORD_MAX_BYTES for _key, value in step.records):
+                too_large = f"the request's outcome exceeds the {RECORD_MAX_BYTES} byte record limit"
+                return _Step(request, Decision(reply=Rejection(ErrorKind.INVALID_REQUEST.value, too_large)))
+            part.keys[request.key] = after
+            self._arm(part, request.key, state)
+        elif request.cause is not None:
+            image.note_applied(*request.cause)
+        return step
+
+    # --- confirming ----------------------------------------------------------------------------
+
+    async def _confirm(self, part: _Partition) -> None:
+        """Release decisions in order, each once its records are acknowledged and read back as counting."""
+        loop = asyncio.get_running_loop()
+        while True:
+            if not part.steps:
+                part.has_steps.clear()
+                await part.has_steps.wait()
+                continue
+            step = part.steps[0]
+            offsets: list[int] = []
+            if step.deliveries:
+                try:
+                    metas = await asyncio.wait_for(
+                        asyncio.gather(*step.deliveries), max(0.0, step.deadline - loop.time())
+                    )
+                except Exception as err:
+                    self._fail(part, f"append not acknowledged: {err!r}", producer_broken=True)
+                    return
+                offsets = [meta.offset for meta in metas]
+                last = max(offsets)
+                while part.read_to <= last and not part.failed:
+                    part.progress.clear()
+                    try:
+                        await asyncio.wait_for(part.progress.wait(), max(0.0, step.deadline - loop.time()))
+                    except TimeoutError:
+                        self._fail(part, "append not read back in time", producer_broken=False)
+                        return
+                if part.failed:
+                    return
+            part.steps.popleft()
+            await self._let_out(part, step, offsets)
+            if offsets:
+                part.released_to = max(offsets) + 1
+
+    async def _let_out(self, part: _Partition, step: _Step, offsets: list[int]) -> None:
+        request, decision = step.request, step.decision
+        if step.touched is not None:
+            key, image = step.touched
+            part.confirmed[key] = image
+            part.dirty.add(key)
+        positions = merge_positions(request.positions, {str(part.number): max(offsets)} if offsets else {})
+        if decision.sends:
+            await self._send_outbox(part, offsets[-1], _outbox_record(step), positions)
+        if request.command_offset is not None:
+            part.commit_to = request.command_offset + 1
+        released = Released(effects=list(decision.effects))
+        if decision.reply is not None and request.reply_to is not None:
+            await self._reply(request.reply_to, decision.reply, positions, released)
+        if request.done is not None and not request.done.done():
+            request.done.set_result(None)
+        if self.on_released is not None and (released.replies or released.effects):
+            try:
+                await self.on_released(released)
+            except Exception:
+                log.exception("publishing replies and notifications failed")
+
+    async def _reply(self, reply_to: dict[str, Any], reply: Any, positions: Positions, released: Released) -> None:
+        if reply_to.get("kind") != "kafka":
+            released.replies.append((reply_to, reply))
+            return
+        if self.replies is not None and reply_to.get("instance") == self.replies.instance:
+            self.replies.resolve(reply_to["id"], reply, positions)
+            return
+        value = orjson.dumps(
+            {**to_message(reply), "to": reply_to["instance"], "correlation": reply_to["id"], "positions": positions}
+        )
+        with contextlib.suppress(Exception):  # the caller times out and retries
+            await self._producer.send(self.topics.replies, value, key=reply_to["instance"].encode())
+
+    async def _send_outbox(
+        self, part: _Partition, offset: int, record: dict[str, Any], positions: Positions | None = None
+    ) -> None:
+        """Commands for other aggregates, each with the position that lets its receiver apply it once."""
+        positions = positions or {str(part.number): offset}
+        for index, entry in enumerate(record["outbox"]):
+            command = from_message(entry["command"])
+            cause = (f"{self.scope}:{part.number}", (offset, index))
+            try:
+                delivery = await self._produce_command(
+                    entry["key"], command, f"{part.number}:{offset}:{index}", entry.get("reply_to"), positions, cause
+                )
+            except Exception as err:
+                self._fail(part, f"sending a command failed: {err!r}", producer_broken=True)
+                return
+            part.outstanding_sends.append(delivery)
+
+    async def _produce_command(
+        self,
+        key: str,
+        command: Any,
+        command_id: str,
+        reply_to: dict[str, Any] | None,
+        positions: Positions,
+        cause: tuple[str, Position] | None = None,
+    ) -> asyncio.Future[Any]:
+        envelope: dict[str, Any] = {"key": key, "id": command_id, "reply_to": reply_to, "positions": positions}
+        if cause is not None:
+            envelope["cause"] = [cause[0], *cause[1]]
+        value = orjson.dumps({**envelope, **to_message(command)})
+        delivery: asyncio.Future[Any] = await self._producer.send(
+            self.topics.commands_for(key), value, key=key.encode(), partition=self.partition_of(key)
+        )
+        return delivery
+
+    # --- the command topic ---------------------------------------------------------------------
 
     async def _consume_loop(self) -> None:
-        """Fetch continuously; each partition decides and commits on its own worker, so a slow
-        transaction on one partition neither holds up the others nor the next fetch, and records that
-        arrive meanwhile form the next, larger batch."""
         while self._running:
             try:
                 batches = await self._consumer.getmany(timeout_ms=200, max_records=MAX_BATCH)
@@ -270,190 +741,141 @@ class DeciderRuntime:
                 await asyncio.sleep(0.2)
                 continue
             for tp, records in batches.items():
-                owned = self._owned.get(tp.partition)
-                if owned is None or owned.closed:
-                    # Not ours (yet): fetch these again once the partition is owned.
+                part = self._parts.get(tp.partition)
+                if part is None or not part.ready or part.failed:
+                    # Not served (yet): fetch these again once the partition is taken.
                     self._consumer.seek(tp, records[0].offset)
-                    continue
-                owned.pending.extend(records)
-                if len(owned.pending) >= MAX_BUFFERED:
                     self._consumer.pause(tp)
-                if owned.worker is None or owned.worker.done():
-                    owned.worker = asyncio.create_task(self._drain(owned, tp), name=f"{self.group}-{tp.partition}")
+                    continue
+                for record in records:
+                    request = _command_request(record)
+                    if request is not None:
+                        self._enqueue(part, request)
+                if len(part.inbox) > MAX_INBOX // 2:
+                    self._consumer.pause(tp)
+            for tp in self._consumer.paused():
+                part = self._parts.get(tp.partition)
+                if part is not None and part.ready and len(part.inbox) < MAX_INBOX // 4:
+                    self._consumer.resume(tp)
 
-    async def _drain(self, owned: _Owned, tp: TopicPartition) -> None:
-        while owned.pending and not owned.closed:
-            records, owned.pending = owned.pending[:MAX_BATCH], owned.pending[MAX_BATCH:]
-            inbound = []
-            for record in records:
-                try:
-                    command, envelope = codec.decode_message(record.value)
-                    inbound.append(inbound_from(command, envelope))
-                except Exception:  # a record we cannot read must not stop the partition
-                    log.exception("undecodable command skipped", topic=tp.topic, offset=record.offset)
-            await self._run(owned, inbound, commit_offset=(tp, records[-1].offset + 1))
-        if not owned.closed and tp in self._consumer.paused():
-            self._consumer.resume(tp)
+    async def _commit_loop(self) -> None:
+        while self._running:
+            await asyncio.sleep(COMMIT_INTERVAL)
+            for part in list(self._parts.values()):
+                if part.ready:
+                    await self._commit(part)
 
-    async def _run(
-        self, owned: _Owned, inbound: list[Inbound], commit_offset: tuple[TopicPartition, int] | None
-    ) -> None:
-        async with owned.lock:
-            if owned.closed:
+    async def _commit(self, part: _Partition) -> None:
+        if part.commit_to is None or part.commit_to == part.committed_to:
+            return
+        tp = TopicPartition(self.command_topic, part.number)
+        try:
+            await self._consumer.commit({tp: part.commit_to})
+            part.committed_to = part.commit_to
+        except Exception as err:  # a later commit or a re-decided (and de-duplicated) command covers it
+            log.debug("committing the command offset failed", partition=part.number, error=repr(err))
+
+    # --- reading the events back ---------------------------------------------------------------
+
+    async def _tail_loop(self) -> None:
+        while self._running:
+            try:
+                batches = await self._tail.getmany(timeout_ms=200, max_records=5000)
+            except KafkaError as err:
+                log.warning("reading the events back failed", error=str(err))
+                await asyncio.sleep(0.2)
+                continue
+            for tp, records in batches.items():
+                part = self._parts.get(tp.partition)
+                if part is None:
+                    continue
+                for record in records:
+                    self._read_back(part, record)
+                part.progress.set()
+
+    def _read_back(self, part: _Partition, record: Any) -> None:
+        offset = record.offset
+        if offset < part.read_to:
+            return
+        part.read_to = offset + 1
+        if part.replay is not None:
+            if offset <= part.marker_offset:
+                part.replay.feed(offset, orjson.loads(record.value))
+            if offset >= part.marker_offset:
+                part.replayed.set()
+            return
+        if record.key == MARKER_KEY and offset > part.marker_offset:
+            value = orjson.loads(record.value)
+            part.note_marker(offset, value)
+            if is_marker(value) and value["scope"] == self.scope and value["marker"] != part.token:
+                self._fail(part, "another owner marked the partition", producer_broken=False)
+
+    # --- snapshots -----------------------------------------------------------------------------
+
+    async def _snapshot_loop(self) -> None:
+        while self._running:
+            await asyncio.sleep(self.settings.snapshot_interval_seconds)
+            for part in list(self._parts.values()):
+                if part.ready and not part.failed and part.dirty:
+                    try:
+                        await self._snapshot(part)
+                    except Exception as err:
+                        log.warning("writing a snapshot failed", partition=part.number, error=repr(err))
+
+    async def _snapshot(self, part: _Partition) -> None:
+        """Write the confirmed state of the keys changed since the last snapshot, then a checkpoint: the
+        events offset from which a restore replays, reached only once every command caused before it
+        was appended."""
+        covered = part.released_to
+        sends, part.outstanding_sends = part.outstanding_sends, []
+        await asyncio.wait_for(asyncio.gather(*sends), self.append_timeout)
+        dirty, part.dirty = part.dirty, set()
+        try:
+            deliveries = []
+            for key in dirty:
+                image = part.confirmed.get(key)
+                if image is None:
+                    continue
+                value = orjson.dumps({**image.to_dict(key), "token": part.token})
+                deliveries.append(
+                    await self._producer.send(self.state_topic, value, key=key.encode(), partition=part.number)
+                )
+            if part.failed:
                 return
-            ctx = Context(
-                now=clock.now(),
-                seconds_per_minute=self.settings.seconds_per_minute,
-                per_namespace_queues=self.settings.namespace_queues == "per-namespace",
+            checkpoint = orjson.dumps({"offset": covered, "token": part.token, "tokens": part.counting_at(covered)})
+            deliveries.append(
+                await self._producer.send(self.state_topic, checkpoint, key=CHECKPOINT_KEY, partition=part.number)
             )
-            overlay: dict[str, tuple[int, Any]] = {}
-            out = _Outputs()
-            for item in inbound:
-                self._decide(owned, overlay, out, item, ctx)
-            if not out.empty() or commit_offset is not None:
-                try:
-                    await self._commit(owned, overlay, out, commit_offset)
-                except ProducerFenced:
-                    log.warning("fenced: another owner took the partition", partition=owned.partition)
-                    owned.closed = True
-                    return
-                except Exception:
-                    log.exception("transaction failed; partition will be reloaded", partition=owned.partition)
-                    owned.closed = True
-                    self._background.add(task := asyncio.create_task(self._reload(owned.partition)))
-                    task.add_done_callback(self._background.discard)
-                    return
-            owned.states.update(overlay)
-            for key, (_seq, state) in overlay.items():
-                self._arm(owned, key, state)
-        if self.on_committed and (out.committed.replies or out.committed.effects):
-            try:
-                await self.on_committed(out.committed)
-            except Exception:
-                log.exception("post-commit side effects failed")
-
-    def _decide(
-        self, owned: _Owned, overlay: dict[str, tuple[int, Any]], out: _Outputs, item: Inbound, ctx: Context
-    ) -> None:
-        try:
-            aggregate = aggregate_for(item.key)
-            seq, state = overlay.get(item.key) or owned.states.get(item.key) or (0, aggregate.initial(item.key))
-            decision = aggregate.decide(state, item.command, ctx)
-            numbered = []
-            for event in decision.events:  # all of a decision's events, or none of them
-                state = aggregate.evolve(state, event)
-                seq += 1
-                numbered.append((item.key, seq, event, item.command_id))
-            out.events.extend(numbered)
-        except Exception:
-            log.exception("decider failed", key=item.key, command=type(item.command).__name__)
-            decision = Decision(reply=Rejection(ErrorKind.INTERNAL.value, "internal error"))
-        else:
-            if decision.events:
-                overlay[item.key] = (seq, state)
-        for send in decision.sends:
-            out.sends.append((send, item if send.forward_reply else None))
-        if decision.reply is not None and item.reply_to is not None:
-            if item.reply_to.get("kind") == "kafka":
-                out.kafka_replies.append((item, decision.reply))
-            else:
-                out.committed.replies.append((item.reply_to, decision.reply))
-        out.committed.effects.extend(decision.effects)
-
-    async def _commit(
-        self,
-        owned: _Owned,
-        overlay: dict[str, tuple[int, Any]],
-        out: _Outputs,
-        commit_offset: tuple[TopicPartition, int] | None,
-    ) -> None:
-        producer = owned.producer
-        await producer.begin_transaction()
-        try:
-            pending = []
-            for key, seq, event, command_id in out.events:
-                value = codec.encode_message(event, key=key, seq=seq, command_id=command_id)
-                pending.append(await producer.send(self.topics.events, key=key.encode(), value=value))
-            written: Positions = {}
-            if pending and (out.kafka_replies or any(item for _s, item in out.sends)):
-                for meta in await asyncio.gather(*pending):
-                    written = merge_positions(written, {str(meta.partition): meta.offset})
-            for key, (seq, state) in overlay.items():
-                stored = codec.dumps({"seq": seq, "state": aggregate_for(key).to_dict(state)})
-                await producer.send(self.state_topic, key=key.encode(), value=stored, partition=owned.partition)
-            for send, origin in out.sends:
-                envelope = command_envelope(
-                    send.key,
-                    origin.command_id if origin else str(uuid.uuid4()),
-                    origin.reply_to if origin else None,
-                    merge_positions(origin.positions, written) if origin else None,
-                )
-                await producer.send(
-                    self.topics.commands_for(send.key),
-                    key=send.key.encode(),
-                    value=codec.encode_message(send.command, **envelope),
-                )
-            for item, reply in out.kafka_replies:
-                assert item.reply_to is not None
-                value = codec.encode_message(
-                    reply,
-                    to=item.reply_to["instance"],
-                    correlation=item.reply_to["id"],
-                    positions=merge_positions(item.positions, written),
-                )
-                await producer.send(self.topics.replies, key=item.reply_to["instance"].encode(), value=value)
-            if commit_offset is not None:
-                tp, offset = commit_offset
-                await producer.send_offsets_to_transaction({tp: OffsetAndMetadata(offset, "")}, self.group)
-            await producer.commit_transaction()
+            await asyncio.wait_for(asyncio.gather(*deliveries), self.append_timeout)
         except BaseException:
-            try:
-                await producer.abort_transaction()
-            except Exception as err:
-                log.warning("abort failed", partition=owned.partition, error=repr(err))
+            part.dirty |= dirty
             raise
-
-    async def _reload(self, partition: int) -> None:
-        """After a failed transaction: drop what we hold and take the partition again from the log."""
-        tp = TopicPartition(self.command_topic, partition)
-        await self._release(partition)
-        if tp in self._consumer.assignment():
-            self._consumer.pause(tp)
-            await self._acquire_until_done([partition])
 
     # --- timers --------------------------------------------------------------------------------
 
-    def _arm(self, owned: _Owned, key: str, state: Any) -> None:
+    def _arm(self, part: _Partition, key: str, state: Any) -> None:
         timers = aggregate_for(key).timers(state)
-        known = {timer.due for timer in owned.timers.get(key, [])}
+        known = {timer.due for timer in part.timers.get(key, [])}
         if timers:
-            owned.timers[key] = timers
+            part.timers[key] = timers
             # Only new due times go on the heap: a device that updates often does not grow it.
             for due in {timer.due for timer in timers} - known:
-                heapq.heappush(self._timer_heap, (due, owned.partition, key))
+                heapq.heappush(self._timer_heap, (due, part.number, key))
             self._timer_wakeup.set()
         else:
-            owned.timers.pop(key, None)
+            part.timers.pop(key, None)
 
     async def _timer_loop(self) -> None:
         while self._running:
             now = clock.now()
-            due: dict[int, set[str]] = {}
             while self._timer_heap and self._timer_heap[0][0] <= now:
-                _due, partition, key = heapq.heappop(self._timer_heap)
-                due.setdefault(partition, set()).add(key)
-            for partition, keys in due.items():
-                owned = self._owned.get(partition)
-                if owned is None:
+                _due, number, key = heapq.heappop(self._timer_heap)
+                part = self._parts.get(number)
+                if part is None or part.failed:
                     continue
-                inbound = [
-                    Inbound(key, timer.command, command_id=f"timer-{uuid.uuid4()}")
-                    for key in sorted(keys)
-                    for timer in owned.timers.get(key, [])
-                    if timer.due <= now
-                ]
-                if inbound:
-                    await self._run(owned, inbound, commit_offset=None)
+                for timer in part.timers.get(key, []):
+                    if timer.due <= now:
+                        self._enqueue(part, _Request(key, timer.command, command_id=f"timer-{uuid.uuid4().hex}"))
             self._timer_wakeup.clear()
             sleep = MAX_TIMER_SLEEP
             if self._timer_heap:
@@ -462,25 +884,83 @@ class DeciderRuntime:
                 await asyncio.wait_for(self._timer_wakeup.wait(), timeout=sleep)
 
 
+def _copy(image: KeyImage) -> KeyImage:
+    return KeyImage(image.seq, image.state, dict(image.applied))
+
+
+def _outbox_record(step: _Step) -> dict[str, Any]:
+    request = step.request
+    return {
+        "outbox": [
+            {
+                "key": send.key,
+                "command": to_message(send.command),
+                "reply_to": request.reply_to if send.forward_reply else None,
+            }
+            for send in step.decision.sends
+        ]
+    }
+
+
+def _records(part: _Partition, step: _Step) -> list[tuple[bytes, bytes]]:
+    """The events topic records of a decision: one per event, the outbox on the last."""
+    request, decision = step.request, step.decision
+    if step.touched is None:
+        return []
+    key, after = step.touched
+    first_seq = after.seq - len(decision.events) + 1
+    common: dict[str, Any] = {"key": key, "id": request.command_id, "scope": part.scope, "owner": part.token}
+    if request.cause is not None:
+        common["cause"] = [request.cause[0], *request.cause[1]]
+    records = [{**to_message(event), **common, "seq": first_seq + i} for i, event in enumerate(decision.events)]
+    if decision.sends:
+        outbox = _outbox_record(step)["outbox"]
+        if records:
+            records[-1]["outbox"] = outbox
+        else:
+            records.append({"outbox": outbox, "key": key, "scope": part.scope, "owner": part.token})
+    return [(key.encode() if "type" in r else OUTBOX_KEY, orjson.dumps(r)) for r in records]
+
+
+def _command_request(record: Any) -> _Request | None:
+    try:
+        envelope = orjson.loads(record.value)
+        command = from_message(envelope)
+    except Exception:  # a record we cannot read must not stop the partition
+        log.exception("undecodable command skipped", topic=record.topic, offset=record.offset)
+        return None
+    cause = envelope.get("cause")
+    return _Request(
+        key=envelope["key"],
+        command=command,
+        command_id=envelope.get("id", ""),
+        reply_to=envelope.get("reply_to"),
+        positions=envelope.get("positions") or {},
+        cause=(cause[0], (cause[1], cause[2])) if cause else ("c", (record.offset, 0)),
+        command_offset=record.offset,
+    )
+
+
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Keeps rebalances short: newly assigned partitions stay paused until acquired in the background."""
+    """Keeps rebalances short: newly assigned partitions stay paused until taken in the background."""
 
     def __init__(self, runtime: DeciderRuntime) -> None:
         self.runtime = runtime
-        self.acquiring: asyncio.Task[None] | None = None
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        pending = [self.acquiring] if self.acquiring is not None else []
-        pending += list(self.runtime._background)  # reloads after failed transactions
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
-        for tp in revoked:
-            await self.runtime._release(tp.partition)
+        # Partitions are kept until the new assignment is known: most come back to the same member. One
+        # that goes elsewhere is served until then at no risk, since its new owner's marker fences us.
+        return None
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        new = [tp for tp in assigned if tp.partition not in self.runtime._owned]
-        if not new:
-            return
-        self.runtime._consumer.pause(*new)
-        self.acquiring = asyncio.create_task(self.runtime._acquire_until_done([tp.partition for tp in new]))
+        runtime = self.runtime
+        numbers = {tp.partition for tp in assigned}
+        for number, task in list(runtime._acquiring.items()):
+            if number not in numbers:
+                task.cancel()
+        for number in [n for n in runtime._parts if n not in numbers]:
+            runtime._background(runtime._release(number, handover=True))
+        new = [tp for tp in assigned if tp.partition not in runtime._parts and tp.partition not in runtime._acquiring]
+        if new:
+            runtime._consumer.pause(*new)
+            runtime._assigned([tp.partition for tp in new])

@@ -29,6 +29,8 @@ class Settings:
     partitions: int = 8
     instance_id: str = ""
     request_timeout_seconds: float = 15.0
+    snapshot_interval_seconds: float = 5.0
+    """How often an owner writes the changed keys' state to the snapshot topic; bounds restore time."""
     log_level: str = "INFO"
     mqtt_ingress: str = "direct"
     """How dataplane instances receive device requests: `direct` (one instance, `$aws/...` topics, a persistent

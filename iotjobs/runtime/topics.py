@@ -5,13 +5,22 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
+from aiokafka.partitioner import murmur2
 
 from iotjobs.runtime.settings import Settings
 
 STATE_MAX_BYTES = 16 * 1024 * 1024
+RECORD_MAX_BYTES = 1_000_000
+"""The largest record on the events and command topics (Kafka's default `max.message.bytes` is just above)."""
+
+
+def partition_for(key: str, partitions: int) -> int:
+    """The partition of a key on every topic: Kafka's default partitioner, so keyed writes agree with it."""
+    hashed: int = murmur2(key.encode())
+    return (hashed & 0x7FFFFFFF) % partitions
 
 
 @dataclass(frozen=True)
@@ -43,7 +52,8 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
     n = settings.partitions
     compacted = {"cleanup.policy": "compact", "max.message.bytes": str(STATE_MAX_BYTES)}
     return [
-        NewTopic(t.events, n, 1),
+        # The events are the system of record: kept for ever.
+        NewTopic(t.events, n, 1, topic_configs={"retention.ms": "-1", "retention.bytes": "-1"}),
         NewTopic(t.thing_commands, n, 1),
         # A state topic has as many partitions as its command topic: partition p of one holds the
         # state of the keys whose commands arrive on partition p of the other.
@@ -80,17 +90,20 @@ async def ensure_topics(settings: Settings, timeout: float = 60.0) -> None:
         await admin.close()
 
 
-async def partitions_of(consumer: AIOKafkaConsumer, topic: str, timeout: float = 30.0) -> list[TopicPartition]:
-    """The partitions of a topic, waiting (bounded) until the broker's metadata lists them."""
+async def partitions_of(bootstrap: str, topic: str, timeout: float = 30.0) -> list[TopicPartition]:
+    """The partitions of a topic, waiting (bounded) until the cluster lists them."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    while True:
-        partitions = consumer.partitions_for_topic(topic)
-        if partitions:
-            return [TopicPartition(topic, p) for p in sorted(partitions)]
-        if loop.time() > deadline:
-            raise TimeoutError(f"topic {topic} has no partitions in the cluster metadata")
-        # aiokafka keeps metadata only for topics it was told about.
-        consumer._client.add_topic(topic)
-        await consumer._client.force_metadata_update()
-        await asyncio.sleep(0.05)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        while True:
+            for description in await admin.describe_topics([topic]):
+                if description.get("error_code") == 0 and description.get("partitions"):
+                    numbers = sorted(p["partition"] for p in description["partitions"])
+                    return [TopicPartition(topic, p) for p in numbers]
+            if loop.time() > deadline:
+                raise TimeoutError(f"topic {topic} has no partitions in the cluster metadata")
+            await asyncio.sleep(0.05)
+    finally:
+        await admin.close()

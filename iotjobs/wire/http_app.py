@@ -18,6 +18,8 @@ log = logs.get("iotjobs.http")
 
 SETTINGS_KEY = web.AppKey("settings", Settings)
 RUNTIME_KEY = web.AppKey("runtime", DeciderRuntime)
+CHECKS_KEY = web.AppKey("checks", dict[str, Callable[[], bool]])
+"""Readiness checks besides the runtime's (the MQTT session, the reply reader), by name."""
 Resources = Callable[[web.Application], AsyncIterator[None]]
 
 
@@ -25,16 +27,20 @@ def service_app(settings: Settings, errors: dict[str, tuple[str, int]], resource
     """An HTTP plane: AWS error encoding, the service's resources, and its readiness probe."""
     app = web.Application(middlewares=[error_middleware(errors)])
     app[SETTINGS_KEY] = settings
+    app[CHECKS_KEY] = {}
     app.cleanup_ctx.append(resources)
     app.router.add_get("/health", health)
     return app
 
 
 async def health(request: web.Request) -> web.Response:
-    """200 once every assigned partition is owned: the readiness probe of compose and Kubernetes."""
+    """200 once every assigned partition is served and every other check passes: the readiness probe of
+    compose and Kubernetes."""
     runtime = request.app[RUNTIME_KEY]
-    body = {"ready": runtime.ready, "partitions": runtime.owned_partitions}
-    return web.json_response(body, status=200 if runtime.ready else 503)
+    checks = {"partitions": runtime.ready, **{name: check() for name, check in request.app[CHECKS_KEY].items()}}
+    ready = all(checks.values())
+    body = {"ready": ready, "checks": checks, "partitions": runtime.owned_partitions}
+    return web.json_response(body, status=200 if ready else 503)
 
 
 def error_middleware(table: dict[str, tuple[str, int]]) -> Middleware:

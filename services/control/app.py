@@ -13,7 +13,7 @@ from iotjobs.runtime.deciders import DeciderRuntime
 from iotjobs.runtime.projection import ProjectionWaiter
 from iotjobs.runtime.settings import Settings
 from iotjobs.runtime.topics import Topics, ensure_topics
-from iotjobs.wire.http_app import RUNTIME_KEY, SETTINGS_KEY, service_app
+from iotjobs.wire.http_app import CHECKS_KEY, RUNTIME_KEY, SETTINGS_KEY, service_app
 from iotjobs.wire.http_errors import CONTROL
 from services.control.context import CONTROL_KEY, Control
 from services.control.operations import add_routes
@@ -23,16 +23,22 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS_KEY]
     topics = Topics.of(settings)
     await ensure_topics(settings)
-    runtime = DeciderRuntime(
-        settings, role="control", command_topic=topics.control_commands, state_topic=topics.control_state
-    )
     bus = CommandBus(settings)
+    runtime = DeciderRuntime(
+        settings,
+        role="control",
+        command_topic=topics.control_commands,
+        state_topic=topics.control_state,
+        replies=bus,
+    )
+    bus.local = runtime
     pool = await pg.pool(settings.pg_dsn)
     projection = ProjectionWaiter(settings.pg_dsn, topics.events)
     await projection.start()
     await bus.start()
     await runtime.start()
     app[RUNTIME_KEY] = runtime
+    app[CHECKS_KEY]["replies"] = lambda: bus.alive
     app[CONTROL_KEY] = Control(settings, bus, pool, projection, Arns(settings.region, settings.account_id))
     try:
         yield

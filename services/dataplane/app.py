@@ -11,7 +11,7 @@ from iotjobs.runtime.bus import CommandBus
 from iotjobs.runtime.deciders import DeciderRuntime
 from iotjobs.runtime.settings import Settings
 from iotjobs.runtime.topics import Topics, ensure_topics
-from iotjobs.wire.http_app import RUNTIME_KEY, SETTINGS_KEY, service_app
+from iotjobs.wire.http_app import CHECKS_KEY, RUNTIME_KEY, SETTINGS_KEY, service_app
 from iotjobs.wire.http_errors import DATA
 from services.dataplane import jobs_data_api
 from services.dataplane.mqtt_ingress import MqttIngress
@@ -29,11 +29,15 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         role="dataplane",
         command_topic=topics.thing_commands,
         state_topic=topics.thing_state,
-        on_committed=ingress.on_committed,
+        replies=bus,
+        on_released=ingress.on_released,
     )
+    bus.local = runtime
+    ingress.runtime = runtime
     await ingress.start()
     await runtime.start()
     app[RUNTIME_KEY] = runtime
+    app[CHECKS_KEY].update(mqtt=lambda: ingress.ready, replies=lambda: bus.alive)
     app[jobs_data_api.BUS_KEY] = bus
     app[jobs_data_api.THROTTLE_KEY] = Throttle(settings.device_requests_per_second, settings.device_request_burst)
     try:

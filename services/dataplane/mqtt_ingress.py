@@ -1,7 +1,11 @@
-"""Device requests from MQTT onto the thing command topic, and replies and notifications back out.
+"""Device requests from MQTT to the thing's owner, and replies and notifications back out.
 
-Requests are handed to Kafka in arrival order and acknowledged (PUBACK) only once Kafka has them, so
-with the persistent session the broker redelivers whatever a crash left unacknowledged.
+The ingress speaks MQTT 5 to the broker so that a QoS 1 request is acknowledged (PUBACK) only once it is
+durable: decided and confirmed in the log by this instance, or handed to the owner's command topic. A
+crash before that leaves the request unacknowledged, and the broker redelivers it from the persistent
+session. Receive Maximum bounds how many requests the broker has in flight to us, which is the back
+pressure: nothing queues without bound. Every (re)connect subscribes again, and readiness reports
+whether the session is up.
 """
 
 from __future__ import annotations
@@ -12,14 +16,14 @@ from typing import Any
 
 import orjson
 from gmqtt import Client
-from gmqtt.mqtt.constants import MQTTv311
+from gmqtt.mqtt.constants import UNLIMITED_RECONNECTS, MQTTv50, PubAckReasonCode
 
 from iotjobs.domain import thing
 from iotjobs.domain.errors import DomainError, ErrorKind
 from iotjobs.domain.throttle import Throttle
 from iotjobs.runtime import clock, logs
 from iotjobs.runtime.bus import CommandBus
-from iotjobs.runtime.deciders import Committed
+from iotjobs.runtime.deciders import DeciderRuntime, NotOwner, Released, Unavailable
 from iotjobs.runtime.settings import Settings
 from iotjobs.wire import mqtt
 
@@ -27,31 +31,51 @@ log = logs.get("iotjobs.mqtt")
 
 QOS = 1
 CONNECT_TIMEOUT = 30.0
+RECEIVE_MAXIMUM = 2000
+RECONNECT_DELAY = 1
+PUBACK_SUCCESS = int(PubAckReasonCode.SUCCESS.value)
+PUBACK_FAILED = int(PubAckReasonCode.UNSPECIFIED_ERROR.value)
 
 
 class MqttIngress:
     def __init__(self, settings: Settings, bus: CommandBus) -> None:
         self.settings = settings
         self.bus = bus
+        self.runtime: DeciderRuntime | None = None
         group = f"{settings.topic_prefix}-dataplane"
         self.filters = mqtt.ingress_filters(settings.mqtt_ingress, group)
         # direct: one ingress per deployment, whose persistent session the broker keeps across restarts.
         # Shared modes: one session per instance, so each keeps what was in flight to it.
         client_id = group if settings.mqtt_ingress == "direct" else f"{group}-{settings.instance_id}"
-        self.client = Client(client_id, clean_session=False, session_expiry_interval=3600)
+        self.client = Client(
+            client_id,
+            clean_session=False,
+            optimistic_acknowledgement=False,
+            session_expiry_interval=3600,
+            receive_maximum=RECEIVE_MAXIMUM,
+        )
+        self.client.set_config({"reconnect_retries": UNLIMITED_RECONNECTS, "reconnect_delay": RECONNECT_DELAY})
         self.client.on_message = self._on_message
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_subscribe = self._on_subscribe
         self.throttle = Throttle(settings.device_requests_per_second, settings.device_request_burst)
-        self._queue: asyncio.Queue[tuple[bytes, str, asyncio.Future[None]]] = asyncio.Queue()
+        self._connected = False
+        self._subscribed = False
+        self._forwarding: asyncio.Queue[tuple[str, Any, dict[str, Any], asyncio.Future[None]]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
+
+    @property
+    def ready(self) -> bool:
+        """The session is up and subscribed, and forwarding to other owners runs."""
+        return self._connected and self._subscribed and self._task is not None and not self._task.done()
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._forward(), name="mqtt-forward")
         await asyncio.wait_for(
-            self.client.connect(self.settings.mqtt_host, self.settings.mqtt_port, version=MQTTv311, keepalive=30),
+            self.client.connect(self.settings.mqtt_host, self.settings.mqtt_port, version=MQTTv50, keepalive=30),
             CONNECT_TIMEOUT,
         )
-        for topic_filter in self.filters:
-            self.client.subscribe(topic_filter, qos=QOS)
 
     async def stop(self) -> None:
         await self.client.disconnect()
@@ -59,65 +83,101 @@ class MqttIngress:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
 
+    def _on_connect(self, _client: Any, _flags: Any, _rc: Any, _properties: Any) -> None:
+        # A broker that restarted without our session, or a client that took our id, left us without
+        # subscriptions: subscribing on every connect is what keeps the plane alive.
+        self._connected = True
+        self._subscribed = False
+        for topic_filter in self.filters:
+            self.client.subscribe(topic_filter, qos=QOS)
+        log.info("MQTT session up; subscribing", filters=self.filters)
+
+    def _on_disconnect(self, _client: Any, _packet: Any, _exc: Any = None) -> None:
+        self._connected = False
+        self._subscribed = False
+        log.warning("MQTT session lost; reconnecting")
+
+    def _on_subscribe(self, _client: Any, _mid: Any, granted: Any, _properties: Any) -> None:
+        if all(code < 0x80 for code in granted):
+            self._subscribed = True
+        else:
+            log.error("the broker refused a subscription", granted=granted)
+
     async def _on_message(self, _client: Any, topic: str, payload: bytes, _qos: int, _props: Any) -> int:
-        handed_over: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        # Before any await, which keeps arrival order.
-        self._queue.put_nowait((payload, mqtt.device_topic(topic), handed_over))
-        await handed_over
-        return 0
+        """Returns the PUBACK reason code: success only once the request is durable."""
+        done = self._take(mqtt.device_topic(topic), payload)
+        if done is None:
+            return PUBACK_SUCCESS
+        try:
+            await asyncio.wait_for(done, self.settings.request_timeout_seconds)
+        except (Unavailable, TimeoutError) as err:
+            # No reply: the device's retry (same clientToken) finds out what happened.
+            log.warning("device request not made durable", topic=topic, error=str(err))
+            return PUBACK_FAILED
+        return PUBACK_SUCCESS
+
+    def _take(self, topic: str, payload: bytes) -> asyncio.Future[None] | None:
+        """Hand the request on before any await, which keeps each thing's requests in arrival order."""
+        try:
+            request = mqtt.parse_request(topic, payload)
+        except mqtt.MqttRejected as rejected:
+            self.publish_reply(rejected.topic, rejected.client_token, rejected.rejection)
+            return None
+        if not self.throttle.allow(request.thing_name, clock.now()):
+            throttled = DomainError(ErrorKind.THROTTLED, f"too many requests for thing {request.thing_name}")
+            self.publish_reply(request.topic, request.client_token, throttled.rejection())
+            return None
+        reply_to = {
+            "kind": "mqtt",
+            "topic": request.topic,
+            "token": request.client_token,
+            "via": self.settings.instance_id,
+        }
+        key = thing.key_for(request.thing_name)
+        try:
+            if self.runtime is None:
+                raise NotOwner(key)
+            return self.runtime.submit(key, request.command, reply_to)
+        except NotOwner:
+            handed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._forwarding.put_nowait((key, request.command, reply_to, handed))
+            return handed
+        except Unavailable as err:
+            busy = DomainError(ErrorKind.THROTTLED, f"{err}; retry later")
+            self.publish_reply(request.topic, request.client_token, busy.rejection())
+            return None
 
     async def _forward(self) -> None:
+        """Requests for things another instance owns go to the command topic, in arrival order."""
         while True:
-            payload, topic, handed_over = await self._queue.get()
+            key, command, reply_to, handed = await self._forwarding.get()
             try:
-                request = mqtt.parse_request(topic, payload)
-            except mqtt.MqttRejected as rejected:
-                self.publish_reply(rejected.topic, rejected.client_token, rejected.rejection)
-                handed_over.set_result(None)
+                delivery = await self.bus.enqueue(key, command, reply_to)
+            except Exception as err:
+                handed.set_exception(Unavailable(f"cannot hand the request to Kafka: {err!r}"))
                 continue
-            except Exception:
-                log.exception("request dropped", topic=topic)
-                handed_over.set_result(None)
-                continue
-            if not self.throttle.allow(request.thing_name, clock.now()):
-                throttled = DomainError(ErrorKind.THROTTLED, f"too many requests for thing {request.thing_name}")
-                self.publish_reply(request.topic, request.client_token, throttled.rejection())
-                handed_over.set_result(None)
-                continue
-            reply_to = {
-                "kind": "mqtt",
-                "topic": request.topic,
-                "token": request.client_token,
-                "via": self.settings.instance_id,
-            }
-            try:
-                delivery = await self.bus.enqueue(thing.key_for(request.thing_name), request.command, reply_to)
-            except Exception as exc:
-                log.exception("cannot hand request to Kafka", topic=topic)
-                handed_over.set_exception(exc)
-                continue
-            delivery.add_done_callback(functools.partial(_settle, handed_over))
+            delivery.add_done_callback(functools.partial(_settle, handed))
 
     def publish_reply(self, topic: str, client_token: str | None, reply: Any) -> None:
         outcome, body = mqtt.reply_payload(reply, client_token, clock.now())
         self.client.publish(f"{topic}/{outcome}", orjson.dumps(body), qos=QOS)
 
-    async def on_committed(self, committed: Committed) -> None:
-        for reply_to, reply in committed.replies:
+    async def on_released(self, released: Released) -> None:
+        for reply_to, reply in released.replies:
             if reply_to.get("kind") == "mqtt":
                 self.publish_reply(reply_to["topic"], reply_to.get("token"), reply)
         now = clock.now()
-        for effect in committed.effects:
+        for effect in released.effects:
             topic, body = mqtt.notification(effect, now)
             self.client.publish(topic, orjson.dumps(body), qos=QOS)
 
 
-def _settle(handed_over: asyncio.Future[None], delivery: asyncio.Future[Any]) -> None:
-    if handed_over.done():
+def _settle(handed: asyncio.Future[None], delivery: asyncio.Future[Any]) -> None:
+    if handed.done():
         return
     if delivery.cancelled():
-        handed_over.cancel()
+        handed.set_exception(Unavailable("handing the request to Kafka was cancelled"))
     elif delivery.exception() is not None:
-        handed_over.set_exception(delivery.exception())  # type: ignore[arg-type]
+        handed.set_exception(Unavailable(f"Kafka did not take the request: {delivery.exception()!r}"))
     else:
-        handed_over.set_result(None)
+        handed.set_result(None)

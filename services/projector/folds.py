@@ -3,14 +3,16 @@ the execution's versionNumber, so replaying the log from offset 0 into empty tab
 
 from __future__ import annotations
 
-from typing import Any
-
-import asyncpg
+from typing import Any, Protocol
 
 from iotjobs.domain import job, registry, tagging, template, thing
 
 
-async def apply(conn: asyncpg.Connection, event: Any, seq: int) -> None:
+class Executor(Protocol):
+    async def execute(self, sql: str, *args: Any) -> Any: ...
+
+
+async def apply(conn: Executor, event: Any, seq: int) -> None:
     match event:
         case registry.ThingCreated():
             await conn.execute(

@@ -9,7 +9,9 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
+from iotjobs.domain.catalog import from_message
 from iotjobs.runtime import codec, logs, pg
+from iotjobs.runtime.eventlog import Counting, is_event
 from iotjobs.runtime.projection import NOTIFY_CHANNEL
 from iotjobs.runtime.settings import Settings
 from iotjobs.runtime.topics import Topics, partitions_of
@@ -33,44 +35,80 @@ APPLICATION_NAME = "iotjobs-projector"
 async def connect(settings: Settings) -> asyncpg.Connection:
     """The projector's connection, named so operators (and tests) can tell it apart."""
     return await pg.connect(settings.pg_dsn, server_settings={"application_name": APPLICATION_NAME})
+
+
 # Projectors hold this lock shared while they run; a rebuild takes it exclusively.
 PROJECTION_LOCK = 7_001_002
 
 
-async def apply_batch(conn: asyncpg.Connection, topic: str, batches: dict[TopicPartition, list[Any]]) -> None:
-    """One Postgres transaction: the rows, the offsets, and a notification for read-your-writes waiters."""
+class _Statements:
+    """Collects the folds' statements so a batch goes to PostgreSQL in a few round trips, not one per event."""
+
+    def __init__(self) -> None:
+        self.runs: list[tuple[str, list[tuple[Any, ...]]]] = []
+
+    async def execute(self, sql: str, *args: Any) -> None:
+        if self.runs and self.runs[-1][0] == sql:
+            self.runs[-1][1].append(args)
+        else:
+            self.runs.append((sql, [args]))
+
+
+async def apply_batch(
+    conn: asyncpg.Connection, topic: str, batches: dict[TopicPartition, list[Any]], markers: dict[int, dict[str, str]]
+) -> None:
+    """One Postgres transaction: the rows of the events that count, the offsets and the marker each
+    partition is under, and a notification for read-your-writes waiters. `markers` is updated in place."""
     offsets: dict[str, int] = {}
+    statements = _Statements()
+    moved = dict(markers)
+    for tp, records in batches.items():
+        counting = Counting(dict(moved.get(tp.partition) or {}))
+        for record in records:
+            value = codec.loads(record.value)
+            if counting.counts(value) and is_event(value):
+                await folds.apply(statements, from_message(value), value["seq"])
+        moved[tp.partition] = counting.tokens
     async with conn.transaction():
+        for sql, rows in statements.runs:
+            if len(rows) == 1:
+                await conn.execute(sql, *rows[0])
+            else:
+                await conn.executemany(sql, rows)
         for tp, records in batches.items():
-            for record in records:
-                event, envelope = codec.decode_message(record.value)
-                await folds.apply(conn, event, envelope["seq"])
             next_offset = records[-1].offset + 1
             offsets[str(tp.partition)] = next_offset
             await conn.execute(
-                """INSERT INTO projector_offsets (topic, partition, next_offset) VALUES ($1, $2, $3)
-                   ON CONFLICT (topic, partition) DO UPDATE SET next_offset = $3""",
+                """INSERT INTO projector_offsets (topic, partition, next_offset, marker) VALUES ($1, $2, $3, $4)
+                   ON CONFLICT (topic, partition) DO UPDATE SET next_offset = $3, marker = $4""",
                 topic,
                 tp.partition,
                 next_offset,
+                codec.dumps(moved[tp.partition]).decode(),
             )
         await conn.execute(
             "SELECT pg_notify($1, $2)", NOTIFY_CHANNEL, codec.dumps({"topic": topic, "offsets": offsets}).decode()
         )
+    markers.update(moved)
 
 
 async def stored_offsets(conn: asyncpg.Connection, topic: str) -> dict[int, int]:
-    rows = await conn.fetch("SELECT partition, next_offset FROM projector_offsets WHERE topic = $1", topic)
-    return {r["partition"]: r["next_offset"] for r in rows}
+    return {p: offset for p, (offset, _marker) in (await stored_positions(conn, topic)).items()}
+
+
+async def stored_positions(conn: asyncpg.Connection, topic: str) -> dict[int, tuple[int, dict[str, str]]]:
+    """Per partition: the next offset to project, and the marker of each scope the events there are under."""
+    rows = await conn.fetch("SELECT partition, next_offset, marker FROM projector_offsets WHERE topic = $1", topic)
+    return {r["partition"]: (r["next_offset"], codec.loads(r["marker"]) if r["marker"] else {}) for r in rows}
 
 
 def _consumer(settings: Settings, **kwargs: Any) -> AIOKafkaConsumer:
     return AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap,
         enable_auto_commit=False,
-        isolation_level="read_committed",
         auto_offset_reset="earliest",
         fetch_max_wait_ms=20,
+        max_partition_fetch_bytes=4 * 1024 * 1024,
         **kwargs,
     )
 
@@ -87,6 +125,7 @@ class Projector:
             heartbeat_interval_ms=1000,
         )
         self._task: asyncio.Task[None] | None = None
+        self.markers: dict[int, dict[str, str]] = {}
 
     async def start(self) -> None:
         await self.conn.execute("SELECT pg_advisory_lock_shared($1)", PROJECTION_LOCK)
@@ -111,7 +150,7 @@ class Projector:
             if not batches:
                 continue
             try:
-                await apply_batch(self.conn, self.topic, batches)
+                await apply_batch(self.conn, self.topic, batches, self.markers)
             except DATABASE_ERRORS as err:
                 log.warning("projecting a batch failed; retrying from the stored offsets", error=repr(err))
                 await self._recover()
@@ -124,15 +163,17 @@ class Projector:
                 if self.conn.is_closed():
                     self.conn = await connect(self.settings)
                     await self.conn.execute("SELECT pg_advisory_lock_shared($1)", PROJECTION_LOCK)
-                stored = await stored_offsets(self.conn, self.topic)
+                stored = await stored_positions(self.conn, self.topic)
                 break
             except DATABASE_ERRORS as err:
                 log.warning("waiting for PostgreSQL", error=repr(err))
-        for tp in self.consumer.assignment():
-            if tp.partition in stored:
-                self.consumer.seek(tp, stored[tp.partition])
-            else:
-                await self.consumer.seek_to_beginning(tp)
+        await self.seek_to_stored(self.consumer.assignment(), stored)
+
+    async def seek_to_stored(self, tps: Any, stored: dict[int, tuple[int, dict[str, str]]]) -> None:
+        for tp in tps:
+            offset, marker = stored.get(tp.partition, (0, {}))
+            self.markers[tp.partition] = marker
+            self.consumer.seek(tp, offset)
 
 
 class _SeekToStored(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -143,12 +184,8 @@ class _SeekToStored(ConsumerRebalanceListener):  # type: ignore[misc]
         return None
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        stored = await stored_offsets(self.projector.conn, self.projector.topic)
-        for tp in assigned:
-            if tp.partition in stored:
-                self.projector.consumer.seek(tp, stored[tp.partition])
-            else:
-                await self.projector.consumer.seek_to_beginning(tp)
+        stored = await stored_positions(self.projector.conn, self.projector.topic)
+        await self.projector.seek_to_stored(assigned, stored)
 
 
 async def rebuild(settings: Settings, conn: asyncpg.Connection, timeout: float = 300.0) -> int:
@@ -164,8 +201,9 @@ async def rebuild(settings: Settings, conn: asyncpg.Connection, timeout: float =
         consumer = _consumer(settings)
         await consumer.start()
         applied = 0
+        markers: dict[int, dict[str, str]] = {}
         try:
-            tps = await partitions_of(consumer, topic)
+            tps = await partitions_of(settings.kafka_bootstrap, topic)
             consumer.assign(tps)
             await consumer.seek_to_beginning(*tps)
             end = await consumer.end_offsets(tps)
@@ -176,7 +214,7 @@ async def rebuild(settings: Settings, conn: asyncpg.Connection, timeout: float =
                     raise TimeoutError("rebuild did not reach the end of the event log in time")
                 batches = await consumer.getmany(timeout_ms=200, max_records=1000)
                 if batches:
-                    await apply_batch(conn, topic, batches)
+                    await apply_batch(conn, topic, batches, markers)
                     applied += sum(len(r) for r in batches.values())
         finally:
             await consumer.stop()

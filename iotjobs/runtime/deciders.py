@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import heapq
+import itertools
 import time
 import uuid
 from collections import deque
@@ -181,6 +182,8 @@ class DeciderRuntime:
         self._parts: dict[int, _Partition] = {}
         self._acquiring: dict[int, asyncio.Task[None]] = {}
         self._chores: set[asyncio.Future[None]] = set()
+        self._ids = f"{uuid.uuid4().hex[:12]}-"
+        self._counter = itertools.count()
         self._restore_lock = asyncio.Lock()
         self._timer_heap: list[tuple[float, int, str]] = []
         self._timer_wakeup = asyncio.Event()
@@ -303,7 +306,7 @@ class DeciderRuntime:
         if len(part.inbox) >= MAX_INBOX:
             raise Unavailable(f"the owner of {key} has {len(part.inbox)} requests queued")
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        request = _Request(key, command, command_id=uuid.uuid4().hex, reply_to=reply_to, done=done)
+        request = _Request(key, command, command_id=f"{self._ids}{next(self._counter)}", reply_to=reply_to, done=done)
         self._enqueue(part, request)
         return done
 
@@ -638,13 +641,12 @@ class DeciderRuntime:
             offsets: list[int] = []
             if step.deliveries:
                 try:
-                    metas = await asyncio.wait_for(
-                        asyncio.gather(*step.deliveries), max(0.0, step.deadline - loop.time())
-                    )
+                    if not all(delivery.done() for delivery in step.deliveries):
+                        await asyncio.wait_for(asyncio.gather(*step.deliveries), max(0.0, step.deadline - loop.time()))
+                    offsets = [delivery.result().offset for delivery in step.deliveries]
                 except Exception as err:
                     self._fail(part, f"append not acknowledged: {err!r}", producer_broken=True)
                     return
-                offsets = [meta.offset for meta in metas]
                 last = max(offsets)
                 while part.read_to <= last and not part.failed:
                     part.progress.clear()

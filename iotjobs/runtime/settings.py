@@ -9,7 +9,11 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 PREFIX = "IOTJOBS_"
-CHOICES = {"mqtt_ingress": ("direct", "bridge", "shared"), "namespace_queues": ("shared", "per-namespace")}
+CHOICES = {
+    "mqtt_ingress": ("direct", "bridge", "shared"),
+    "namespace_queues": ("shared", "per-namespace"),
+    "event_loop": ("uvloop", "asyncio"),
+}
 
 
 @dataclass(frozen=True)
@@ -32,6 +36,8 @@ class Settings:
     snapshot_interval_seconds: float = 5.0
     """How often an owner writes the changed keys' state to the snapshot topic; bounds restore time."""
     log_level: str = "INFO"
+    event_loop: str = "uvloop"
+    """The services' event loop: `uvloop` (libuv; several times cheaper socket I/O) or the standard `asyncio`."""
     mqtt_ingress: str = "direct"
     """How dataplane instances receive device requests: `direct` (one instance, `$aws/...` topics, a persistent
     session), `bridge` (instances share the request topics Mosquitto's loopback bridge re-publishes under

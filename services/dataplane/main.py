@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from iotjobs.runtime import logs
+from iotjobs.runtime import eventloop, logs
 from iotjobs.runtime.settings import Settings
 from services.dataplane.app import create_app
 
@@ -10,6 +10,7 @@ from services.dataplane.app import create_app
 def main() -> None:
     settings = Settings.from_env()
     logs.configure(settings.log_level)
+    eventloop.install(settings)
     web.run_app(create_app(settings), host=settings.dataplane_host, port=settings.dataplane_port, print=None)
 
 

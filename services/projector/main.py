@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import signal
 
-from iotjobs.runtime import logs, pg
+from iotjobs.runtime import eventloop, logs, pg
 from iotjobs.runtime.settings import Settings
 from iotjobs.runtime.topics import ensure_topics
 from services.projector.projector import Projector, connect
@@ -32,6 +32,7 @@ async def run(settings: Settings) -> None:
 def main() -> None:
     settings = Settings.from_env()
     logs.configure(settings.log_level)
+    eventloop.install(settings)
     asyncio.run(run(settings))
 
 

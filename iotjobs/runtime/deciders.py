@@ -514,7 +514,7 @@ class DeciderRuntime:
                 self._produce_command(request.key, request.command, request.command_id, request.reply_to, {}),
                 self.append_timeout,
             )
-            await asyncio.wait_for(delivery, self.append_timeout)
+            await asyncio.wait_for(asyncio.shield(delivery), self.append_timeout)
         except Exception as err:
             self._fail_request(request, f"cannot hand the request on: {err!r}")
             return
@@ -642,7 +642,10 @@ class DeciderRuntime:
             if step.deliveries:
                 try:
                     if not all(delivery.done() for delivery in step.deliveries):
-                        await asyncio.wait_for(asyncio.gather(*step.deliveries), max(0.0, step.deadline - loop.time()))
+                        # asyncio.wait, unlike wait_for, leaves the producer's futures alone on a timeout
+                        _done, late = await asyncio.wait(step.deliveries, timeout=max(0.0, step.deadline - loop.time()))
+                        if late:
+                            raise TimeoutError(f"no acknowledgement in {self.append_timeout:.1f}s")
                     offsets = [delivery.result().offset for delivery in step.deliveries]
                 except Exception as err:
                     self._fail(part, f"append not acknowledged: {err!r}", producer_broken=True)
@@ -830,7 +833,15 @@ class DeciderRuntime:
         was appended."""
         covered = part.released_to
         sends, part.outstanding_sends = part.outstanding_sends, []
-        await asyncio.wait_for(asyncio.gather(*sends), self.append_timeout)
+        if sends:
+            _done, pending = await asyncio.wait(sends, timeout=self.append_timeout)
+            if pending:
+                part.outstanding_sends[:0] = sends  # the next round waits for them again
+                raise TimeoutError("commands for other aggregates not acknowledged in time")
+        if any(send.exception() is not None for send in sends):
+            # A command for another aggregate was lost: a restore from the last checkpoint sends it again.
+            self._fail(part, "a command for another aggregate was not appended", producer_broken=True)
+            return
         dirty, part.dirty = part.dirty, set()
         try:
             deliveries = []
@@ -848,7 +859,9 @@ class DeciderRuntime:
             deliveries.append(
                 await self._producer.send(self.state_topic, checkpoint, key=CHECKPOINT_KEY, partition=part.number)
             )
-            await asyncio.wait_for(asyncio.gather(*deliveries), self.append_timeout)
+            _done, pending = await asyncio.wait(deliveries, timeout=self.append_timeout)
+            if pending or any(delivery.exception() is not None for delivery in deliveries):
+                raise RuntimeError("the snapshot was not acknowledged")
         except BaseException:
             part.dirty |= dirty
             raise

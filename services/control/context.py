@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +27,8 @@ class Control:
 
     async def write(self, key: str, command: Any) -> Any:
         """Send a command, raise its rejection, and return its reply once the read models show it."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.request_timeout_seconds
         try:
             reply, positions = await self.bus.request(key, command)
         except ReplyTimeout as exc:
@@ -33,7 +36,7 @@ class Control:
         if isinstance(reply, Rejection):
             raise from_rejection(reply, CONTROL)
         try:
-            await self.projection.wait(positions, self.settings.request_timeout_seconds)
+            await self.projection.wait(positions, max(0.0, deadline - loop.time()))
         except ProjectionTimeout as exc:
             raise unavailable(f"the write succeeded but is not readable yet: {exc}") from None
         return reply

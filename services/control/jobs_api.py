@@ -143,20 +143,26 @@ async def _job_row(ctl: Control, job_id: str) -> asyncpg.Record:
     return row
 
 
-async def _process_details(ctl: Control, job_id: str) -> dict[str, int]:
-    rows = await ctl.pool.fetch(
-        "SELECT status, count(*) AS n FROM job_executions WHERE job_id = $1 GROUP BY status", job_id
-    )
+def _process_details(by_status: dict[str, int] | None) -> dict[str, int]:
     counts = dict.fromkeys(COUNTERS.values(), 0)
-    for row in rows:
-        counts[COUNTERS[row["status"]]] = row["n"]
+    for status, n in (by_status or {}).items():
+        counts[COUNTERS[status]] = n
     return counts
 
 
 async def describe_job(request: web.Request) -> web.Response:
     ctl = control(request)
     job_id = v.check_job_id(request.match_info["jobId"])
-    row = await _job_row(ctl, job_id)
+    # One round trip: the job and its executions counted by status.
+    row = await ctl.pool.fetchrow(
+        """SELECT jobs.*, (SELECT jsonb_object_agg(status, n) FROM (
+               SELECT status, count(*) AS n FROM job_executions WHERE job_id = $1 GROUP BY status) counted
+           ) AS by_status
+           FROM jobs WHERE job_id = $1""",
+        job_id,
+    )
+    if row is None:
+        raise not_found(f"Job {job_id} does not exist")
     spec = row["spec"]
     timeout = spec.get("in_progress_timeout_minutes")
     described = _compact(
@@ -173,7 +179,7 @@ async def describe_job(request: web.Request) -> web.Response:
             "createdAt": row["created_at"],
             "lastUpdatedAt": row["last_updated_at"],
             "completedAt": row["completed_at"],
-            "jobProcessDetails": await _process_details(ctl, job_id),
+            "jobProcessDetails": _process_details(row["by_status"]),
             "timeoutConfig": {"inProgressTimeoutInMinutes": timeout} if timeout else None,
             "namespaceId": spec.get("namespace_id"),
             "jobTemplateArn": spec.get("job_template_arn"),
@@ -315,7 +321,6 @@ async def list_job_executions_for_job(request: web.Request) -> web.Response:
     filters = {"job": job_id, "status": query_enum(request, "status", ALL_STATUSES)}
     limit = page_size(request.query.get("maxResults"))
     after = decode_token(request.query.get("nextToken"), filters, (float, str))
-    await _job_row(ctl, job_id)
     rows = await ctl.pool.fetch(
         """SELECT * FROM (
                SELECT DISTINCT ON (thing_name) * FROM job_executions WHERE job_id = $1
@@ -329,6 +334,8 @@ async def list_job_executions_for_job(request: web.Request) -> web.Response:
         after[1] if after else None,
         limit + 1,
     )
+    if not rows:
+        await _job_row(ctl, job_id)  # no executions, or no such job
     page = rows[:limit]
     result: dict[str, Any] = {
         "executionSummaries": [

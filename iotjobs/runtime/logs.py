@@ -26,4 +26,5 @@ def configure(level: str = "INFO") -> None:
 
 
 def get(name: str, **bound: Any) -> Any:
-    return structlog.get_logger(name).bind(**bound)
+    """A lazy logger: module-level loggers pick up `configure` even when created before it runs."""
+    return structlog.get_logger(name, **bound)

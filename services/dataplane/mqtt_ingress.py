@@ -62,6 +62,7 @@ class MqttIngress:
         self.throttle = Throttle(settings.device_requests_per_second, settings.device_request_burst)
         self._connected = False
         self._subscribed = False
+        self._stopping = False
         self._forwarding: asyncio.Queue[tuple[str, Any, dict[str, Any], asyncio.Future[None]]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
 
@@ -78,6 +79,7 @@ class MqttIngress:
         )
 
     async def stop(self) -> None:
+        self._stopping = True
         await self.client.disconnect()
         if self._task:
             self._task.cancel()
@@ -95,7 +97,8 @@ class MqttIngress:
     def _on_disconnect(self, _client: Any, _packet: Any, _exc: Any = None) -> None:
         self._connected = False
         self._subscribed = False
-        log.warning("MQTT session lost; reconnecting")
+        if not self._stopping:
+            log.warning("MQTT session lost; reconnecting")
 
     def _on_subscribe(self, _client: Any, _mid: Any, granted: Any, _properties: Any) -> None:
         if all(code < 0x80 for code in granted):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -18,7 +19,7 @@ from aiokafka.errors import KafkaError
 from iotjobs.domain.catalog import from_message, to_message
 from iotjobs.runtime import logs
 from iotjobs.runtime.deciders import DeciderRuntime, NotOwner, Unavailable
-from iotjobs.runtime.envelope import Positions
+from iotjobs.runtime.envelope import Positions, merge_positions
 from iotjobs.runtime.settings import Settings
 from iotjobs.runtime.topics import Topics, partition_for, partitions_of
 
@@ -27,6 +28,16 @@ log = logs.get("iotjobs.bus")
 
 class ReplyTimeout(Exception):
     """The owner of the key did not answer in time (Kafka or the owner may be unwell, or restarting)."""
+
+
+@dataclass
+class _Effects:
+    """What a traced write has caused so far: decisions still to report, and where their events are."""
+
+    outstanding: int = 1
+    reports: int = 0
+    positions: Positions = field(default_factory=dict)
+    settled: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class CommandBus:
@@ -44,6 +55,7 @@ class CommandBus:
         )
         self._replies: AIOKafkaConsumer | None = None
         self._waiting: dict[str, asyncio.Future[tuple[Any, Positions]]] = {}
+        self._effects: dict[str, _Effects] = {}
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -74,9 +86,11 @@ class CommandBus:
     def alive(self) -> bool:
         return self._task is not None and not self._task.done()
 
-    async def enqueue(self, key: str, command: Any, reply_to: dict[str, Any] | None = None) -> asyncio.Future[Any]:
+    async def enqueue(
+        self, key: str, command: Any, reply_to: dict[str, Any] | None = None, trace: dict[str, Any] | None = None
+    ) -> asyncio.Future[Any]:
         """Append a command in call order without waiting for Kafka; the future settles on delivery."""
-        envelope = {"key": key, "id": uuid.uuid4().hex, "reply_to": reply_to, "positions": {}}
+        envelope = {"key": key, "id": uuid.uuid4().hex, "reply_to": reply_to, "positions": {}, "trace": trace}
         delivery: asyncio.Future[Any] = await self._producer.send(
             self.topics.commands_for(key),
             orjson.dumps({**envelope, **to_message(command)}),
@@ -85,27 +99,64 @@ class CommandBus:
         )
         return delivery
 
-    async def request(self, key: str, command: Any, timeout: float | None = None) -> tuple[Any, Positions]:
-        """The decider's reply to a command (and the event positions behind it), within the timeout."""
+    async def request(
+        self, key: str, command: Any, timeout: float | None = None, *, effects: bool = False
+    ) -> tuple[Any, Positions]:
+        """The decider's reply to a command and the event positions behind it, within the timeout.
+
+        With `effects`, the positions are those of every decision the command caused, across aggregates,
+        once they are all in the log (or `consistency_max_things` of them, or at the timeout).
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + (timeout or self.settings.request_timeout_seconds)
         correlation = uuid.uuid4().hex
-        future: asyncio.Future[tuple[Any, Positions]] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[tuple[Any, Positions]] = loop.create_future()
         self._waiting[correlation] = future
         reply_to = {"kind": "kafka", "instance": self.instance, "id": correlation}
+        trace = None
+        if effects:
+            trace = {"instance": self.instance, "id": correlation}
+            self._effects[correlation] = _Effects()
         try:
-            async with asyncio.timeout(timeout or self.settings.request_timeout_seconds):
+            async with asyncio.timeout_at(deadline):
                 try:
                     if self.local is None:
                         raise NotOwner(key)
-                    self.local.submit(key, command, reply_to)
+                    self.local.submit(key, command, reply_to, trace)
                 except NotOwner:
-                    await (await self.enqueue(key, command, reply_to))
-                return await future
+                    await (await self.enqueue(key, command, reply_to, trace))
+                reply, positions = await future
         except TimeoutError:
             raise ReplyTimeout(f"no reply for {type(command).__name__} on {key} in time") from None
         except (Unavailable, KafkaError) as err:
             raise ReplyTimeout(f"{type(command).__name__} on {key} could not be made durable: {err}") from None
         finally:
             self._waiting.pop(correlation, None)
+        if trace is not None:
+            positions = merge_positions(positions, await self._effects_of(correlation, deadline))
+        return reply, positions
+
+    async def _effects_of(self, correlation: str, deadline: float) -> Positions:
+        effects = self._effects[correlation]
+        try:
+            async with asyncio.timeout_at(deadline):
+                await effects.settled.wait()
+        except TimeoutError:
+            # The write itself is done; what it caused is still on its way (Kafka slow, an owner moving).
+            log.warning("effects of a write not all in the log in time", outstanding=effects.outstanding)
+        finally:
+            self._effects.pop(correlation, None)
+        return effects.positions
+
+    def progress(self, trace: str, positions: Positions, caused: int) -> None:
+        effects = self._effects.get(trace)
+        if effects is None:
+            return
+        effects.outstanding += caused - 1
+        effects.reports += 1
+        effects.positions = merge_positions(effects.positions, positions)
+        if effects.outstanding <= 0 or effects.reports >= self.settings.consistency_max_things:
+            effects.settled.set()
 
     def resolve(self, correlation: str, reply: Any, positions: Positions) -> None:
         future = self._waiting.get(correlation)
@@ -132,6 +183,9 @@ class CommandBus:
                         continue
                     try:
                         envelope = orjson.loads(record.value)
+                        if "progress" in envelope:
+                            self.progress(envelope["progress"], envelope["positions"], envelope["caused"])
+                            continue
                         self.resolve(envelope["correlation"], from_message(envelope), envelope.get("positions") or {})
                     except Exception:
                         log.exception("unreadable reply skipped", offset=record.offset)

@@ -86,6 +86,8 @@ class ReplyRouter(Protocol):
 
     def resolve(self, correlation: str, reply: Any, positions: Positions) -> None: ...
 
+    def progress(self, trace: str, positions: Positions, caused: int) -> None: ...
+
     def fail(self, correlation: str, error: Exception) -> None: ...
 
 
@@ -96,6 +98,9 @@ class _Request:
     command_id: str = ""
     reply_to: dict[str, Any] | None = None
     positions: Positions = field(default_factory=dict)
+    trace: dict[str, Any] | None = None
+    """Whom to tell, once this is released, where its events are and how many commands it caused: a
+    strict-consistency write waits until every effect it caused is in the log."""
     cause: tuple[str, Position] | None = None
     command_offset: int | None = None
     done: asyncio.Future[None] | None = None
@@ -295,7 +300,13 @@ class DeciderRuntime:
 
     # --- requests ------------------------------------------------------------------------------
 
-    def submit(self, key: str, command: Any, reply_to: dict[str, Any] | None = None) -> asyncio.Future[None]:
+    def submit(
+        self,
+        key: str,
+        command: Any,
+        reply_to: dict[str, Any] | None = None,
+        trace: dict[str, Any] | None = None,
+    ) -> asyncio.Future[None]:
         """Queue a request for the key's owner (this instance) without yielding, so arrival order is kept.
 
         The returned future settles once the request is durable; the reply travels to `reply_to`.
@@ -306,7 +317,8 @@ class DeciderRuntime:
         if len(part.inbox) >= MAX_INBOX:
             raise Unavailable(f"the owner of {key} has {len(part.inbox)} requests queued")
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        request = _Request(key, command, command_id=f"{self._ids}{next(self._counter)}", reply_to=reply_to, done=done)
+        command_id = f"{self._ids}{next(self._counter)}"
+        request = _Request(key, command, command_id=command_id, reply_to=reply_to, trace=trace, done=done)
         self._enqueue(part, request)
         return done
 
@@ -511,7 +523,9 @@ class DeciderRuntime:
         """Send a request this instance will not decide to the command topic, for the key's owner."""
         try:
             delivery = await asyncio.wait_for(
-                self._produce_command(request.key, request.command, request.command_id, request.reply_to, {}),
+                self._produce_command(
+                    request.key, request.command, request.command_id, request.reply_to, {}, trace=request.trace
+                ),
                 self.append_timeout,
             )
             await asyncio.wait_for(asyncio.shield(delivery), self.append_timeout)
@@ -599,9 +613,8 @@ class DeciderRuntime:
         if request.cause is not None:
             stream, position = request.cause
             if position <= image.applied.get(stream, (-1, -1)):
-                if request.done is not None and not request.done.done():
-                    request.done.set_result(None)
-                return None  # applied before: a re-sent or redelivered command
+                # Applied before: a re-sent or redelivered command. Released in order, with no effect.
+                return _Step(request, Decision())
         try:
             decision = aggregate.decide(image.state, request.command, ctx)
             state, seq = image.state, image.seq
@@ -679,6 +692,8 @@ class DeciderRuntime:
         released = Released(effects=list(decision.effects))
         if decision.reply is not None and request.reply_to is not None:
             await self._reply(request.reply_to, decision.reply, positions, released)
+        if request.trace is not None:
+            await self._report(request.trace, positions, len(decision.sends))
         if request.done is not None and not request.done.done():
             request.done.set_result(None)
         if self.on_released is not None and (released.replies or released.effects):
@@ -700,6 +715,14 @@ class DeciderRuntime:
         with contextlib.suppress(Exception):  # the caller times out and retries
             await self._producer.send(self.topics.replies, value, key=reply_to["instance"].encode())
 
+    async def _report(self, trace: dict[str, Any], positions: Positions, caused: int) -> None:
+        if self.replies is not None and trace.get("instance") == self.replies.instance:
+            self.replies.progress(trace["id"], positions, caused)
+            return
+        value = orjson.dumps({"progress": trace["id"], "positions": positions, "caused": caused})
+        with contextlib.suppress(Exception):  # the writer stops waiting at its timeout
+            await self._producer.send(self.topics.replies, value, key=trace["instance"].encode())
+
     async def _send_outbox(
         self, part: _Partition, offset: int, record: dict[str, Any], positions: Positions | None = None
     ) -> None:
@@ -710,7 +733,13 @@ class DeciderRuntime:
             cause = (f"{self.scope}:{part.number}", (offset, index))
             try:
                 delivery = await self._produce_command(
-                    entry["key"], command, f"{part.number}:{offset}:{index}", entry.get("reply_to"), positions, cause
+                    entry["key"],
+                    command,
+                    f"{part.number}:{offset}:{index}",
+                    entry.get("reply_to"),
+                    positions,
+                    cause,
+                    entry.get("trace"),
                 )
             except Exception as err:
                 self._fail(part, f"sending a command failed: {err!r}", producer_broken=True)
@@ -725,10 +754,13 @@ class DeciderRuntime:
         reply_to: dict[str, Any] | None,
         positions: Positions,
         cause: tuple[str, Position] | None = None,
+        trace: dict[str, Any] | None = None,
     ) -> asyncio.Future[Any]:
         envelope: dict[str, Any] = {"key": key, "id": command_id, "reply_to": reply_to, "positions": positions}
         if cause is not None:
             envelope["cause"] = [cause[0], *cause[1]]
+        if trace is not None:
+            envelope["trace"] = trace
         value = orjson.dumps({**envelope, **to_message(command)})
         delivery: asyncio.Future[Any] = await self._producer.send(
             self.topics.commands_for(key), value, key=key.encode(), partition=self.partition_of(key)
@@ -911,6 +943,7 @@ def _outbox_record(step: _Step) -> dict[str, Any]:
                 "key": send.key,
                 "command": to_message(send.command),
                 "reply_to": request.reply_to if send.forward_reply else None,
+                "trace": request.trace,
             }
             for send in step.decision.sends
         ]
@@ -950,6 +983,7 @@ def _command_request(record: Any) -> _Request | None:
         command=command,
         command_id=envelope.get("id", ""),
         reply_to=envelope.get("reply_to"),
+        trace=envelope.get("trace"),
         positions=envelope.get("positions") or {},
         cause=(cause[0], (cause[1], cause[2])) if cause else ("c", (record.offset, 0)),
         command_offset=record.offset,

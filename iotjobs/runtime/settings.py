@@ -13,6 +13,7 @@ CHOICES = {
     "mqtt_ingress": ("direct", "bridge", "shared"),
     "namespace_queues": ("shared", "per-namespace"),
     "event_loop": ("uvloop", "asyncio"),
+    "consistency": ("strict", "eventual"),
 }
 
 
@@ -33,6 +34,13 @@ class Settings:
     partitions: int = 8
     instance_id: str = ""
     request_timeout_seconds: float = 15.0
+    consistency: str = "strict"
+    """`strict`: an HTTP write answers once every effect it causes is readable through the control plane
+    (up to `consistency_max_things` affected things); `eventual`: it answers once decided, as AWS does."""
+    consistency_max_things: int = 1000
+    projection_delay_max_seconds: float = 0.0
+    """Opt-in: the projector holds each batch back by a random time up to this, to rehearse eventual
+    consistency; 0 applies batches at once."""
     snapshot_interval_seconds: float = 5.0
     """How often an owner writes the changed keys' state to the snapshot topic; bounds restore time."""
     log_level: str = "INFO"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,11 +9,11 @@ import asyncpg
 from aiohttp import web
 
 from iotjobs.domain.arns import Arns
-from iotjobs.domain.errors import Rejection
-from iotjobs.runtime.bus import CommandBus, ReplyTimeout
-from iotjobs.runtime.projection import ProjectionTimeout, ProjectionWaiter
+from iotjobs.runtime.bus import CommandBus
+from iotjobs.runtime.projection import ProjectionWaiter
 from iotjobs.runtime.settings import Settings
-from iotjobs.wire.http_errors import CONTROL, from_rejection, unavailable
+from iotjobs.wire.http_errors import CONTROL
+from iotjobs.wire.writes import consistent_write
 
 
 @dataclass
@@ -26,20 +25,9 @@ class Control:
     arns: Arns
 
     async def write(self, key: str, command: Any) -> Any:
-        """Send a command, raise its rejection, and return its reply once the read models show it."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.settings.request_timeout_seconds
-        try:
-            reply, positions = await self.bus.request(key, command)
-        except ReplyTimeout as exc:
-            raise unavailable(f"{exc}; try again") from None
-        if isinstance(reply, Rejection):
-            raise from_rejection(reply, CONTROL)
-        try:
-            await self.projection.wait(positions, max(0.0, deadline - loop.time()))
-        except ProjectionTimeout as exc:
-            raise unavailable(f"the write succeeded but is not readable yet: {exc}") from None
-        return reply
+        """Send a command and raise its rejection. In strict consistency the reply waits until the read
+        models show every effect of the write; in eventual consistency it comes once the write is decided."""
+        return await consistent_write(self.bus, self.projection, self.settings, key, command, CONTROL)
 
 
 CONTROL_KEY = web.AppKey("control", Control)

@@ -9,6 +9,7 @@ from aiohttp import web
 from iotjobs.domain.throttle import Throttle
 from iotjobs.runtime.bus import CommandBus
 from iotjobs.runtime.deciders import DeciderRuntime
+from iotjobs.runtime.projection import ProjectionWaiter
 from iotjobs.runtime.settings import Settings
 from iotjobs.runtime.topics import Topics, ensure_topics
 from iotjobs.wire.http_app import CHECKS_KEY, RUNTIME_KEY, SETTINGS_KEY, service_app
@@ -34,9 +35,15 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     )
     bus.local = runtime
     ingress.runtime = runtime
+    projection = None
+    if settings.consistency == "strict":
+        # HTTP device writes answer once their effects (the job's counters, its completion) are readable.
+        projection = ProjectionWaiter(settings.pg_dsn, topics.events)
+        await projection.start()
     await ingress.start()
     await runtime.start()
     app[RUNTIME_KEY] = runtime
+    app[jobs_data_api.PROJECTION_KEY] = jobs_data_api.Projection(projection)
     app[CHECKS_KEY].update(mqtt=lambda: ingress.ready, replies=lambda: bus.alive)
     app[jobs_data_api.BUS_KEY] = bus
     app[jobs_data_api.THROTTLE_KEY] = Throttle(settings.device_requests_per_second, settings.device_request_burst)
@@ -46,6 +53,8 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         await runtime.stop()
         await ingress.stop()
         await bus.stop()
+        if projection is not None:
+            await projection.stop()
 
 
 def create_app(settings: Settings) -> web.Application:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -12,24 +13,40 @@ from iotjobs.domain.errors import DomainError, ErrorKind, Rejection
 from iotjobs.domain.throttle import Throttle
 from iotjobs.runtime import clock
 from iotjobs.runtime.bus import CommandBus, ReplyTimeout
+from iotjobs.runtime.projection import ProjectionWaiter
 from iotjobs.wire.http_errors import DATA, from_rejection, unavailable, unknown_operation
 from iotjobs.wire.http_model import checked, request_params, route_path
 from iotjobs.wire.http_request import json_response
 from iotjobs.wire.model import ServiceModel
 from iotjobs.wire.mqtt import summary
+from iotjobs.wire.writes import consistent_write
+
+
+@dataclass(frozen=True)
+class Projection:
+    """The read models' progress, followed only in strict consistency."""
+
+    waiter: ProjectionWaiter | None
+
 
 BUS_KEY = web.AppKey("bus", CommandBus)
 THROTTLE_KEY = web.AppKey("throttle", Throttle)
+PROJECTION_KEY = web.AppKey("projection", Projection)
 MODEL = ServiceModel.load("iot-jobs-data")
 
 
-async def _decide(request: web.Request, thing_name: str, command: Any) -> Any:
+async def _decide(request: web.Request, thing_name: str, command: Any, *, write: bool = False) -> Any:
+    """A read is answered from the owner's memory; a write as the consistency setting says."""
     if not request.app[THROTTLE_KEY].allow(thing_name, clock.now()):
         raise from_rejection(
             DomainError(ErrorKind.THROTTLED, f"too many requests for thing {thing_name}").rejection(), DATA
         )
+    bus = request.app[BUS_KEY]
+    if write:
+        waiter = request.app[PROJECTION_KEY].waiter
+        return await consistent_write(bus, waiter, bus.settings, t.key_for(thing_name), command, DATA)
     try:
-        reply, _positions = await request.app[BUS_KEY].request(t.key_for(thing_name), command)
+        reply, _positions = await bus.request(t.key_for(thing_name), command)
     except ReplyTimeout as exc:
         raise unavailable(f"{exc}; try again") from None
     if isinstance(reply, Rejection):
@@ -70,7 +87,7 @@ async def get_pending_job_executions(request: web.Request) -> web.Response:
 async def start_next_pending_job_execution(request: web.Request) -> web.Response:
     params = await request_params(MODEL, "StartNextPendingJobExecution", request)
     command = t.StartNext(params.get("statusDetails"), params.get("stepTimeoutInMinutes"))
-    reply = await _decide(request, params["thingName"], command)
+    reply = await _decide(request, params["thingName"], command, write=True)
     if reply.execution is None:
         return json_response({})
     return json_response({"execution": execution_view(reply.execution, True, clock.now())})
@@ -98,7 +115,7 @@ async def update_job_execution(request: web.Request) -> web.Response:
         include_document=bool(params.get("includeJobDocument")),
         step_timeout_minutes=params.get("stepTimeoutInMinutes"),
     )
-    reply = await _decide(request, params["thingName"], command)
+    reply = await _decide(request, params["thingName"], command, write=True)
     body: dict[str, Any] = {}
     if reply.include_state:
         execution = reply.execution

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 from typing import Any
 
 import asyncpg
@@ -149,6 +150,9 @@ class Projector:
                 continue
             if not batches:
                 continue
+            if self.settings.projection_delay_max_seconds > 0:
+                # Opt-in rehearsal of eventual consistency: rows appear a random while after their events.
+                await asyncio.sleep(random.uniform(0, self.settings.projection_delay_max_seconds))
             try:
                 await apply_batch(self.conn, self.topic, batches, self.markers)
             except DATABASE_ERRORS as err:

@@ -1,0 +1,150 @@
+"""A write's effects are visible when it answers (strict, the default), through boto3: the read right
+after the write sees them, with no waiting, even with projection held back by a random delay. In eventual
+consistency with the delay on, the delay is real and bounded."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from tests.support.clients import data_client, group_arn, iot_client, thing_arn, unique
+from tests.support.servers import Servers
+from tests.support.stack import Stack
+from tests.support.waiting import until_sync
+
+pytestmark = pytest.mark.e2e
+
+DELAY = 1.5
+STRICT_DELAY = 0.3
+
+
+@pytest.fixture(scope="module")
+async def strict_stack(servers: Servers) -> AsyncIterator[Stack]:
+    """Strict consistency while projection lags by up to 0.3 s: only waiting for the effects passes."""
+    running = Stack(servers, consistency="strict", projection_delay_max_seconds=STRICT_DELAY)
+    await running.start()
+    try:
+        yield running
+    finally:
+        await running.stop()
+
+
+def _job_on_things(iot: Any, count: int, **create: Any) -> tuple[str, list[str]]:
+    things = sorted(unique("c-thing") for _ in range(count))
+    for thing in things:
+        iot.create_thing(thingName=thing)
+    job = unique("c-job")
+    iot.create_job(jobId=job, targets=[thing_arn(t) for t in things], document="{}", **create)
+    return job, things
+
+
+def _status(iot: Any, job: str, thing: str) -> str:
+    return str(iot.describe_job_execution(jobId=job, thingName=thing)["execution"]["status"])
+
+
+def _counters(iot: Any, job: str) -> dict[str, int]:
+    details = iot.describe_job(jobId=job)["job"]["jobProcessDetails"]
+    return {name: n for name, n in details.items() if n}
+
+
+def test_create_job_lists_its_executions_at_once(strict_stack: Stack) -> None:
+    iot = iot_client(strict_stack)
+    job, things = _job_on_things(iot, 3)
+    for thing in things:
+        listed = iot.list_job_executions_for_thing(thingName=thing)["executionSummaries"]
+        assert [(e["jobId"], e["jobExecutionSummary"]["status"]) for e in listed] == [(job, "QUEUED")]
+    assert _counters(iot, job) == {"numberOfQueuedThings": 3}
+
+
+def test_cancel_job_with_force_shows_every_execution_canceled_at_once(strict_stack: Stack) -> None:
+    iot, data = iot_client(strict_stack), data_client(strict_stack)
+    job, (running, *queued) = _job_on_things(iot, 4)
+    data.update_job_execution(jobId=job, thingName=running, status="IN_PROGRESS")
+    assert _status(iot, job, running) == "IN_PROGRESS"
+    iot.cancel_job(jobId=job, force=True)
+    assert {thing: _status(iot, job, thing) for thing in (running, *queued)} == dict.fromkeys(
+        (running, *queued), "CANCELED"
+    )
+    described = iot.describe_job(jobId=job)["job"]
+    assert described["status"] == "CANCELED"
+    assert {k: v for k, v in described["jobProcessDetails"].items() if v} == {"numberOfCanceledThings": 4}
+
+
+def test_device_updates_over_http_count_and_complete_the_job_at_once(strict_stack: Stack) -> None:
+    iot, data = iot_client(strict_stack), data_client(strict_stack)
+    job, (first, last) = _job_on_things(iot, 2)
+    data.update_job_execution(jobId=job, thingName=first, status="IN_PROGRESS")
+    assert _counters(iot, job) == {"numberOfInProgressThings": 1, "numberOfQueuedThings": 1}
+    data.update_job_execution(jobId=job, thingName=first, status="SUCCEEDED")
+    assert _counters(iot, job) == {"numberOfSucceededThings": 1, "numberOfQueuedThings": 1}
+    assert iot.describe_job(jobId=job)["job"]["status"] == "IN_PROGRESS"
+    data.start_next_pending_job_execution(thingName=last)
+    data.update_job_execution(jobId=job, thingName=last, status="FAILED")
+    described = iot.describe_job(jobId=job)["job"]
+    assert described["status"] == "COMPLETED"
+    assert {k: v for k, v in described["jobProcessDetails"].items() if v} == {
+        "numberOfSucceededThings": 1,
+        "numberOfFailedThings": 1,
+    }
+
+
+def test_delete_thing_shows_its_pending_execution_removed_at_once(strict_stack: Stack) -> None:
+    iot = iot_client(strict_stack)
+    job, (doomed, kept) = _job_on_things(iot, 2)
+    iot.delete_thing(thingName=doomed)
+    assert _status(iot, job, doomed) == "REMOVED"
+    assert _counters(iot, job) == {"numberOfRemovedThings": 1, "numberOfQueuedThings": 1}
+    assert _status(iot, job, kept) == "QUEUED"
+
+
+def test_membership_changes_reach_a_continuous_job_at_once(strict_stack: Stack) -> None:
+    iot = iot_client(strict_stack)
+    group = unique("c-group")
+    iot.create_thing_group(thingGroupName=group)
+    job = unique("c-continuous")
+    iot.create_job(jobId=job, targets=[group_arn(group)], document="{}", targetSelection="CONTINUOUS")
+    joiner = unique("c-joiner")
+    iot.create_thing(thingName=joiner)
+    iot.add_thing_to_thing_group(thingGroupName=group, thingName=joiner)
+    assert _status(iot, job, joiner) == "QUEUED"
+    iot.remove_thing_from_thing_group(thingGroupName=group, thingName=joiner)
+    assert _status(iot, job, joiner) == "REMOVED"
+
+
+@pytest.fixture(scope="module")
+async def eventual_stack(servers: Servers) -> AsyncIterator[Stack]:
+    running = Stack(servers, consistency="eventual", projection_delay_max_seconds=DELAY)
+    await running.start()
+    try:
+        yield running
+    finally:
+        await running.stop()
+
+
+async def test_eventual_consistency_with_the_delay_is_late_but_bounded(eventual_stack: Stack) -> None:
+    iot = iot_client(eventual_stack)
+
+    def create_then_read(name: str) -> tuple[bool, float]:
+        """Whether the thing was readable right after its creation answered, and when it was."""
+        iot.create_thing(thingName=name)
+        answered = time.monotonic()
+        seen_at_once = _exists(iot, name)
+        until_sync(lambda: _exists(iot, name), timeout=DELAY + 5.0, what=f"{name} readable")
+        return seen_at_once, time.monotonic() - answered
+
+    outcomes = [await asyncio.to_thread(create_then_read, unique("e-thing")) for _ in range(6)]
+    # Six random delays of up to 1.5 s: all of them shorter than one read is out of reach.
+    assert not all(seen for seen, _after in outcomes), outcomes
+    assert max(after for _seen, after in outcomes) < DELAY + 5.0
+
+
+def _exists(iot: Any, name: str) -> bool:
+    try:
+        iot.describe_thing(thingName=name)
+    except iot.exceptions.ResourceNotFoundException:
+        return False
+    return True

@@ -108,7 +108,8 @@ class CommandBus:
         once they are all in the log (or `consistency_max_things` of them, or at the timeout).
         """
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + (timeout or self.settings.request_timeout_seconds)
+        budget = timeout or self.settings.request_timeout_seconds
+        deadline = loop.time() + budget
         correlation = uuid.uuid4().hex
         future: asyncio.Future[tuple[Any, Positions]] = loop.create_future()
         self._waiting[correlation] = future
@@ -133,7 +134,9 @@ class CommandBus:
         finally:
             self._waiting.pop(correlation, None)
         if trace is not None:
-            positions = merge_positions(positions, await self._effects_of(correlation, deadline))
+            # Effects are waited for two thirds of the budget at most: the rest is left for projection.
+            effects_deadline = deadline - budget / 3
+            positions = merge_positions(positions, await self._effects_of(correlation, effects_deadline))
         return reply, positions
 
     async def _effects_of(self, correlation: str, deadline: float) -> Positions:

@@ -16,8 +16,8 @@ from gmqtt import Client
 from iotjobs.domain.thing import ExecutionUpdated
 from tests.support.clients import group_arn, iot_client, unique
 from tests.support.events import read_events
-from tests.support.servers import Servers, free_port
-from tests.support.stack import Stack
+from tests.support.servers import Servers
+from tests.support.stack import Stack, stack_with_two_dataplanes
 from tests.support.waiting import until
 
 pytestmark = pytest.mark.e2e
@@ -27,16 +27,8 @@ DEVICES = 200
 
 @pytest.fixture
 async def two_dataplanes(servers: Servers) -> AsyncIterator[tuple[Stack, str]]:
-    stack = Stack(servers, mqtt_ingress="bridge")
-    await stack.start()
-    port = free_port()
-    stack.spawn("dataplane", name="dataplane-2", IOTJOBS_DATAPLANE_PORT=str(port), IOTJOBS_INSTANCE_ID="second")
-    second = f"http://127.0.0.1:{port}"
-    try:
-        await stack.wait_ready(stack.control_url, stack.dataplane_url, second)
-        yield stack, second
-    finally:
-        await stack.stop()
+    async with stack_with_two_dataplanes(servers) as running:
+        yield running
 
 
 class Fleet:

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 from typing import Any
 
 import asyncpg
@@ -13,36 +10,12 @@ import pytest
 
 from iotjobs.runtime import pg
 from iotjobs.runtime.projection import APPLICATION_NAME as WAITER_NAME
-from services.projector.projector import APPLICATION_NAME, PROJECTION_LOCK, READ_MODEL_TABLES
+from services.projector.projector import APPLICATION_NAME, PROJECTION_LOCK
 from tests.support.clients import MqttDevice, group_arn, iot_client, thing_arn, unique
-from tests.support.events import next_offsets
-from tests.support.stack import Stack
+from tests.support.stack import Stack, projected_to_end, read_model_rows, rebuild_read_models
 from tests.support.waiting import until
 
 pytestmark = pytest.mark.integration
-
-
-async def _rebuild(stack: Stack) -> subprocess.CompletedProcess[str]:
-    return await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "services.admin", "rebuild"],
-        env={**os.environ, **stack.settings.env()},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
-async def _snapshot(dsn: str) -> dict[str, list[dict[str, Any]]]:
-    conn = await pg.connect(dsn)
-    try:
-        tables = {}
-        for table in (*READ_MODEL_TABLES, "projector_offsets"):
-            rows = await conn.fetch(f"SELECT * FROM {table}")
-            tables[table] = sorted((dict(r) for r in rows), key=repr)
-        return tables
-    finally:
-        await conn.close()
 
 
 async def _workload(stack: Stack) -> str:
@@ -141,20 +114,6 @@ async def _accepted(request: Any) -> bool:
     return outcome == "accepted"
 
 
-async def _projected_to_end(stack: Stack) -> None:
-    conn: asyncpg.Connection = await pg.connect(stack.settings.pg_dsn)
-    try:
-
-        async def caught_up() -> bool:
-            ends = await next_offsets(stack.settings)
-            rows = await conn.fetch("SELECT partition, next_offset FROM projector_offsets")
-            return ends == {r["partition"]: r["next_offset"] for r in rows} == await next_offsets(stack.settings)
-
-        await until(caught_up, what="the projector to reach the end of the log")
-    finally:
-        await conn.close()
-
-
 async def _lifecycle_workload(stack: Stack) -> dict[str, str]:
     """Jobs updated, associated, cancelled and deleted, and an execution deleted: each leaves its rows."""
     iot = iot_client(stack)
@@ -182,8 +141,8 @@ async def _lifecycle_workload(stack: Stack) -> dict[str, str]:
 async def test_rebuild_from_offset_zero_gives_identical_rows(stack: Stack) -> None:
     await _workload(stack)
     jobs = await _lifecycle_workload(stack)
-    await _projected_to_end(stack)
-    live = await _snapshot(stack.settings.pg_dsn)
+    await projected_to_end(stack)
+    live = await read_model_rows(stack.settings.pg_dsn)
     by_id = {r["job_id"]: r for r in live["jobs"]}
     assert jobs["deleted"] not in by_id and by_id[jobs["cancelled"]]["status"] == "CANCELED"
     assert len(by_id[jobs["continuous"]]["targets"]) == 2
@@ -203,10 +162,10 @@ async def test_rebuild_from_offset_zero_gives_identical_rows(stack: Stack) -> No
         await conn.execute("UPDATE job_executions SET status = 'CORRUPTED'")  # the rebuild must not keep rows
     finally:
         await conn.close()
-    result = await _rebuild(stack)
+    result = await rebuild_read_models(stack)
     assert result.returncode == 0, result.stderr
     assert "read models rebuilt from" in result.stdout
-    assert await _snapshot(stack.settings.pg_dsn) == live
+    assert await read_model_rows(stack.settings.pg_dsn) == live
 
     stack.spawn("projector")  # projecting resumes where the rebuild stopped
 
@@ -225,7 +184,7 @@ async def test_rebuild_refuses_while_a_projector_runs(stack: Stack) -> None:
         await until(projector_holds_its_lock, what="the projector to run")
     finally:
         await conn.close()
-    result = await _rebuild(stack)
+    result = await rebuild_read_models(stack)
     assert result.returncode != 0
     assert "a projector is running" in result.stderr
 

@@ -7,11 +7,14 @@ servers. Otherwise they start their own with the project's scripts on free ports
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -52,7 +55,14 @@ def from_environment() -> Servers | None:
 
 
 class LocalServers:
-    """Starts the three servers with scripts/servers.sh in a scratch run directory."""
+    """Starts the three servers with scripts/servers.sh in a scratch run directory.
+
+    A module that injects server faults (pauses Kafka, restarts Mosquitto) starts its own instance, never
+    the session's shared servers.
+    """
+
+    PID_FILES = {"kafka": "kafka/kafka.pid", "mosquitto": "mosquitto/mosquitto.pid"}
+    """Where scripts/kafka.sh and scripts/mosquitto.sh keep the broker's pid, under the run directory."""
 
     def __init__(self) -> None:
         self.run_dir = Path(tempfile.mkdtemp(prefix="iotjobs-test-"))
@@ -67,6 +77,7 @@ class LocalServers:
             # lets a test run several dataplane instances (IOTJOBS_MQTT_INGRESS=bridge)
             "IOTJOBS_MQTT_LOOPBACK_BRIDGE": "1",
         }
+        self._paused: set[str] = set()
 
     def start(self) -> Servers:
         result = subprocess.run(
@@ -78,6 +89,10 @@ class LocalServers:
                 "could not start Kafka, PostgreSQL and Mosquitto with scripts/servers.sh "
                 f"(exit {result.returncode}):\n{result.stdout}\n{result.stderr}"
             )
+        return self.servers
+
+    @property
+    def servers(self) -> Servers:
         return Servers(
             kafka_bootstrap=f"127.0.0.1:{self.env['IOTJOBS_KAFKA_PORT']}",
             pg_dsn=f"postgresql://postgres@127.0.0.1:{self.env['IOTJOBS_PG_PORT']}/postgres",
@@ -86,5 +101,51 @@ class LocalServers:
         )
 
     def stop(self) -> None:
+        for server in list(self._paused):
+            self.resume(server)  # a stopped process would sit out the SIGTERM of `down`
         subprocess.run(["bash", str(REPO / "scripts" / "servers.sh"), "down"], env=self.env, capture_output=True)
         shutil.rmtree(self.run_dir, ignore_errors=True)
+
+    # --- faults ----------------------------------------------------------------------------------
+
+    def pid(self, server: str) -> int:
+        """The pid of the running `kafka` (its JVM) or `mosquitto`, from the script's pid file."""
+        return int((self.run_dir / self.PID_FILES[server]).read_text().split()[0])
+
+    def pause(self, server: str) -> None:
+        """SIGSTOP the server: its sockets stay open and its clients hang, as with a stalled broker."""
+        os.kill(self.pid(server), signal.SIGSTOP)
+        self._paused.add(server)
+
+    def resume(self, server: str) -> None:
+        os.kill(self.pid(server), signal.SIGCONT)
+        self._paused.discard(server)
+
+    @contextlib.contextmanager
+    def paused(self, server: str) -> Iterator[None]:
+        """The server is stopped for the block and resumed after it, also when the block fails."""
+        self.pause(server)
+        try:
+            yield
+        finally:
+            self.resume(server)
+
+    def _script(self, server: str, command: str) -> None:
+        script = REPO / "scripts" / f"{server}.sh"
+        result = subprocess.run(["bash", str(script), command], env=self.env, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise RuntimeError(f"scripts/{server}.sh {command} failed ({result.returncode}):\n{result.stderr}")
+
+    def stop_server(self, server: str) -> None:
+        """Stop one server (`kafka`, `mosquitto` or `postgres`) the way its script does (SIGTERM, bounded)."""
+        if server in self._paused:
+            self.resume(server)  # a stopped process would sit out the SIGTERM
+        self._script(server, "stop")
+
+    def start_server(self, server: str) -> None:
+        """Start one server again on the same port, with the same data directory; returns once it is ready."""
+        self._script(server, "start")
+
+    def restart_server(self, server: str) -> None:
+        self.stop_server(server)
+        self.start_server(server)

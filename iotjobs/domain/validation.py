@@ -119,9 +119,45 @@ def check_document(value: Any, member: str = "document") -> str:
     if len(value) > MAX_DOCUMENT_CHARS:
         raise invalid(f"{member} must be at most {MAX_DOCUMENT_CHARS} characters long, got {len(value)}")
     try:
-        parsed = json.loads(value)
+        parsed = json.loads(value, parse_constant=_not_json, parse_float=_finite)
+    except RecursionError:
+        raise invalid(f"{member} nests too deeply to be a JSON document devices can read") from None
     except ValueError as exc:
         raise invalid(f"{member} is not valid JSON: {exc}") from None
+    if _depth(parsed) > MAX_DOCUMENT_DEPTH:
+        raise invalid(f"{member} nests deeper than {MAX_DOCUMENT_DEPTH} levels")
     if not isinstance(parsed, dict):
         raise invalid(f"{member} must be a JSON object, because devices receive it as one over MQTT")
     return value
+
+
+MAX_DOCUMENT_DEPTH = 250
+"""Deeper than this, the JSON encoders on the way to a device (orjson stops at 254 levels, and a device
+message wraps the document in two more) would refuse the document."""
+
+
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not a JSON value (JSON numbers are finite)")
+
+
+def _finite(text: str) -> float:
+    number = float(text)
+    if number in (float("inf"), float("-inf")):
+        raise ValueError(f"the number {text} is out of range for a double")
+    return number
+
+
+def _depth(value: Any) -> int:
+    """How deeply arrays and objects nest, iteratively (the parser already bounded it)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, level)
+        stack.extend((child, level + 1) for child in children)
+    return deepest

@@ -22,9 +22,10 @@ class ProjectionTimeout(Exception):
 class ProjectionWaiter:
     """Follows the projector's progress on its own connection, reconnecting if Postgres drops it."""
 
-    def __init__(self, dsn: str, topic: str) -> None:
+    def __init__(self, dsn: str, topic: str, application_name: str = APPLICATION_NAME) -> None:
         self.dsn = dsn
         self.topic = topic
+        self.application_name = application_name
         self.conn: asyncpg.Connection | None = None
         self._applied: dict[str, int] = {}
         self._changed = asyncio.Condition()
@@ -32,7 +33,7 @@ class ProjectionWaiter:
         self._stopped = False
 
     async def start(self) -> None:
-        conn = await pg.connect(self.dsn, server_settings={"application_name": APPLICATION_NAME})
+        conn = await pg.connect(self.dsn, server_settings={"application_name": self.application_name})
         conn.add_termination_listener(self._on_terminated)
         await conn.add_listener(NOTIFY_CHANNEL, self._on_notify)
         # Offsets are read after listening starts, so no notification falls in between.

@@ -38,7 +38,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     projection = None
     if settings.consistency == "strict":
         # HTTP device writes answer once their effects (the job's counters, its completion) are readable.
-        projection = ProjectionWaiter(settings.pg_dsn, topics.events)
+        projection = ProjectionWaiter(settings.pg_dsn, topics.events, "iotjobs-dataplane-waiter")
         await projection.start()
     await ingress.start()
     await runtime.start()

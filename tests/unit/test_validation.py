@@ -226,3 +226,24 @@ def test_limits_match_the_reference() -> None:
     )
     assert (v.MIN_TIMEOUT_MINUTES, v.MAX_TIMEOUT_MINUTES, v.CANCEL_STEP_TIMER) == (1, 10080, -1)
     assert json.loads(document_of_length(40)) == {"a": "x" * 32}
+
+
+@pytest.mark.parametrize(
+    ("document", "problem"),
+    [
+        ('{"a": NaN}', "NaN is not a JSON value"),
+        ('{"a": -Infinity}', "-Infinity is not a JSON value"),
+        ('{"a": 1E400}', "1E400 is out of range"),
+        ('{"a":' * 251 + "1" + "}" * 251, "deeper than 250 levels"),
+        ('{"a":' * 2000 + "1" + "}" * 2000, "nests too deeply"),
+    ],
+)
+def test_documents_devices_could_not_receive_are_refused(document: str, problem: str) -> None:
+    with pytest.raises(DomainError, match=problem) as refused:
+        v.check_document(document)
+    assert refused.value.kind == ErrorKind.INVALID_REQUEST
+
+
+def test_a_document_nested_250_levels_deep_is_accepted() -> None:
+    document = '{"a":' * 250 + "1" + "}" * 250
+    assert v.check_document(document) == document

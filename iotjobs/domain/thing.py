@@ -15,6 +15,7 @@ from iotjobs.domain import validation as v
 from iotjobs.domain.decision import Context, Decision, Done, Send, Timer
 from iotjobs.domain.errors import DomainError, ErrorKind, invalid, not_found
 from iotjobs.domain.execution import (
+    ALL_STATUSES,
     CANCELED,
     DEVICE_SETTABLE,
     IN_PROGRESS,
@@ -590,6 +591,11 @@ def _describe(state: ThingState, command: DescribeExecution, ctx: Context) -> Ex
 
 def _update(state: ThingState, command: UpdateExecution, ctx: Context) -> tuple[list[Any], Any]:
     v.check_job_id(command.job_id)
+    if command.status in ALL_STATUSES and command.status not in DEVICE_SETTABLE:
+        # AWS's answer (docs/compatibility.md), before any look-up: a state only the service sets.
+        raise DomainError(
+            ErrorKind.INVALID_STATE_TRANSITION, f"The status of job execution cannot be changed to be {command.status}"
+        )
     if command.status not in DEVICE_SETTABLE:
         raise invalid(f"status '{command.status}' cannot be set by a device; use one of {', '.join(DEVICE_SETTABLE)}")
     details = None if command.status_details is None else v.check_status_details(command.status_details)

@@ -93,8 +93,9 @@ async def test_a_device_runs_a_job_over_http(stack: Stack) -> None:
 async def test_device_http_errors_carry_their_codes_and_statuses(stack: Stack) -> None:
     thing, (job,) = await _thing_with_jobs(stack, "{}")
     data = data_client(stack)
-    code, status, _ = _code(data.update_job_execution, thingName=thing, jobId=job, status="QUEUED")
-    assert (code, status) == ("InvalidRequestException", 400)
+    code, status, response = _code(data.update_job_execution, thingName=thing, jobId=unique("none"), status="QUEUED")
+    assert (code, status) == ("InvalidStateTransitionException", 409)  # AWS refuses it before any look-up
+    assert response["Error"]["Message"] == "The status of job execution cannot be changed to be QUEUED"
     code, status, _ = _code(data.update_job_execution, thingName=thing, jobId=unique("none"), status="IN_PROGRESS")
     assert (code, status) == ("ResourceNotFoundException", 404)
     code, status, response = _code(

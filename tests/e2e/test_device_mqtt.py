@@ -91,7 +91,9 @@ async def test_rejections_carry_codes_and_execution_state(stack: Stack) -> None:
         assert topic.endswith(f"{job}/update/rejected") and invalid_json["code"] == "InvalidJson"
 
         outcome, body = await device.request(f"{job}/update", {"status": "QUEUED"})
-        assert (outcome, body["code"]) == ("rejected", "InvalidRequest") and "QUEUED" in body["message"]
+        assert (outcome, body["code"]) == ("rejected", "InvalidStateTransition") and "QUEUED" in body["message"]
+        outcome, body = await device.request(f"{job}/update", {"status": "DONE"})
+        assert (outcome, body["code"]) == ("rejected", "InvalidRequest") and "DONE" in body["message"]
         outcome, body = await device.request(f"{job}/update", {"expectedVersion": 1})
         assert body["code"] == "InvalidRequest" and "status" in body["message"]
         outcome, body = await device.request(

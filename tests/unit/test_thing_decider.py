@@ -37,6 +37,7 @@ T0 = 1_700_000_000.0
 MIN = 60.0  # seconds per minute used by CTX
 
 INVALID_REQUEST = "InvalidRequest"
+SERVICE_SIDE = "service-side status"
 NOT_FOUND = "ResourceNotFound"
 VERSION_MISMATCH = "VersionMismatch"
 INVALID_TRANSITION = "InvalidStateTransition"
@@ -184,77 +185,77 @@ OK = "accepted"
 # fmt: off
 TRANSITIONS = [
     # current       requested       outcome
-    (QUEUED,        QUEUED,         INVALID_REQUEST),
+    (QUEUED,        QUEUED,         SERVICE_SIDE),
     (QUEUED,        IN_PROGRESS,    OK),
     (QUEUED,        SUCCEEDED,      OK),
     (QUEUED,        FAILED,         OK),
     (QUEUED,        REJECTED,       OK),
-    (QUEUED,        TIMED_OUT,      INVALID_REQUEST),
-    (QUEUED,        CANCELED,       INVALID_REQUEST),
-    (QUEUED,        REMOVED,        INVALID_REQUEST),
+    (QUEUED,        TIMED_OUT,      SERVICE_SIDE),
+    (QUEUED,        CANCELED,       SERVICE_SIDE),
+    (QUEUED,        REMOVED,        SERVICE_SIDE),
     (QUEUED,        "DONE",         INVALID_REQUEST),
-    (IN_PROGRESS,   QUEUED,         INVALID_REQUEST),
+    (IN_PROGRESS,   QUEUED,         SERVICE_SIDE),
     (IN_PROGRESS,   IN_PROGRESS,    OK),
     (IN_PROGRESS,   SUCCEEDED,      OK),
     (IN_PROGRESS,   FAILED,         OK),
     (IN_PROGRESS,   REJECTED,       OK),
-    (IN_PROGRESS,   TIMED_OUT,      INVALID_REQUEST),
-    (IN_PROGRESS,   CANCELED,       INVALID_REQUEST),
-    (IN_PROGRESS,   REMOVED,        INVALID_REQUEST),
+    (IN_PROGRESS,   TIMED_OUT,      SERVICE_SIDE),
+    (IN_PROGRESS,   CANCELED,       SERVICE_SIDE),
+    (IN_PROGRESS,   REMOVED,        SERVICE_SIDE),
     (IN_PROGRESS,   "DONE",         INVALID_REQUEST),
-    (SUCCEEDED,     QUEUED,         INVALID_REQUEST),
+    (SUCCEEDED,     QUEUED,         SERVICE_SIDE),
     (SUCCEEDED,     IN_PROGRESS,    INVALID_TRANSITION),
     (SUCCEEDED,     SUCCEEDED,      INVALID_TRANSITION),
     (SUCCEEDED,     FAILED,         INVALID_TRANSITION),
     (SUCCEEDED,     REJECTED,       INVALID_TRANSITION),
-    (SUCCEEDED,     TIMED_OUT,      INVALID_REQUEST),
-    (SUCCEEDED,     CANCELED,       INVALID_REQUEST),
-    (SUCCEEDED,     REMOVED,        INVALID_REQUEST),
+    (SUCCEEDED,     TIMED_OUT,      SERVICE_SIDE),
+    (SUCCEEDED,     CANCELED,       SERVICE_SIDE),
+    (SUCCEEDED,     REMOVED,        SERVICE_SIDE),
     (SUCCEEDED,     "DONE",         INVALID_REQUEST),
-    (FAILED,        QUEUED,         INVALID_REQUEST),
+    (FAILED,        QUEUED,         SERVICE_SIDE),
     (FAILED,        IN_PROGRESS,    INVALID_TRANSITION),
     (FAILED,        SUCCEEDED,      INVALID_TRANSITION),
     (FAILED,        FAILED,         INVALID_TRANSITION),
     (FAILED,        REJECTED,       INVALID_TRANSITION),
-    (FAILED,        TIMED_OUT,      INVALID_REQUEST),
-    (FAILED,        CANCELED,       INVALID_REQUEST),
-    (FAILED,        REMOVED,        INVALID_REQUEST),
+    (FAILED,        TIMED_OUT,      SERVICE_SIDE),
+    (FAILED,        CANCELED,       SERVICE_SIDE),
+    (FAILED,        REMOVED,        SERVICE_SIDE),
     (FAILED,        "DONE",         INVALID_REQUEST),
-    (REJECTED,      QUEUED,         INVALID_REQUEST),
+    (REJECTED,      QUEUED,         SERVICE_SIDE),
     (REJECTED,      IN_PROGRESS,    INVALID_TRANSITION),
     (REJECTED,      SUCCEEDED,      INVALID_TRANSITION),
     (REJECTED,      FAILED,         INVALID_TRANSITION),
     (REJECTED,      REJECTED,       INVALID_TRANSITION),
-    (REJECTED,      TIMED_OUT,      INVALID_REQUEST),
-    (REJECTED,      CANCELED,       INVALID_REQUEST),
-    (REJECTED,      REMOVED,        INVALID_REQUEST),
+    (REJECTED,      TIMED_OUT,      SERVICE_SIDE),
+    (REJECTED,      CANCELED,       SERVICE_SIDE),
+    (REJECTED,      REMOVED,        SERVICE_SIDE),
     (REJECTED,      "DONE",         INVALID_REQUEST),
-    (TIMED_OUT,     QUEUED,         INVALID_REQUEST),
+    (TIMED_OUT,     QUEUED,         SERVICE_SIDE),
     (TIMED_OUT,     IN_PROGRESS,    INVALID_TRANSITION),
     (TIMED_OUT,     SUCCEEDED,      INVALID_TRANSITION),
     (TIMED_OUT,     FAILED,         INVALID_TRANSITION),
     (TIMED_OUT,     REJECTED,       INVALID_TRANSITION),
-    (TIMED_OUT,     TIMED_OUT,      INVALID_REQUEST),
-    (TIMED_OUT,     CANCELED,       INVALID_REQUEST),
-    (TIMED_OUT,     REMOVED,        INVALID_REQUEST),
+    (TIMED_OUT,     TIMED_OUT,      SERVICE_SIDE),
+    (TIMED_OUT,     CANCELED,       SERVICE_SIDE),
+    (TIMED_OUT,     REMOVED,        SERVICE_SIDE),
     (TIMED_OUT,     "DONE",         INVALID_REQUEST),
-    (CANCELED,      QUEUED,         INVALID_REQUEST),
+    (CANCELED,      QUEUED,         SERVICE_SIDE),
     (CANCELED,      IN_PROGRESS,    INVALID_TRANSITION),
     (CANCELED,      SUCCEEDED,      INVALID_TRANSITION),
     (CANCELED,      FAILED,         INVALID_TRANSITION),
     (CANCELED,      REJECTED,       INVALID_TRANSITION),
-    (CANCELED,      TIMED_OUT,      INVALID_REQUEST),
-    (CANCELED,      CANCELED,       INVALID_REQUEST),
-    (CANCELED,      REMOVED,        INVALID_REQUEST),
+    (CANCELED,      TIMED_OUT,      SERVICE_SIDE),
+    (CANCELED,      CANCELED,       SERVICE_SIDE),
+    (CANCELED,      REMOVED,        SERVICE_SIDE),
     (CANCELED,      "DONE",         INVALID_REQUEST),
-    (REMOVED,       QUEUED,         INVALID_REQUEST),
+    (REMOVED,       QUEUED,         SERVICE_SIDE),
     (REMOVED,       IN_PROGRESS,    INVALID_TRANSITION),
     (REMOVED,       SUCCEEDED,      INVALID_TRANSITION),
     (REMOVED,       FAILED,         INVALID_TRANSITION),
     (REMOVED,       REJECTED,       INVALID_TRANSITION),
-    (REMOVED,       TIMED_OUT,      INVALID_REQUEST),
-    (REMOVED,       CANCELED,       INVALID_REQUEST),
-    (REMOVED,       REMOVED,        INVALID_REQUEST),
+    (REMOVED,       TIMED_OUT,      SERVICE_SIDE),
+    (REMOVED,       CANCELED,       SERVICE_SIDE),
+    (REMOVED,       REMOVED,        SERVICE_SIDE),
     (REMOVED,       "DONE",         INVALID_REQUEST),
 ]
 # fmt: on
@@ -282,6 +283,11 @@ def test_update_execution_state_machine(current: str, requested: str, outcome: s
 
     decision = when(state, t.UpdateExecution("j1", requested), now=NOW)
 
+    if outcome == SERVICE_SIDE:  # as AWS answers, before it looks the execution up
+        rejection = rejected(decision, INVALID_TRANSITION)
+        assert rejection.message == f"The status of job execution cannot be changed to be {requested}"
+        assert rejection.detail == {}
+        return
     if outcome == INVALID_REQUEST:
         rejection = rejected(decision, INVALID_REQUEST)
         assert rejection.message == (
@@ -407,7 +413,8 @@ def test_update_with_a_malformed_job_id_is_an_invalid_request(job_id: str) -> No
 
 def test_request_validation_comes_before_existence_checks() -> None:
     # An unregistered thing and an unknown job still answer InvalidRequest for a bad request (§6.2 order).
-    rejected(when(given(), t.UpdateExecution("j1", QUEUED)), INVALID_REQUEST)
+    rejected(when(given(), t.UpdateExecution("j1", QUEUED)), INVALID_TRANSITION)
+    rejected(when(given(), t.UpdateExecution("j1", "DONE")), INVALID_REQUEST)
     rejected(when(given(), t.UpdateExecution("j1", SUCCEEDED, status_details={"k": ""})), INVALID_REQUEST)
     rejected(when(given(registered()), t.UpdateExecution("j1", SUCCEEDED, step_timeout_minutes=0)), INVALID_REQUEST)
     rejected(when(given(), t.StartNext(status_details={"bad key": "v"})), INVALID_REQUEST)

@@ -123,7 +123,9 @@ class CommandBus:
                 try:
                     if self.local is None:
                         raise NotOwner(key)
-                    self.local.submit(key, command, reply_to, trace)
+                    durable = self.local.submit(key, command, reply_to, trace)
+                    # The reply (or its failure) comes through `future`; this one only says it is durable.
+                    durable.add_done_callback(_settled_quietly)
                 except NotOwner:
                     await (await self.enqueue(key, command, reply_to, trace))
                 reply, positions = await future
@@ -192,3 +194,8 @@ class CommandBus:
                         self.resolve(envelope["correlation"], from_message(envelope), envelope.get("positions") or {})
                     except Exception:
                         log.exception("unreadable reply skipped", offset=record.offset)
+
+
+def _settled_quietly(future: asyncio.Future[None]) -> None:
+    if not future.cancelled():
+        future.exception()  # retrieved, so an unavailable partition is not reported twice

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Callable
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
-from iotjobs.domain.errors import DomainError
+from iotjobs.domain.errors import DomainError, invalid
 from iotjobs.runtime import logs
 from iotjobs.runtime.deciders import DeciderRuntime
 from iotjobs.runtime.settings import Settings
@@ -56,6 +56,9 @@ def error_middleware(table: dict[str, tuple[str, int]]) -> Middleware:
         except web.HTTPMethodNotAllowed:
             err = unknown_operation(request.method, request.path)
             response = error_response(err.name, err.status, err.message)
+        except web.HTTPRequestEntityTooLarge as too_large:
+            api = from_rejection(invalid(f"the request body is too large: {too_large.text}").rejection(), table)
+            response = error_response(api.name, api.status, api.message)
         except ApiError as err:
             response = error_response(err.name, err.status, err.message, err.extra)
         except DomainError as err:

@@ -157,7 +157,9 @@ class MqttIngress:
             try:
                 delivery = await self.bus.enqueue(key, command, reply_to)
             except Exception as err:
-                handed.set_exception(Unavailable(f"cannot hand the request to Kafka: {err!r}"))
+                # The device's wait may have timed out already (its future is then cancelled).
+                if not handed.done():
+                    handed.set_exception(Unavailable(f"cannot hand the request to Kafka: {err!r}"))
                 continue
             delivery.add_done_callback(functools.partial(_settle, handed))
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import heapq
 import itertools
 import time
@@ -322,6 +323,13 @@ class DeciderRuntime:
         self._enqueue(part, request)
         return done
 
+    def _task_ended(self, part: _Partition, task: asyncio.Task[None]) -> None:
+        """A partition's worker or confirmer must never die quietly: that would stall its keys."""
+        if task.cancelled() or task.exception() is None:
+            return
+        log.error("partition task failed", partition=part.number, task=task.get_name(), exc_info=task.exception())
+        self._fail(part, f"{task.get_name()} failed: {task.exception()!r}", producer_broken=False)
+
     def _enqueue(self, part: _Partition, request: _Request) -> None:
         part.inbox.append(request)
         part.has_work.set()
@@ -392,6 +400,8 @@ class DeciderRuntime:
             loop.create_task(self._work(part), name=f"{self.group}-work-{number}"),
             loop.create_task(self._confirm(part), name=f"{self.group}-confirm-{number}"),
         ]
+        for task in part.tasks:
+            task.add_done_callback(functools.partial(self._task_ended, part))
         part.ready = True
         tp = TopicPartition(self.command_topic, number)
         if self._is_assigned(number):
@@ -729,7 +739,9 @@ class DeciderRuntime:
         """Commands for other aggregates, each with the position that lets its receiver apply it once."""
         positions = positions or {str(part.number): offset}
         for index, entry in enumerate(record["outbox"]):
-            command = from_message(entry["command"])
+            message = entry["command"]
+            # Live entries hold the command itself; entries read back from the log hold its JSON form.
+            command = from_message(message) if isinstance(message["data"], dict) else message["data"]
             cause = (f"{self.scope}:{part.number}", (offset, index))
             try:
                 delivery = await self._produce_command(
@@ -761,7 +773,7 @@ class DeciderRuntime:
             envelope["cause"] = [cause[0], *cause[1]]
         if trace is not None:
             envelope["trace"] = trace
-        value = orjson.dumps({**envelope, **to_message(command)})
+        value = orjson.dumps({**envelope, **_message(command)})
         delivery: asyncio.Future[Any] = await self._producer.send(
             self.topics.commands_for(key), value, key=key.encode(), partition=self.partition_of(key)
         )
@@ -931,6 +943,11 @@ class DeciderRuntime:
                 await asyncio.wait_for(self._timer_wakeup.wait(), timeout=sleep)
 
 
+def _message(obj: Any) -> dict[str, Any]:
+    """`catalog.to_message` for the hot path: orjson serialises the dataclass itself, in C, to the same JSON."""
+    return {"type": type(obj).__name__, "data": obj}
+
+
 def _copy(image: KeyImage) -> KeyImage:
     return KeyImage(image.seq, image.state, dict(image.applied))
 
@@ -941,7 +958,7 @@ def _outbox_record(step: _Step) -> dict[str, Any]:
         "outbox": [
             {
                 "key": send.key,
-                "command": to_message(send.command),
+                "command": _message(send.command),
                 "reply_to": request.reply_to if send.forward_reply else None,
                 "trace": request.trace,
             }
@@ -960,7 +977,7 @@ def _records(part: _Partition, step: _Step) -> list[tuple[bytes, bytes]]:
     common: dict[str, Any] = {"key": key, "id": request.command_id, "scope": part.scope, "owner": part.token}
     if request.cause is not None:
         common["cause"] = [request.cause[0], *request.cause[1]]
-    records = [{**to_message(event), **common, "seq": first_seq + i} for i, event in enumerate(decision.events)]
+    records = [{**_message(event), **common, "seq": first_seq + i} for i, event in enumerate(decision.events)]
     if decision.sends:
         outbox = _outbox_record(step)["outbox"]
         if records:

@@ -127,7 +127,7 @@ class _Partition:
     token: str
     epoch: int
     counting: Counting = field(default_factory=Counting)
-    """The markers of every scope as of `marker_offset`; `later_markers` follow it."""
+    """The markers of every scope as of `marker_offset`; `later_markers` are the ones after it."""
     later_markers: list[tuple[int, dict[str, str]]] = field(default_factory=list)
     keys: dict[str, KeyImage] = field(default_factory=dict)
     confirmed: dict[str, KeyImage] = field(default_factory=dict)
@@ -148,21 +148,22 @@ class _Partition:
     timers: dict[str, list[Any]] = field(default_factory=dict)
     ready: bool = False
     failed: bool = False
+    superseded: bool = False
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     def note_marker(self, offset: int, record: dict[str, Any]) -> None:
-        """Another scope's owner marked the partition: the tokens a checkpoint past it must carry."""
+        """A marker after our own (another scope's owner took the partition): a checkpoint past it must
+        carry its token. Kept as a change, since it may be read before the restore's counting is ours."""
         if is_marker(record):
-            tokens = dict(self.later_markers[-1][1] if self.later_markers else self.counting.tokens)
-            tokens[record["scope"]] = record["marker"]
-            self.later_markers.append((offset, tokens))
+            self.later_markers.append((offset, {record["scope"]: record["marker"]}))
 
     def counting_at(self, offset: int) -> dict[str, str]:
-        tokens = self.counting.tokens
-        for at, after in self.later_markers:
+        """The marker tokens in force at an events offset past our own marker."""
+        tokens = dict(self.counting.tokens)
+        for at, change in self.later_markers:
             if at < offset:
-                tokens = after
-        return dict(tokens)
+                tokens.update(change)
+        return tokens
 
 
 class DeciderRuntime:
@@ -389,8 +390,11 @@ class DeciderRuntime:
             log.warning("snapshot older than the log; replaying the partition from the start", partition=number)
             replay = await self._replay(part, Replay({}, Counting()), 0)
         part.counting = replay.counting
+        if part.superseded:
+            raise RuntimeError("another owner marked the partition while it was being restored")
         part.keys = replay.keys
         part.confirmed = {key: _copy(image) for key, image in replay.keys.items()}
+        part.dirty = set(replay.changed)  # a checkpoint past the replayed events must cover them
         part.released_to = part.marker_offset + 1
         for key, image in part.keys.items():
             self._arm(part, key, image.state)
@@ -847,17 +851,20 @@ class DeciderRuntime:
         if offset < part.read_to:
             return
         part.read_to = offset + 1
-        if part.replay is not None:
-            if offset <= part.marker_offset:
-                part.replay.feed(offset, orjson.loads(record.value))
-            if offset >= part.marker_offset:
+        if part.replay is not None and offset <= part.marker_offset:
+            part.replay.feed(offset, orjson.loads(record.value))
+            if offset == part.marker_offset:
                 part.replayed.set()
             return
         if record.key == MARKER_KEY and offset > part.marker_offset:
             value = orjson.loads(record.value)
             part.note_marker(offset, value)
             if is_marker(value) and value["scope"] == self.scope and value["marker"] != part.token:
-                self._fail(part, "another owner marked the partition", producer_broken=False)
+                # Checked in the same fetch as the restore's last records too: a partition marked by
+                # another owner after our own marker is never served.
+                part.superseded = True
+                if part.ready:
+                    self._fail(part, "another owner marked the partition", producer_broken=False)
 
     # --- snapshots -----------------------------------------------------------------------------
 
@@ -899,7 +906,9 @@ class DeciderRuntime:
                 )
             if part.failed:
                 return
-            checkpoint = orjson.dumps({"offset": covered, "token": part.token, "tokens": part.counting_at(covered)})
+            # Past our own marker, and no newer one of our scope (we would have failed): our token is in force.
+            tokens = {**part.counting_at(covered), self.scope: part.token}
+            checkpoint = orjson.dumps({"offset": covered, "token": part.token, "tokens": tokens})
             deliveries.append(
                 await self._producer.send(self.state_topic, checkpoint, key=CHECKPOINT_KEY, partition=part.number)
             )

@@ -104,6 +104,8 @@ class Replay:
     resend: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
     """(offset, record) of counted records carrying an outbox: what may not have been sent yet."""
     gap: bool = False
+    changed: set[str] = field(default_factory=set)
+    """Keys whose state the replay moved past their snapshot: the next snapshot round must write them."""
 
     def feed(self, offset: int, record: dict[str, Any]) -> None:
         if not self.counting.counts(record):
@@ -124,6 +126,7 @@ class Replay:
             return
         image.state = aggregate_for(key).evolve(image.state, from_message(record))
         image.seq = seq
+        self.changed.add(key)
         cause = cause_of(record)
         if cause is not None:
             image.note_applied(*cause)

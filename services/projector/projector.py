@@ -164,9 +164,11 @@ class Projector:
         while True:
             await asyncio.sleep(1.0)
             try:
-                if self.conn.is_closed():
-                    self.conn = await connect(self.settings)
-                    await self.conn.execute("SELECT pg_advisory_lock_shared($1)", PROJECTION_LOCK)
+                # A fresh connection every time: a failed batch can leave the old one inside a broken
+                # transaction (asyncpg would then issue every later one as a SAVEPOINT).
+                self.conn.terminate()
+                self.conn = await connect(self.settings)
+                await self.conn.execute("SELECT pg_advisory_lock_shared($1)", PROJECTION_LOCK)
                 stored = await stored_positions(self.conn, self.topic)
                 break
             except DATABASE_ERRORS as err:
@@ -188,7 +190,12 @@ class _SeekToStored(ConsumerRebalanceListener):  # type: ignore[misc]
         return None
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        stored = await stored_positions(self.projector.conn, self.projector.topic)
+        # Its own connection: the rebalance may run while the projecting loop uses the main one.
+        conn = await connect(self.projector.settings)
+        try:
+            stored = await stored_positions(conn, self.projector.topic)
+        finally:
+            await conn.close()
         await self.projector.seek_to_stored(assigned, stored)
 
 

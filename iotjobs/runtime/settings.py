@@ -14,6 +14,7 @@ CHOICES = {
     "namespace_queues": ("shared", "per-namespace"),
     "event_loop": ("uvloop", "asyncio"),
     "consistency": ("strict", "eventual"),
+    "access_log": ("off", "on"),
 }
 
 
@@ -45,6 +46,8 @@ class Settings:
     """How often an owner writes the changed keys' state to the snapshot topic; bounds restore time."""
     log_level: str = "INFO"
     event_loop: str = "uvloop"
+    access_log: str = "off"
+    """`on`: a line per HTTP request (aiohttp's access log); off by default, it costs a write per request."""
     """The services' event loop: `uvloop` (libuv; several times cheaper socket I/O) or the standard `asyncio`."""
     mqtt_ingress: str = "direct"
     """How dataplane instances receive device requests: `direct` (one instance, `$aws/...` topics, a persistent

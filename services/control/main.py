@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import logging
+
 from aiohttp import web
 
 from iotjobs.runtime import eventloop, logs
@@ -11,7 +13,13 @@ def main() -> None:
     settings = Settings.from_env()
     logs.configure(settings.log_level)
     eventloop.install(settings)
-    web.run_app(create_app(settings), host=settings.control_host, port=settings.control_port, print=None)
+    web.run_app(
+        create_app(settings),
+        host=settings.control_host,
+        port=settings.control_port,
+        print=None,
+        access_log=logging.getLogger("aiohttp.access") if settings.access_log == "on" else None,
+    )
 
 
 if __name__ == "__main__":

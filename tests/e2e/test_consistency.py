@@ -13,7 +13,7 @@ import pytest
 
 from tests.support.clients import data_client, group_arn, iot_client, thing_arn, unique
 from tests.support.servers import Servers
-from tests.support.stack import Stack
+from tests.support.stack import Stack, running
 from tests.support.waiting import until_sync
 
 pytestmark = pytest.mark.e2e
@@ -25,12 +25,8 @@ STRICT_DELAY = 0.3
 @pytest.fixture(scope="module")
 async def strict_stack(servers: Servers) -> AsyncIterator[Stack]:
     """Strict consistency while projection lags by up to 0.3 s: only waiting for the effects passes."""
-    running = Stack(servers, consistency="strict", projection_delay_max_seconds=STRICT_DELAY)
-    await running.start()
-    try:
-        yield running
-    finally:
-        await running.stop()
+    async with running(servers, consistency="strict", projection_delay_max_seconds=STRICT_DELAY) as stack:
+        yield stack
 
 
 def _job_on_things(iot: Any, count: int, **create: Any) -> tuple[str, list[str]]:
@@ -117,12 +113,8 @@ def test_membership_changes_reach_a_continuous_job_at_once(strict_stack: Stack) 
 
 @pytest.fixture(scope="module")
 async def eventual_stack(servers: Servers) -> AsyncIterator[Stack]:
-    running = Stack(servers, consistency="eventual", projection_delay_max_seconds=DELAY)
-    await running.start()
-    try:
-        yield running
-    finally:
-        await running.stop()
+    async with running(servers, consistency="eventual", projection_delay_max_seconds=DELAY) as stack:
+        yield stack
 
 
 async def test_eventual_consistency_with_the_delay_is_late_but_bounded(eventual_stack: Stack) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import AsyncIterator, Callable
 
@@ -31,6 +32,12 @@ def service_app(settings: Settings, errors: dict[str, tuple[str, int]], resource
     app.cleanup_ctx.append(resources)
     app.router.add_get("/health", health)
     return app
+
+
+def serve(app: web.Application, settings: Settings, host: str, port: int) -> None:
+    """Run an HTTP plane until SIGTERM, logging requests only when `IOTJOBS_ACCESS_LOG=on`."""
+    access_log = logging.getLogger("aiohttp.access") if settings.access_log == "on" else None
+    web.run_app(app, host=host, port=port, print=None, access_log=access_log)
 
 
 async def health(request: web.Request) -> web.Response:

@@ -1,11 +1,8 @@
 from __future__ import annotations
 
-import logging
-
-from aiohttp import web
-
 from iotjobs.runtime import eventloop, logs
 from iotjobs.runtime.settings import Settings
+from iotjobs.wire.http_app import serve
 from services.dataplane.app import create_app
 
 
@@ -13,13 +10,7 @@ def main() -> None:
     settings = Settings.from_env()
     logs.configure(settings.log_level)
     eventloop.install(settings)
-    web.run_app(
-        create_app(settings),
-        host=settings.dataplane_host,
-        port=settings.dataplane_port,
-        print=None,
-        access_log=logging.getLogger("aiohttp.access") if settings.access_log == "on" else None,
-    )
+    serve(create_app(settings), settings, settings.dataplane_host, settings.dataplane_port)
 
 
 if __name__ == "__main__":

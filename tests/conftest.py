@@ -4,7 +4,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from tests.support.servers import LocalServers, Servers, from_environment
+from tests.support.servers import Servers, from_environment, started_locally
 from tests.support.stack import Stack
 
 
@@ -14,15 +14,8 @@ def servers() -> Iterator[Servers]:
     if given is not None:
         yield given
         return
-    local = LocalServers()
-    try:
-        started = local.start()
-    except RuntimeError as exc:
-        pytest.fail(str(exc))
-    try:
+    with started_locally() as (_local, started):
         yield started
-    finally:
-        local.stop()
 
 
 @pytest.fixture(scope="module")

@@ -26,7 +26,7 @@ from iotjobs.domain.thing import ExecutionUpdated
 from iotjobs.runtime.topics import RECORD_MAX_BYTES
 from tests.support.clients import REGION, MqttDevice, iot_client, thing_arn, unique
 from tests.support.events import read_events
-from tests.support.servers import LocalServers
+from tests.support.servers import LocalServers, started_locally
 from tests.support.stack import Stack
 from tests.support.waiting import until
 
@@ -36,15 +36,8 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture(scope="module")
 def private() -> Iterator[LocalServers]:
     """Servers of this module alone: pausing or restarting them disturbs no other test."""
-    local = LocalServers()
-    try:
-        local.start()
-    except RuntimeError as exc:
-        pytest.fail(str(exc))
-    try:
+    with started_locally() as (local, _started):
         yield local
-    finally:
-        local.stop()
 
 
 @contextlib.asynccontextmanager

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -149,3 +151,17 @@ class LocalServers:
     def restart_server(self, server: str) -> None:
         self.stop_server(server)
         self.start_server(server)
+
+
+@contextlib.contextmanager
+def started_locally() -> Iterator[tuple[LocalServers, Servers]]:
+    """Private servers for as long as the block runs; a server that cannot start fails the test loudly."""
+    local = LocalServers()
+    try:
+        started = local.start()
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+    try:
+        yield local, started
+    finally:
+        local.stop()

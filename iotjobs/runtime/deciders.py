@@ -48,6 +48,7 @@ from iotjobs.runtime.eventlog import (
     marker,
 )
 from iotjobs.runtime.settings import Settings
+from iotjobs.runtime.snapshots import CHECKPOINT_KEY, Restart, SnapshotFold, checkpoint
 from iotjobs.runtime.topics import RECORD_MAX_BYTES, STATE_MAX_BYTES, Topics, partition_for
 
 log = logs.get("iotjobs.runtime")
@@ -58,7 +59,6 @@ MAX_INBOX = 20_000
 MAX_TIMER_SLEEP = 1.0
 COMMIT_INTERVAL = 0.5
 HANDOVER_TIMEOUT = 3.0
-CHECKPOINT_KEY = b"__checkpoint__"
 
 
 class NotOwner(Exception):
@@ -139,6 +139,8 @@ class _Partition:
     read_to: int = 0
     progress: asyncio.Event = field(default_factory=asyncio.Event)
     marker_offset: int = -1
+    snapshots_seen: int = 0
+    """How far into the partition's snapshots the restore read: what this owner's checkpoints vouch for."""
     replay: Replay | None = None
     replayed: asyncio.Event = field(default_factory=asyncio.Event)
     released_to: int = 0
@@ -383,9 +385,15 @@ class DeciderRuntime:
         part.marker_offset = meta.offset
         marked = loop.time()
         async with self._restore_lock:
-            images, checkpoint, tokens = await self._read_snapshots(number)
+            restart, part.snapshots_seen = await self._read_snapshots(number)
         snapshots_read = loop.time()
-        replay = await self._replay(part, Replay(images, Counting(tokens)), checkpoint)
+        if restart.untrusted:
+            log.warning(
+                "snapshots written after the checkpoint's owner took the partition; replaying it from the start",
+                partition=number,
+                keys=restart.untrusted[:5],
+            )
+        replay = await self._replay(part, Replay(restart.images, Counting(restart.tokens)), restart.offset)
         if replay.gap:
             log.warning("snapshot older than the log; replaying the partition from the start", partition=number)
             replay = await self._replay(part, Replay({}, Counting()), 0)
@@ -420,7 +428,7 @@ class DeciderRuntime:
             group=self.group,
             partition=number,
             keys=len(part.keys),
-            replayed_from=checkpoint,
+            replayed_from=restart.offset,
             marker=part.marker_offset,
             resent=len(replay.resend),
             seconds={
@@ -443,47 +451,26 @@ class DeciderRuntime:
             part.replay = None
         return replay
 
-    async def _read_snapshots(self, number: int) -> tuple[dict[str, KeyImage], int, dict[str, str]]:
-        """The snapshots of one partition, and the checkpoint they cover: the events offset to replay from
-        and the marker tokens of every scope there."""
+    async def _read_snapshots(self, number: int) -> tuple[Restart, int]:
+        """Where a restore of one partition starts (`snapshots.SnapshotFold`), and how far into the
+        partition's snapshots it read: the checkpoints this owner writes vouch for what it read."""
         tp = TopicPartition(self.state_topic, number)
         await self._snapshots.seek_to_beginning(tp)
         end = (await self._snapshots.end_offsets([tp]))[tp]
         self._snapshots.resume(tp)
+        fold = SnapshotFold()
+        deadline = asyncio.get_running_loop().time() + RESTORE_TIMEOUT
         try:
-            return await self._read_snapshot_partition(tp, end)
+            while await self._snapshots.position(tp) < end:
+                if asyncio.get_running_loop().time() > deadline:
+                    raise TimeoutError(f"reading snapshots of partition {number} did not finish")
+                for records in (await self._snapshots.getmany(tp, timeout_ms=200)).values():
+                    for record in records:
+                        value = None if record.value is None else orjson.loads(record.value)
+                        fold.feed(record.offset, record.key, value)
         finally:
             self._snapshots.pause(tp)
-
-    async def _read_snapshot_partition(
-        self, tp: TopicPartition, end: int
-    ) -> tuple[dict[str, KeyImage], int, dict[str, str]]:
-        latest: dict[bytes, Any] = {}
-        checkpoint, token, tokens = 0, None, {}
-        foreign_after_checkpoint = False
-        deadline = asyncio.get_running_loop().time() + RESTORE_TIMEOUT
-        while await self._snapshots.position(tp) < end:
-            if asyncio.get_running_loop().time() > deadline:
-                raise TimeoutError(f"reading snapshots of partition {tp.partition} did not finish")
-            for records in (await self._snapshots.getmany(tp, timeout_ms=200)).values():
-                for record in records:
-                    data = None if record.value is None else orjson.loads(record.value)
-                    latest[record.key] = data
-                    if record.key == CHECKPOINT_KEY and data is not None:
-                        checkpoint, token, tokens = data["offset"], data["token"], data["tokens"]
-                        foreign_after_checkpoint = False
-                    elif data is not None and data.get("token") != token:
-                        foreign_after_checkpoint = True
-        if foreign_after_checkpoint:
-            # Written after the checkpoint by another owner: a new owner's first round, or a former
-            # owner that wrote late. Only a replay from the start is sure to be right.
-            return {}, 0, {}
-        images = {
-            key.decode(): KeyImage.from_dict(key.decode(), data)
-            for key, data in latest.items()
-            if data is not None and key != CHECKPOINT_KEY
-        }
-        return images, checkpoint, tokens
+        return fold.restart(), end
 
     async def _release(self, number: int, *, handover: bool) -> None:
         """Stop serving a partition. On a handover, what was decided is confirmed first and what was not
@@ -908,9 +895,9 @@ class DeciderRuntime:
                 return
             # Past our own marker, and no newer one of our scope (we would have failed): our token is in force.
             tokens = {**part.counting_at(covered), self.scope: part.token}
-            checkpoint = orjson.dumps({"offset": covered, "token": part.token, "tokens": tokens})
+            mark = orjson.dumps(checkpoint(covered, part.token, tokens, part.snapshots_seen))
             deliveries.append(
-                await self._producer.send(self.state_topic, checkpoint, key=CHECKPOINT_KEY, partition=part.number)
+                await self._producer.send(self.state_topic, mark, key=CHECKPOINT_KEY, partition=part.number)
             )
             _done, pending = await asyncio.wait(deliveries, timeout=self.append_timeout)
             if pending or any(delivery.exception() is not None for delivery in deliveries):

@@ -198,11 +198,6 @@ async def test_update_job_replaces_the_configuration_blocks_it_names(stack: Stac
         await asyncio.to_thread(iot.update_job, jobId=job, jobExecutionsRetryConfig=raised)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="open (issue 7): about one run in three the deletions do not finish within 60 s after the "
-    "dataplane comes back; under investigation, see the closing note",
-)
 async def test_at_most_ten_jobs_are_being_deleted_at_once(servers: Servers) -> None:
     """With the dataplane down, deletions wait for their executions and stay DELETION_IN_PROGRESS."""
     # Eventual: a strict DeleteJob would wait its whole timeout for effects the dead dataplane cannot make.

@@ -7,9 +7,10 @@ payloads. Device requests from MQTT and HTTP arrive here as commands.
 from __future__ import annotations
 
 import hashlib
-import json
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
+
+import orjson
 
 from iotjobs.domain import validation as v
 from iotjobs.domain.decision import Context, Decision, Done, Send, Timer
@@ -530,7 +531,8 @@ def _start_next(state: ThingState, command: StartNext, ctx: Context) -> tuple[li
     details = None if command.status_details is None else v.check_status_details(command.status_details)
     step = None if command.step_timeout_minutes is None else v.check_step_timeout(command.step_timeout_minutes)
     _require_thing(state)
-    if (replayed := _already_applied(state, _request_key(command))) is not None:
+    request_key = _request_key(command)
+    if (replayed := _already_applied(state, request_key)) is not None:
         return [], ExecutionReply(replayed.to_dict())
     head = state.head(_plain(ctx))
     if head is None:
@@ -539,7 +541,7 @@ def _start_next(state: ThingState, command: StartNext, ctx: Context) -> tuple[li
         return [], ExecutionReply(head.to_dict())
     event = replace(
         _changed(head, ctx, "start-next", status=IN_PROGRESS, status_details=details, step_timeout_minutes=step),
-        request_key=_request_key(command),
+        request_key=request_key,
     )
     return [event], ExecutionReply(evolve(state, event).executions[head.job_id].to_dict())
 
@@ -549,8 +551,8 @@ def _request_key(command: StartNext | UpdateExecution) -> str | None:
     request; None when the device sent no token (nothing to recognise a redelivery by)."""
     if command.client_token is None:
         return None
-    contents = json.dumps(asdict(command), sort_keys=True, default=str)
-    return f"{command.client_token}#{hashlib.sha256(contents.encode()).hexdigest()[:16]}"
+    contents = orjson.dumps(command)  # a dataclass: its fields in declaration order
+    return f"{command.client_token}#{hashlib.sha256(contents).hexdigest()[:16]}"
 
 
 def _already_applied(state: ThingState, request_key: str | None) -> Execution | None:
@@ -601,7 +603,8 @@ def _update(state: ThingState, command: UpdateExecution, ctx: Context) -> tuple[
     details = None if command.status_details is None else v.check_status_details(command.status_details)
     step = None if command.step_timeout_minutes is None else v.check_step_timeout(command.step_timeout_minutes)
     _require_thing(state)
-    if (replayed := _already_applied(state, _request_key(command))) is not None:
+    request_key = _request_key(command)
+    if (replayed := _already_applied(state, request_key)) is not None:
         return [], UpdateReply(replayed.to_dict(), command.include_state, command.include_document)
     execution = _find(state, command.job_id, command.execution_number, command.namespace_id)
     if command.expected_version is not None and command.expected_version != execution.version_number:
@@ -629,7 +632,7 @@ def _update(state: ThingState, command: UpdateExecution, ctx: Context) -> tuple[
         ).rejection()
     event = replace(
         _changed(execution, ctx, "update", status=command.status, status_details=details, step_timeout_minutes=step),
-        request_key=_request_key(command),
+        request_key=request_key,
     )
     updated = evolve(state, event).executions[execution.job_id]
     return [event], UpdateReply(updated.to_dict(), command.include_state, command.include_document)

@@ -59,6 +59,7 @@ MAX_INBOX = 20_000
 MAX_TIMER_SLEEP = 1.0
 COMMIT_INTERVAL = 0.5
 HANDOVER_TIMEOUT = 3.0
+IDLE_CATCH_UP = 1.0
 
 
 class NotOwner(Exception):
@@ -178,7 +179,12 @@ class DeciderRuntime:
         state_topic: str,
         replies: ReplyRouter | None = None,
         on_released: OnReleased | None = None,
+        serves_reads: bool = True,
     ) -> None:
+        """`serves_reads`: requests read the owner's memory (the device plane), so it follows the events it
+        owns all the time and notices a newer owner at once. Without it (control, whose reads come from the
+        read models) the events are read back only while appends await confirmation, and otherwise caught
+        up every `IDLE_CATCH_UP` seconds: reading back every device event costs a fetch each."""
         self.settings = settings
         self.topics = Topics.of(settings)
         self.group = f"{settings.topic_prefix}-{role}"
@@ -198,6 +204,8 @@ class DeciderRuntime:
         self._timer_wakeup = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._running = False
+        self._follow_always = serves_reads
+        self._read_back_wanted = asyncio.Event()
         self._producer = self._new_producer()
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=settings.kafka_bootstrap,
@@ -445,6 +453,7 @@ class DeciderRuntime:
         part.read_to = start
         self._tail.seek(tp, start)
         self._tail.resume(tp)
+        self._read_back_wanted.set()
         try:
             await asyncio.wait_for(part.replayed.wait(), RESTORE_TIMEOUT)
         finally:
@@ -607,6 +616,8 @@ class DeciderRuntime:
                 step.deadline = asyncio.get_running_loop().time() + self.append_timeout
                 part.steps.append(step)
                 part.has_steps.set()
+                if step.deliveries:
+                    self._read_back_wanted.set()
 
     def _decide(self, part: _Partition, request: _Request, ctx: Context) -> _Step | None:
         aggregate = aggregate_for(request.key)
@@ -832,6 +843,33 @@ class DeciderRuntime:
                 for record in records:
                     self._read_back(part, record)
                 part.progress.set()
+            if not self._follow_always and self._read_to_end() and not self._awaiting_read_back():
+                await self._idle()
+
+    def _awaiting_read_back(self) -> bool:
+        return any(part.steps or part.replay is not None for part in self._parts.values())
+
+    def _read_to_end(self) -> bool:
+        """Every served partition is read up to the end its last fetch reported."""
+        for number, part in self._parts.items():
+            end = self._tail.highwater(TopicPartition(self.topics.events, number))
+            if part.ready and (end is None or part.read_to < end):
+                return False
+        return True
+
+    async def _idle(self) -> None:
+        """Nothing awaits confirmation and the partitions are read to their end: stop fetching until an
+        append or a restore needs the read-back, or the catch-up interval passes."""
+        idle = [TopicPartition(self.topics.events, n) for n, part in self._parts.items() if part.ready]
+        self._read_back_wanted.clear()
+        self._tail.pause(*idle)
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._read_back_wanted.wait(), IDLE_CATCH_UP)
+        finally:
+            # A partition released meanwhile stays paused; one taken meanwhile was resumed by its restore.
+            following = [tp for tp in idle if (part := self._parts.get(tp.partition)) is not None and part.ready]
+            self._tail.resume(*following)
 
     def _read_back(self, part: _Partition, record: Any) -> None:
         offset = record.offset

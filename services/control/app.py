@@ -30,6 +30,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         command_topic=topics.control_commands,
         state_topic=topics.control_state,
         replies=bus,
+        serves_reads=False,
     )
     bus.local = runtime
     pool = await pg.pool(settings.pg_dsn)

@@ -24,8 +24,14 @@ async def connect(dsn: str, **kwargs: Any) -> asyncpg.Connection:
     return conn
 
 
+async def _nothing_to_reset(_conn: asyncpg.Connection) -> None:
+    """The pool's users run read statements and never change session state (no SET, LISTEN or advisory
+    lock), so the reset query asyncpg sends on every release by default, a round trip per request, has
+    nothing to undo. asyncpg still rolls back a transaction left open before calling this."""
+
+
 async def pool(dsn: str, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
-    return await asyncpg.create_pool(dsn, init=_init, min_size=min_size, max_size=max_size)
+    return await asyncpg.create_pool(dsn, init=_init, reset=_nothing_to_reset, min_size=min_size, max_size=max_size)
 
 
 async def migrate(dsn: str, directory: Path = MIGRATIONS) -> list[str]:

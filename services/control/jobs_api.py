@@ -266,17 +266,22 @@ async def list_jobs(request: web.Request) -> web.Response:
     return json_response(result)
 
 
+SUMMARY_COLUMNS = "status, queued_at, started_at, last_updated_at, execution_number, retry_attempt"
+"""What a JobExecutionSummary shows: list queries select these (and their keys), not the whole row."""
+
+
 def _summary(row: asyncpg.Record) -> dict[str, Any]:
-    return _compact(
-        {
-            "status": row["status"],
-            "queuedAt": row["queued_at"],
-            "startedAt": row["started_at"],
-            "lastUpdatedAt": row["last_updated_at"],
-            "executionNumber": row["execution_number"],
-            "retryAttempt": row["retry_attempt"],
-        }
-    )
+    # Built directly rather than through _compact: a list page builds up to 250 of these.
+    summary = {
+        "status": row["status"],
+        "queuedAt": row["queued_at"],
+        "lastUpdatedAt": row["last_updated_at"],
+        "executionNumber": row["execution_number"],
+        "retryAttempt": row["retry_attempt"],
+    }
+    if row["started_at"] is not None:
+        summary["startedAt"] = row["started_at"]
+    return summary
 
 
 async def describe_job_execution(request: web.Request) -> web.Response:
@@ -322,7 +327,7 @@ async def list_job_executions_for_job(request: web.Request) -> web.Response:
     limit = page_size(request.query.get("maxResults"))
     after = decode_token(request.query.get("nextToken"), filters, (float, str))
     rows = await ctl.pool.fetch(
-        """SELECT * FROM (
+        f"""SELECT thing_name, {SUMMARY_COLUMNS} FROM (
                SELECT DISTINCT ON (thing_name) * FROM job_executions WHERE job_id = $1
                ORDER BY thing_name, execution_number DESC) latest
            WHERE ($2::text IS NULL OR status = $2)
@@ -337,9 +342,10 @@ async def list_job_executions_for_job(request: web.Request) -> web.Response:
     if not rows:
         await _job_row(ctl, job_id)  # no executions, or no such job
     page = rows[:limit]
+    thing_arn = ctl.arns.thing("")  # the ARN of a thing is this prefix and its name
     result: dict[str, Any] = {
         "executionSummaries": [
-            {"thingArn": ctl.arns.thing(r["thing_name"]), "jobExecutionSummary": _summary(r)} for r in page
+            {"thingArn": thing_arn + r["thing_name"], "jobExecutionSummary": _summary(r)} for r in page
         ]
     }
     if len(rows) > limit:
@@ -363,7 +369,7 @@ async def list_job_executions_for_thing(request: web.Request) -> web.Response:
     limit = page_size(request.query.get("maxResults"))
     after = decode_token(request.query.get("nextToken"), filters, (float, str, int))
     rows = await ctl.pool.fetch(
-        """SELECT * FROM job_executions e
+        f"""SELECT job_id, {SUMMARY_COLUMNS} FROM job_executions e
            WHERE thing_name = $1
              AND ($2::text IS NOT NULL AND job_id = $2
                   OR $2::text IS NULL AND execution_number = (

@@ -366,8 +366,11 @@ def evolve(state: ThingState, event: Any) -> ThingState:
             )
             tokens = state.applied_tokens
             if event.request_key is not None:
-                kept = [(k, r) for k, r in tokens.items() if k != event.request_key][-(APPLIED_TOKENS - 1) :]
-                tokens = {**dict(kept), event.request_key: [event.job_id, event.version_number]}
+                tokens = dict(tokens)
+                tokens.pop(event.request_key, None)  # re-inserted last: the most recent is kept longest
+                while len(tokens) >= APPLIED_TOKENS:
+                    del tokens[next(iter(tokens))]  # the oldest
+                tokens[event.request_key] = [event.job_id, event.version_number]
             return replace(state, executions={**state.executions, event.job_id: updated}, applied_tokens=tokens)
         case ExecutionDeleted():
             remaining = {k: e for k, e in state.executions.items() if k != event.job_id}

@@ -301,8 +301,11 @@ class DeciderRuntime:
     def partition_of(self, key: str) -> int:
         return partition_for(key, self.settings.partitions)
 
+    def _in_scope(self, key: str) -> bool:
+        return self.topics.commands_for(key) == self.command_topic
+
     def _part_for(self, key: str) -> _Partition | None:
-        if self.topics.commands_for(key) != self.command_topic:
+        if not self._in_scope(key):
             return None  # another role's key
         return self._parts.get(self.partition_of(key))
 
@@ -401,10 +404,12 @@ class DeciderRuntime:
                 partition=number,
                 keys=restart.untrusted[:5],
             )
-        replay = await self._replay(part, Replay(restart.images, Counting(restart.tokens)), restart.offset)
+        # Snapshots written before restores kept to their own scope may hold the other role's keys.
+        images = {key: image for key, image in restart.images.items() if self._in_scope(key)}
+        replay = await self._replay(part, Replay(self.scope, images, Counting(restart.tokens)), restart.offset)
         if replay.gap:
             log.warning("snapshot older than the log; replaying the partition from the start", partition=number)
-            replay = await self._replay(part, Replay({}, Counting()), 0)
+            replay = await self._replay(part, Replay(self.scope, {}, Counting()), 0)
         part.counting = replay.counting
         if part.superseded:
             raise RuntimeError("another owner marked the partition while it was being restored")

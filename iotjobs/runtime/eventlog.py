@@ -93,12 +93,15 @@ class KeyImage:
 
 @dataclass
 class Replay:
-    """Folds one partition's records, from a checkpoint (or offset 0) up to a new owner's marker.
+    """Folds one partition's records of one scope, from a checkpoint (or offset 0) up to a new owner's marker.
 
+    Every record moves the counting rule on, but only the scope's own counted records are folded into its
+    keys and its outbox re-sends: the other scope's owner of the partition restores and re-sends its own.
     `gap` is set when a counted event does not follow its key's sequence: the snapshot it started from
     is older than the log says (a stalled former owner wrote it late), so the caller replays from 0.
     """
 
+    scope: str
     keys: dict[str, KeyImage]
     counting: Counting
     resend: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
@@ -108,7 +111,7 @@ class Replay:
     """Keys whose state the replay moved past their snapshot: the next snapshot round must write them."""
 
     def feed(self, offset: int, record: dict[str, Any]) -> None:
-        if not self.counting.counts(record):
+        if not self.counting.counts(record) or record.get("scope") != self.scope:
             return
         if record.get("outbox"):
             self.resend.append((offset, record))

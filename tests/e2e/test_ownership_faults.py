@@ -484,6 +484,44 @@ async def test_a_late_snapshot_of_a_fenced_owner_never_rolls_a_thing_back(server
             await _update_all([victim], job, 4, 3)
 
 
+async def test_a_restore_resends_only_what_its_own_plane_caused(servers: Servers) -> None:
+    """Control's decisions ride on records in the same events partitions as the device plane's. A restarted
+    device plane re-sends the commands its own records caused and not yet confirmed; were it to re-send the
+    control plane's too (QueueExecution, say), a thing would apply them a second time, and an execution
+    deleted since would come back."""
+    async with running(servers, snapshot_interval_seconds=3600.0) as stack:  # every restore replays from 0
+        iot = iot_client(stack)
+        thing, first, second = unique("scope"), unique("scope-job"), unique("scope-job")
+        await _create_things(iot, [thing])
+        async with MqttDevice(stack, thing) as device:
+
+            async def pending() -> list[str]:
+                outcome, body = await device.request("get")
+                assert outcome == "accepted", body
+                return [j["jobId"] for j in body["inProgressJobs"] + body["queuedJobs"]]
+
+            def shows(expected: list[str], exactly: bool = True) -> Callable[[], Any]:
+                async def check() -> bool:
+                    now = await pending()
+                    return now == expected if exactly else set(expected) <= set(now)
+
+                return check
+
+            await asyncio.to_thread(iot.create_job, jobId=first, targets=[thing_arn(thing)], document="{}")
+            await until(shows([first]), 30, f"{first} to be queued on {thing}")
+            await asyncio.to_thread(
+                iot.delete_job_execution, jobId=first, thingName=thing, executionNumber=1, force=True
+            )
+            await until(shows([]), 30, f"the execution of {first} to be deleted")
+
+            stack.restart("dataplane")
+            await stack.wait_ready()
+            # Queued through the thing's command partition after anything the restore re-sent there.
+            await asyncio.to_thread(iot.create_job, jobId=second, targets=[thing_arn(thing)], document="{}")
+            await until(shows([second], exactly=False), 30, f"{second} to be queued on {thing}")
+            assert await pending() == [second], f"the deleted execution of {first} came back after a restore"
+
+
 def _latest_image(
     records: list[tuple[int, int, bytes, dict[str, Any] | None]], partition: int, key: str
 ) -> dict[str, Any] | None:

@@ -41,13 +41,21 @@ def test_nothing_counts_before_a_marker() -> None:
 
 def test_a_replay_applies_counted_events_once_and_names_what_it_changed() -> None:
     start = KeyImage(1, thing.evolve(thing.initial("thing/t1"), thing.ThingRegistered("t1", "id-1")))
-    replay = Replay({"thing/t1": start}, Counting({"dataplane": "a"}))
+    replay = Replay("dataplane", {"thing/t1": start}, Counting({"dataplane": "a"}))
     replay.feed(10, _event("a", 1))  # already in the snapshot
     replay.feed(11, _event("a", 2))
     assert replay.keys["thing/t1"].seq == 2 and replay.changed == {"thing/t1"} and not replay.gap
 
 
 def test_a_replay_that_skips_a_sequence_number_reports_a_gap() -> None:
-    replay = Replay({}, Counting({"dataplane": "a"}))
+    replay = Replay("dataplane", {}, Counting({"dataplane": "a"}))
     replay.feed(5, _event("a", 2))
     assert replay.gap
+
+
+def test_a_replay_folds_and_resends_only_its_own_scope() -> None:
+    control_event = {**_event("c", 1, scope="control", key="job/j1"), "outbox": [{"key": "thing/t1"}]}
+    replay = Replay("dataplane", {}, Counting({"dataplane": "a", "control": "c"}))
+    replay.feed(1, control_event)  # the control plane's owner restores and re-sends this one
+    replay.feed(2, {**_event("a", 1), "outbox": [{"key": "job/j1"}]})
+    assert list(replay.keys) == ["thing/t1"] and [offset for offset, _r in replay.resend] == [2]

@@ -153,11 +153,10 @@ def _process_details(by_status: dict[str, int] | None) -> dict[str, int]:
 async def describe_job(request: web.Request) -> web.Response:
     ctl = control(request)
     job_id = v.check_job_id(request.match_info["jobId"])
-    # One round trip: the job and its executions counted by status.
+    # One round trip: the job and its executions per status (kept by migration 006's trigger).
     row = await ctl.pool.fetchrow(
-        """SELECT jobs.*, (SELECT jsonb_object_agg(status, n) FROM (
-               SELECT status, count(*) AS n FROM job_executions WHERE job_id = $1 GROUP BY status) counted
-           ) AS by_status
+        """SELECT jobs.*, (SELECT jsonb_object_agg(status, n) FROM job_execution_counts WHERE job_id = $1)
+               AS by_status
            FROM jobs WHERE job_id = $1""",
         job_id,
     )

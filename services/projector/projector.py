@@ -26,6 +26,7 @@ READ_MODEL_TABLES = (
     "thing_group_members",
     "jobs",
     "job_executions",
+    "job_execution_counts",
     "job_templates",
     "resource_tags",
 )

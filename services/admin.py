@@ -1,13 +1,19 @@
-"""Operator commands: `migrate`, `topics`, `rebuild`."""
+"""Operator commands: `migrate`, `topics`, `rebuild`, `dead-letters`."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import sys
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer
 
 from iotjobs.runtime import logs, pg
 from iotjobs.runtime.settings import Settings
-from iotjobs.runtime.topics import ensure_topics
+from iotjobs.runtime.topics import Topics, ensure_topics, partitions_of
 from services.projector.projector import rebuild
 
 
@@ -19,9 +25,51 @@ async def _rebuild(settings: Settings) -> int:
         await conn.close()
 
 
+async def _dead_letters(settings: Settings, timeout: float = 30.0) -> int:
+    """Print every parked command as a JSON line: where it came from, why, and the record itself."""
+    topic = Topics.of(settings).dead_letters
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tps = await partitions_of(settings.kafka_bootstrap, topic, timeout)
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        end = await consumer.end_offsets(tps)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        count = 0
+        while any([await consumer.position(tp) < end[tp] for tp in tps]):
+            if loop.time() > deadline:
+                raise TimeoutError(f"could not read {topic} to its end in {timeout:.0f}s")
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                for record in records:
+                    sys.stdout.write(orjson.dumps(_parked(record)).decode() + "\n")
+                    count += 1
+        return count
+    finally:
+        await consumer.stop()
+
+
+def _parked(record: Any) -> dict[str, Any]:
+    headers = {name: value.decode(errors="replace") for name, value in record.headers}
+    value: bytes = record.value or b""
+    try:
+        shown: Any = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        shown = {"base64": base64.b64encode(value).decode()}
+    return {
+        "partition": record.partition,
+        "offset": record.offset,
+        "timestamp_ms": record.timestamp,
+        "key": record.key.decode(errors="replace") if record.key is not None else None,
+        **headers,
+        "record": shown,
+    }
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="iotjobs-admin")
-    parser.add_argument("command", choices=["migrate", "topics", "rebuild"])
+    parser.add_argument("command", choices=["migrate", "topics", "rebuild", "dead-letters"])
     args = parser.parse_args(argv)
     settings = Settings.from_env()
     logs.configure(settings.log_level)
@@ -31,6 +79,9 @@ def main(argv: list[str] | None = None) -> None:
     elif args.command == "topics":
         asyncio.run(ensure_topics(settings))
         print("topics ready")
+    elif args.command == "dead-letters":
+        count = asyncio.run(_dead_letters(settings))
+        print(f"{count} parked command(s)", file=sys.stderr)
     else:
         count = asyncio.run(_rebuild(settings))
         print(f"read models rebuilt from {count} events")

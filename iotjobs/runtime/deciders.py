@@ -418,7 +418,12 @@ class DeciderRuntime:
         part.dirty = set(replay.changed)  # a checkpoint past the replayed events must cover them
         part.released_to = part.marker_offset + 1
         for key, image in part.keys.items():
-            self._arm(part, key, image.state)
+            try:
+                timers = aggregate_for(key).timers(image.state)
+            except Exception:  # one key's timers must not keep the partition from being served
+                log.exception("computing a restored key's timers failed", key=key)
+                continue
+            self._arm(part, key, timers)
         for offset, record in replay.resend:
             await self._send_outbox(part, offset, record)
         part.tasks = [
@@ -607,8 +612,6 @@ class DeciderRuntime:
             for _ in range(min(MAX_BATCH, len(part.inbox))):
                 request = part.inbox.popleft()
                 step = self._decide(part, request, ctx)
-                if step is None:
-                    continue
                 try:
                     for key, value in step.records:
                         step.deliveries.append(
@@ -624,7 +627,7 @@ class DeciderRuntime:
                 if step.deliveries:
                     self._read_back_wanted.set()
 
-    def _decide(self, part: _Partition, request: _Request, ctx: Context) -> _Step | None:
+    def _decide(self, part: _Partition, request: _Request, ctx: Context) -> _Step:
         aggregate = aggregate_for(request.key)
         image = part.keys.get(request.key) or KeyImage(0, aggregate.initial(request.key))
         if request.cause is not None:
@@ -633,29 +636,61 @@ class DeciderRuntime:
                 # Applied before: a re-sent or redelivered command. Released in order, with no effect.
                 return _Step(request, Decision())
         try:
-            decision = aggregate.decide(image.state, request.command, ctx)
-            state, seq = image.state, image.seq
-            for event in decision.events:  # all of a decision's events, or none of them
-                state = aggregate.evolve(state, event)
-                seq += 1
-        except Exception:
+            step, timers = self._outcome(part, request, image, ctx)
+        except Exception as err:
+            # A command no decider can take must not take its partition down (and, re-read after a
+            # restore, take it down again): it is answered, parked for an operator, and the partition goes on.
             log.exception("decider failed", key=request.key, command=type(request.command).__name__)
+            self._park(request, f"the {aggregate.name} decider failed on it: {err!r}")
             return _Step(request, Decision(reply=Rejection(ErrorKind.INTERNAL.value, "internal error")))
-        step = _Step(request, decision)
-        if decision.events or decision.sends:
-            after = KeyImage(seq, state, dict(image.applied))
-            if request.cause is not None:
-                after.note_applied(*request.cause)
-            step.touched = (request.key, after)
-            step.records = _records(part, step)
-            if any(len(value) > RECORD_MAX_BYTES for _key, value in step.records):
-                too_large = f"the request's outcome exceeds the {RECORD_MAX_BYTES} byte record limit"
-                return _Step(request, Decision(reply=Rejection(ErrorKind.INVALID_REQUEST.value, too_large)))
-            part.keys[request.key] = after
-            self._arm(part, request.key, state)
+        if step.touched is not None:
+            part.keys[request.key] = step.touched[1]
+            self._arm(part, request.key, timers)
         elif request.cause is not None:
             image.note_applied(*request.cause)
         return step
+
+    def _outcome(self, part: _Partition, request: _Request, image: KeyImage, ctx: Context) -> tuple[_Step, list[Any]]:
+        """The decision on a request, its records and the key's timers after it; changes nothing."""
+        aggregate = aggregate_for(request.key)
+        decision = aggregate.decide(image.state, request.command, ctx)
+        step = _Step(request, decision)
+        if not (decision.events or decision.sends):
+            return step, []
+        state, seq = image.state, image.seq
+        for event in decision.events:  # all of a decision's events, or none of them
+            state = aggregate.evolve(state, event)
+            seq += 1
+        after = KeyImage(seq, state, dict(image.applied))
+        if request.cause is not None:
+            after.note_applied(*request.cause)
+        step.touched = (request.key, after)
+        step.records = _records(part, step)
+        if any(len(value) > RECORD_MAX_BYTES for _key, value in step.records):
+            too_large = f"the request's outcome exceeds the {RECORD_MAX_BYTES} byte record limit"
+            return _Step(request, Decision(reply=Rejection(ErrorKind.INVALID_REQUEST.value, too_large))), []
+        return step, aggregate.timers(state)
+
+    # --- dead letters --------------------------------------------------------------------------
+
+    def _park(self, request: _Request, reason: str) -> None:
+        value = orjson.dumps({"key": request.key, "id": request.command_id, **_message(request.command)})
+        source = (
+            "timer"
+            if request.command_offset is None
+            else f"{self.command_topic}/{self.partition_of(request.key)}/{request.command_offset}"
+        )
+        self._background(self._dead_letter(request.key.encode(), value, reason, source))
+
+    async def _dead_letter(self, key: bytes | None, value: bytes | None, reason: str, source: str) -> None:
+        """Keep what could not be decided on the dead-letter topic, with why and where it came from."""
+        headers = [("reason", reason.encode()), ("source", source.encode()), ("scope", self.scope.encode())]
+        try:
+            delivery = await self._producer.send(self.topics.dead_letters, value, key=key, headers=headers)
+            await asyncio.wait_for(delivery, self.append_timeout)
+            log.warning("command parked on the dead-letter topic", source=source, reason=reason)
+        except Exception as err:
+            log.error("parking a command failed; it is only in this log", source=source, reason=reason, error=repr(err))
 
     # --- confirming ----------------------------------------------------------------------------
 
@@ -804,9 +839,13 @@ class DeciderRuntime:
                     self._consumer.pause(tp)
                     continue
                 for record in records:
-                    request = _command_request(record)
-                    if request is not None:
-                        self._enqueue(part, request)
+                    try:
+                        request = _command_request(record)
+                    except Exception as err:  # a record we cannot read must not stop the partition
+                        source = f"{record.topic}/{record.partition}/{record.offset}"
+                        self._background(self._dead_letter(record.key, record.value, f"undecodable: {err!r}", source))
+                        continue
+                    self._enqueue(part, request)
                 if len(part.inbox) > MAX_INBOX // 2:
                     self._consumer.pause(tp)
             for tp in self._consumer.paused():
@@ -951,8 +990,7 @@ class DeciderRuntime:
 
     # --- timers --------------------------------------------------------------------------------
 
-    def _arm(self, part: _Partition, key: str, state: Any) -> None:
-        timers = aggregate_for(key).timers(state)
+    def _arm(self, part: _Partition, key: str, timers: list[Any]) -> None:
         known = {timer.due for timer in part.timers.get(key, [])}
         if timers:
             part.timers[key] = timers
@@ -1026,13 +1064,12 @@ def _records(part: _Partition, step: _Step) -> list[tuple[bytes, bytes]]:
     return [(key.encode() if "type" in r else OUTBOX_KEY, orjson.dumps(r)) for r in records]
 
 
-def _command_request(record: Any) -> _Request | None:
-    try:
-        envelope = orjson.loads(record.value)
-        command = from_message(envelope)
-    except Exception:  # a record we cannot read must not stop the partition
-        log.exception("undecodable command skipped", topic=record.topic, offset=record.offset)
-        return None
+def _command_request(record: Any) -> _Request:
+    envelope = orjson.loads(record.value)
+    command = from_message(envelope)
+    if not isinstance(envelope.get("key"), str):
+        raise ValueError("the envelope names no key")
+    aggregate_for(envelope["key"])  # raises for a key no aggregate owns
     cause = envelope.get("cause")
     return _Request(
         key=envelope["key"],

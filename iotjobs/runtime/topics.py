@@ -31,6 +31,7 @@ class Topics:
     control_commands: str
     control_state: str
     replies: str
+    dead_letters: str
 
     @staticmethod
     def of(settings: Settings) -> Topics:
@@ -41,6 +42,7 @@ class Topics:
             control_commands=settings.topic("commands.control"),
             control_state=settings.topic("state.control"),
             replies=settings.topic("replies"),
+            dead_letters=settings.topic("dead-letters"),
         )
 
     def commands_for(self, key: str) -> str:
@@ -61,6 +63,8 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
         NewTopic(t.control_commands, n, 1),
         NewTopic(t.control_state, n, 1, topic_configs=compacted),
         NewTopic(t.replies, n, 1, topic_configs={"retention.ms": str(3600 * 1000)}),
+        # Commands no owner could decide, kept until an operator has looked (`iotjobs-admin dead-letters`).
+        NewTopic(t.dead_letters, n, 1, topic_configs={"retention.ms": "-1", "max.message.bytes": str(STATE_MAX_BYTES)}),
     ]
 
 

@@ -838,6 +838,7 @@ async def start_ours(args: argparse.Namespace, ctx: dict[str, Any], cleanup: con
             await pg.close()
     ctx["servers"] = info
     stack = Stack(servers)
+    ctx["stack"] = stack  # for benchmarks that also restart its services
     began = time.monotonic()
 
     async def stop_stack() -> None:

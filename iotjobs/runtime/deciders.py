@@ -60,6 +60,8 @@ MAX_TIMER_SLEEP = 1.0
 COMMIT_INTERVAL = 0.5
 HANDOVER_TIMEOUT = 3.0
 IDLE_CATCH_UP = 1.0
+SMALL_OUTBOX = 64
+OUTBOX_CHUNK_BYTES = 256 * 1024
 
 
 class NotOwner(Exception):
@@ -118,6 +120,8 @@ class _Step:
     deliveries: list[asyncio.Future[Any]] = field(default_factory=list)
     touched: tuple[str, KeyImage] | None = None
     records: list[tuple[bytes, bytes]] = field(default_factory=list)
+    outboxes: list[tuple[int, list[dict[str, Any]]]] = field(default_factory=list)
+    """(index in `records`, the outbox entries that record carries): a large fan-out spans several records."""
     deadline: float = 0.0
 
 
@@ -665,7 +669,7 @@ class DeciderRuntime:
         if request.cause is not None:
             after.note_applied(*request.cause)
         step.touched = (request.key, after)
-        step.records = _records(part, step)
+        step.records, step.outboxes = _records(part, step)
         if any(len(value) > RECORD_MAX_BYTES for _key, value in step.records):
             too_large = f"the request's outcome exceeds the {RECORD_MAX_BYTES} byte record limit"
             return _Step(request, Decision(reply=Rejection(ErrorKind.INVALID_REQUEST.value, too_large))), []
@@ -738,7 +742,8 @@ class DeciderRuntime:
             part.dirty.add(key)
         positions = merge_positions(request.positions, {str(part.number): max(offsets)} if offsets else {})
         if decision.sends:
-            await self._send_outbox(part, offsets[-1], _outbox_record(step), positions)
+            for index, entries in step.outboxes:
+                await self._send_outbox(part, offsets[index], {"outbox": entries}, positions)
         if request.command_offset is not None:
             part.commit_to = request.command_offset + 1
         released = Released(effects=list(decision.effects))
@@ -1029,39 +1034,60 @@ def _copy(image: KeyImage) -> KeyImage:
     return KeyImage(image.seq, image.state, dict(image.applied))
 
 
-def _outbox_record(step: _Step) -> dict[str, Any]:
+def _outbox(step: _Step) -> list[dict[str, Any]]:
     request = step.request
-    return {
-        "outbox": [
-            {
-                "key": send.key,
-                "command": _message(send.command),
-                "reply_to": request.reply_to if send.forward_reply else None,
-                "trace": request.trace,
-            }
-            for send in step.decision.sends
-        ]
-    }
+    return [
+        {
+            "key": send.key,
+            "command": _message(send.command),
+            "reply_to": request.reply_to if send.forward_reply else None,
+            "trace": request.trace,
+        }
+        for send in step.decision.sends
+    ]
 
 
-def _records(part: _Partition, step: _Step) -> list[tuple[bytes, bytes]]:
-    """The events topic records of a decision: one per event, the outbox on the last."""
+def _outbox_chunks(entries: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """The outbox in pieces of at most OUTBOX_CHUNK_BYTES: a job released to thousands of things sends a
+    command to each, and no single record may grow with the fleet."""
+    if len(entries) <= SMALL_OUTBOX:
+        return [entries]
+    chunks: list[list[dict[str, Any]]] = [[]]
+    size = 0
+    for entry in entries:
+        entry_size = len(orjson.dumps(entry))
+        if chunks[-1] and size + entry_size > OUTBOX_CHUNK_BYTES:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(entry)
+        size += entry_size
+    return chunks
+
+
+def _records(part: _Partition, step: _Step) -> tuple[list[tuple[bytes, bytes]], list[tuple[int, list[dict[str, Any]]]]]:
+    """The events topic records of a decision (one per event, the outbox on the last and, when it is large,
+    on outbox records after it), and which record carries which part of the outbox."""
     request, decision = step.request, step.decision
     if step.touched is None:
-        return []
+        return [], []
     key, after = step.touched
     first_seq = after.seq - len(decision.events) + 1
     common: dict[str, Any] = {"key": key, "id": request.command_id, "scope": part.scope, "owner": part.token}
     if request.cause is not None:
         common["cause"] = [request.cause[0], *request.cause[1]]
     records = [{**_message(event), **common, "seq": first_seq + i} for i, event in enumerate(decision.events)]
+    outboxes: list[tuple[int, list[dict[str, Any]]]] = []
     if decision.sends:
-        outbox = _outbox_record(step)["outbox"]
+        chunks = _outbox_chunks(_outbox(step))
         if records:
-            records[-1]["outbox"] = outbox
-        else:
-            records.append({"outbox": outbox, "key": key, "scope": part.scope, "owner": part.token})
-    return [(key.encode() if "type" in r else OUTBOX_KEY, orjson.dumps(r)) for r in records]
+            records[-1]["outbox"] = chunks[0]
+            outboxes.append((len(records) - 1, chunks[0]))
+            chunks = chunks[1:]
+        for chunk in chunks:
+            records.append({"outbox": chunk, "key": key, "scope": part.scope, "owner": part.token})
+            outboxes.append((len(records) - 1, chunk))
+    serialised = [(key.encode() if "type" in r else OUTBOX_KEY, orjson.dumps(r)) for r in records]
+    return serialised, outboxes
 
 
 def _command_request(record: Any) -> _Request:

@@ -48,6 +48,8 @@ class CreateJob:
     job_id: str
     spec: dict[str, Any]
     things: list[str]
+    release: str | None = None
+    """Set when more of the resolved things follow in `targets.ReleaseTargets` chunks carrying this value."""
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,18 @@ class JobCreated:
     spec: dict[str, Any]
     things: list[str]
     created_at: float
+    release: str | None = None
+    """More of its things follow in JobTargetsReleased events; the job cannot complete before the last."""
+
+
+@dataclass(frozen=True)
+class JobTargetsReleased:
+    """A chunk of a new job's resolved things, each given a QUEUED execution."""
+
+    job_id: str
+    things: list[str]
+    last: bool
+    at: float
 
 
 @dataclass(frozen=True)
@@ -178,6 +192,7 @@ COMMANDS = (
     ForgetExecution,
     AssociateTargets,
     targets.AddThingsToJob,
+    targets.ReleaseTargets,
 )
 EVENTS = (
     JobCreated,
@@ -190,6 +205,7 @@ EVENTS = (
     JobDeleted,
     JobTargetsAssociated,
     JobExecutionAdded,
+    JobTargetsReleased,
 )
 REPLIES = (JobCreatedReply,)
 
@@ -210,6 +226,8 @@ class JobState:
     reason_code: str | None = None
     comment: str | None = None
     tags: dict[str, str] = field(default_factory=dict)
+    release: str | None = None
+    """While the things its targets resolved to are still arriving in chunks: the CreateJob's release."""
 
     @property
     def exists(self) -> bool:
@@ -231,6 +249,7 @@ class JobState:
             "reason_code": self.reason_code,
             "comment": self.comment,
             "tags": self.tags,
+            "release": self.release,
         }
 
     @staticmethod
@@ -256,6 +275,13 @@ def evolve(state: JobState, event: Any) -> JobState:
                 created_at=event.created_at,
                 last_updated_at=event.created_at,
                 executions=dict.fromkeys(event.things, QUEUED),
+                release=event.release,
+            )
+        case JobTargetsReleased():
+            return replace(
+                state,
+                executions={**state.executions, **dict.fromkeys(event.things, QUEUED)},
+                release=None if event.last else state.release,
             )
         case JobExecutionRecorded():
             return replace(
@@ -312,6 +338,8 @@ def decide(state: JobState, command: Any, ctx: Context) -> Decision:
             return _associate(state, command, ctx)
         case targets.AddThingsToJob():
             return _add_things(state, command.thing_names, ctx)
+        case targets.ReleaseTargets():
+            return _release_targets(state, command, ctx)
         case tagging.TagResource() | tagging.UntagResource():
             return tagging.decide(state.exists, state.tags, command, f"Job {state.job_id}")
     raise TypeError(f"job aggregate cannot handle {type(command).__name__}")
@@ -327,30 +355,53 @@ def _create(state: JobState, command: CreateJob, ctx: Context) -> Decision:
             ).rejection()
         )
     spec = JobSpec(**command.spec)
-    events: list[Any] = [JobCreated(command.job_id, command.spec, list(command.things), ctx.now)]
+    events: list[Any] = [JobCreated(command.job_id, command.spec, list(command.things), ctx.now, command.release)]
     events.extend(tagging.initial_tags(tagging.JOB, command.job_id, spec.tags))
-    if spec.target_selection == SNAPSHOT and not command.things:
+    if spec.target_selection == SNAPSHOT and not command.things and command.release is None:
         events.append(JobCompleted(command.job_id, ctx.now))
-    release = QueueExecution(
-        job_id=command.job_id,
-        document=spec.document,
-        in_progress_timeout_minutes=spec.in_progress_timeout_minutes,
-        namespace_id=spec.namespace_id,
-    )
-    sends = [Send(thing_key(thing), release) for thing in command.things]
-    thing_targets, group_targets = targets.target_names(spec.targets)
-    if group_targets:
-        # The registry removes the execution of a thing that leaves every target (aws-iot-jobs.md §6.9).
-        continuous = spec.target_selection == CONTINUOUS
-        record = targets.RecordJobTargets(
-            command.job_id, thing_targets, group_targets, list(command.things), continuous=continuous
-        )
-        sends.append(Send(targets.REGISTRY_KEY, record))
+    sends = _queue(command.job_id, command.spec, command.things)
+    record = _record_targets(command.job_id, spec, command.things)
     return Decision(
         reply=JobCreatedReply(command.job_id, spec.description),
         events=tuple(events),
-        sends=tuple(sends),
+        sends=tuple(sends) + record,
     )
+
+
+def _queue(job_id: str, spec: dict[str, Any], things: list[str]) -> list[Send]:
+    release = QueueExecution(
+        job_id=job_id,
+        document=spec["document"],
+        in_progress_timeout_minutes=spec.get("in_progress_timeout_minutes"),
+        namespace_id=spec.get("namespace_id"),
+    )
+    return [Send(thing_key(thing), release) for thing in things]
+
+
+def _record_targets(job_id: str, spec: JobSpec, released: list[str]) -> tuple[Send, ...]:
+    """The registry removes the execution of a thing that leaves every target (aws-iot-jobs.md §6.9)."""
+    thing_targets, group_targets = targets.target_names(spec.targets)
+    if not group_targets:
+        return ()
+    continuous = spec.target_selection == CONTINUOUS
+    record = targets.RecordJobTargets(job_id, thing_targets, group_targets, list(released), continuous=continuous)
+    return (Send(targets.REGISTRY_KEY, record),)
+
+
+def _release_targets(state: JobState, command: targets.ReleaseTargets, ctx: Context) -> Decision:
+    """The next chunk of a new job's things: queued like CreateJob's own (a chunk of another CreateJob of
+    the same id, refused as a duplicate, does not match the job's release and changes nothing)."""
+    if state.release is None or command.release != state.release or state.status != IN_PROGRESS:
+        return Decision()  # canceled or being deleted meanwhile: the rest of its things are not queued
+    things = [name for name in dict.fromkeys(command.thing_names) if name not in state.executions]
+    released = JobTargetsReleased(command.job_id, things, command.last, ctx.now)
+    events: list[Any] = [released]
+    if _completes(state, evolve(state, released)):
+        events.append(JobCompleted(command.job_id, ctx.now))
+    sends = _queue(command.job_id, state.spec, things) + list(
+        _record_targets(command.job_id, JobSpec(**state.spec), things)
+    )
+    return Decision(events=tuple(events), sends=tuple(sends))
 
 
 def _record(state: JobState, command: RecordExecutionStatus, ctx: Context) -> Decision:
@@ -484,25 +535,18 @@ def _forget(state: JobState, command: ForgetExecution, ctx: Context) -> Decision
 def _completes(before: JobState, after: JobState) -> bool:
     """A SNAPSHOT job completes when every execution it still tracks is terminal."""
     snapshot = after.spec.get("target_selection", SNAPSHOT) == SNAPSHOT
-    return before.status == IN_PROGRESS and snapshot and after.all_terminal()
+    return before.status == IN_PROGRESS and snapshot and after.release is None and after.all_terminal()
 
 
 def _release(state: JobState, thing_names: list[str], ctx: Context) -> tuple[list[Any], list[Send]]:
     """Queue an execution on each thing that has none pending for this job."""
-    events: list[Any] = []
-    sends: list[Send] = []
-    release = QueueExecution(
-        job_id=state.job_id,
-        document=state.spec["document"],
-        in_progress_timeout_minutes=state.spec.get("in_progress_timeout_minutes"),
-        namespace_id=state.spec.get("namespace_id"),
-    )
-    for thing in dict.fromkeys(thing_names):
-        status = state.executions.get(thing)
-        if status is None or status in TERMINAL:
-            events.append(JobExecutionAdded(state.job_id, thing, ctx.now))
-            sends.append(Send(thing_key(thing), release))
-    return events, sends
+    things = [
+        thing
+        for thing in dict.fromkeys(thing_names)
+        if (status := state.executions.get(thing)) is None or status in TERMINAL
+    ]
+    events: list[Any] = [JobExecutionAdded(state.job_id, thing, ctx.now) for thing in things]
+    return events, _queue(state.job_id, state.spec, things)
 
 
 def _add_things(state: JobState, thing_names: list[str], ctx: Context) -> Decision:

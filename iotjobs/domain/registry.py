@@ -12,7 +12,14 @@ from iotjobs.domain.decision import Context, Decision, Done, Send
 from iotjobs.domain.errors import DomainError, ErrorKind, invalid, not_found
 from iotjobs.domain.job import AssociateTargets, CreateJob
 from iotjobs.domain.job import key_for as job_key
-from iotjobs.domain.targets import REGISTRY_KEY, AddThingsToJob, RecordJobTargets
+from iotjobs.domain.targets import (
+    REGISTRY_KEY,
+    TARGETS_CHUNK,
+    AddThingsToJob,
+    RecordJobTargets,
+    ReleaseTargets,
+    chunked,
+)
 from iotjobs.domain.thing import RegisterThing, RemoveExecutions, UnregisterThing
 from iotjobs.domain.thing import key_for as thing_key
 
@@ -309,7 +316,7 @@ def _decide(state: RegistryState, command: Any, ctx: Context) -> Decision:
         case AddThingToThingGroup():
             return _add_to_group(state, command)
         case ResolveJobTargets():
-            return _resolve(state, command)
+            return _resolve(state, command, ctx)
         case ResolveJobAssociation():
             return _resolve_association(state, command)
         case DeleteThing():
@@ -408,10 +415,23 @@ def _resolved_things(state: RegistryState, thing_names: list[str], group_names: 
     return list(things)
 
 
-def _resolve(state: RegistryState, command: ResolveJobTargets) -> Decision:
+def _resolve(state: RegistryState, command: ResolveJobTargets, ctx: Context) -> Decision:
     things = _resolved_things(state, command.thing_names, command.group_names)
-    create = CreateJob(command.job_id, command.spec, things)
-    return Decision(sends=(Send(job_key(command.job_id), create, True),))
+    continuous = command.spec.get("target_selection") == "CONTINUOUS"
+    if len(things) <= TARGETS_CHUNK or continuous:
+        # A CONTINUOUS job still gets its things in one command: the registry's check for things that
+        # joined while it was created needs them all at once (see _record_targets).
+        create = CreateJob(command.job_id, command.spec, things)
+        return Decision(sends=(Send(job_key(command.job_id), create, True),))
+    # A large fleet reaches the job in chunks that follow its CreateJob in order, so no record holds it all.
+    first, *rest = chunked(things)
+    release = f"{command.job_id}@{ctx.now!r}"
+    sends = [Send(job_key(command.job_id), CreateJob(command.job_id, command.spec, first, release), True)]
+    sends += [
+        Send(job_key(command.job_id), ReleaseTargets(command.job_id, chunk, release, i == len(rest) - 1))
+        for i, chunk in enumerate(rest)
+    ]
+    return Decision(sends=tuple(sends))
 
 
 def _resolve_association(state: RegistryState, command: ResolveJobAssociation) -> Decision:

@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 REGISTRY_KEY = "registry"
+TARGETS_CHUNK = 1000
+"""Things per command when a job's resolved targets are streamed to it: no record grows with the fleet."""
 
 
 @dataclass(frozen=True)
@@ -22,6 +24,21 @@ class RecordJobTargets:
     group_names: list[str]
     released: list[str]
     continuous: bool = False
+
+
+@dataclass(frozen=True)
+class ReleaseTargets:
+    """Sent by the registry to a new `job/{id}` right after its CreateJob: the next chunk of the things its
+    targets resolved to. `release` ties the chunks to the CreateJob they follow; `last` ends the stream."""
+
+    job_id: str
+    thing_names: list[str]
+    release: str
+    last: bool
+
+
+def chunked(names: list[str], size: int = TARGETS_CHUNK) -> list[list[str]]:
+    return [names[i : i + size] for i in range(0, len(names), size)]
 
 
 @dataclass(frozen=True)

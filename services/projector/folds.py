@@ -72,7 +72,12 @@ async def apply(conn: Executor, event: Any, seq: int) -> None:
                 event.created_at,
                 seq,
             )
-        case job.JobExecutionRecorded() | job.JobExecutionForgotten() | job.JobExecutionAdded():
+        case (
+            job.JobExecutionRecorded()
+            | job.JobExecutionForgotten()
+            | job.JobExecutionAdded()
+            | job.JobTargetsReleased()
+        ):
             await conn.execute(
                 "UPDATE jobs SET last_updated_at = $2, seq = $3 WHERE job_id = $1 AND seq < $3",
                 event.job_id,

@@ -21,10 +21,18 @@ async def run(settings: Settings) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await projector.start()
-    logs.get("iotjobs.projector").info("projector running")
+    log = logs.get("iotjobs.projector")
+    log.info("projector running")
+    stopping = asyncio.ensure_future(stop.wait())
     try:
-        await stop.wait()
+        # A projecting loop that dies (an event it has no read model for) ends the process, non-zero, so a
+        # supervisor restarts it and the failure is seen, rather than read models silently standing still.
+        await asyncio.wait([stopping, projector.running], return_when=asyncio.FIRST_COMPLETED)
+        if projector.running.done() and not projector.running.cancelled() and projector.running.exception():
+            log.error("the projecting loop failed", exc_info=projector.running.exception())
+            raise SystemExit(1)
     finally:
+        stopping.cancel()
         await projector.stop()
         await conn.close()
 

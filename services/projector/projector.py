@@ -135,6 +135,12 @@ class Projector:
         await self.consumer.start()
         self._task = asyncio.create_task(self._loop(), name="projector")
 
+    @property
+    def running(self) -> asyncio.Task[None]:
+        """The projecting loop; it only ends when stopped, or on an error no retry can mend."""
+        assert self._task is not None, "start() first"
+        return self._task
+
     async def stop(self) -> None:
         if self._task:
             self._task.cancel()

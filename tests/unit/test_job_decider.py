@@ -24,6 +24,7 @@ from iotjobs.domain.execution import (
     TIMED_OUT,
     RecordExecutionStatus,
 )
+from iotjobs.domain.targets import ReleaseTargets
 from iotjobs.domain.thing import QueueExecution
 
 JOB = "j1"
@@ -230,3 +231,40 @@ def test_a_duplicate_job_tells_the_registry_nothing() -> None:
     decision = when(given(j.JobCreated(JOB, the_spec, ["t1"], T0)), j.CreateJob(JOB, the_spec, ["t9"]))
     assert isinstance(decision.reply, Rejection)
     assert decision.sends == ()
+
+
+# --- a large fleet, released in chunks --------------------------------------------------------
+
+
+def test_a_job_whose_things_arrive_in_chunks_completes_only_after_the_last() -> None:
+    first = when(given(), j.CreateJob(JOB, spec(), ["t1"], release="r1"), now=T0)
+    assert not any(isinstance(e, j.JobCompleted) for e in first.events)
+    history = [*first.events]
+    reported = when(given(*history), record("t1", SUCCEEDED))
+    assert not any(isinstance(e, j.JobCompleted) for e in reported.events), "more things are coming"
+    history += reported.events
+
+    chunk = when(given(*history), ReleaseTargets(JOB, ["t2", "t3"], "r1", last=False))
+    assert [e for e in chunk.events if isinstance(e, j.JobTargetsReleased)] == [
+        j.JobTargetsReleased(JOB, ["t2", "t3"], False, NOW)
+    ]
+    assert [s.key for s in chunk.sends if isinstance(s.command, QueueExecution)] == ["thing/t2", "thing/t3"]
+    history += chunk.events
+    for thing in ("t2", "t3"):
+        reported = when(given(*history), record(thing, FAILED))
+        assert not any(isinstance(e, j.JobCompleted) for e in reported.events)
+        history += reported.events
+
+    last = when(given(*history), ReleaseTargets(JOB, [], "r1", last=True))
+    assert any(isinstance(e, j.JobCompleted) for e in last.events)
+
+
+def test_a_chunk_of_another_create_job_of_the_same_id_changes_nothing() -> None:
+    state = given(*when(given(), j.CreateJob(JOB, spec(), ["t1"], release="r1"), now=T0).events)
+    assert when(state, ReleaseTargets(JOB, ["t9"], "r2", last=True)) == Decision()
+    canceled = given(*state_events(state), j.JobCanceled(JOB, False, None, None, NOW))
+    assert when(canceled, ReleaseTargets(JOB, ["t9"], "r1", last=True)) == Decision()
+
+
+def state_events(state: j.JobState) -> list[Any]:
+    return [j.JobCreated(JOB, state.spec, list(state.executions), T0, state.release)]

@@ -13,7 +13,7 @@ from iotjobs.domain import registry as r
 from iotjobs.domain.decision import Context, Decision, Done, Send
 from iotjobs.domain.errors import Rejection
 from iotjobs.domain.job import CreateJob
-from iotjobs.domain.targets import RecordJobTargets
+from iotjobs.domain.targets import TARGETS_CHUNK, RecordJobTargets, ReleaseTargets
 from iotjobs.domain.thing import RegisterThing, RemoveExecutions, UnregisterThing
 
 T0 = 1_700_000_000.0
@@ -429,3 +429,15 @@ def test_a_group_can_be_created_again_after_its_deletion() -> None:
 def test_registry_state_with_job_targets_round_trips_through_a_dict() -> None:
     state = given(*FLEET, targets_of("job1", ["a"], ["root", "other"]))
     assert r.RegistryState.from_dict(state.to_dict()) == state
+
+
+def test_a_job_on_a_large_group_gets_its_things_in_chunks_after_its_create_job() -> None:
+    names = [f"t{i:04d}" for i in range(2500)]
+    state = given(group("g1"), *(thing(n) for n in names), *(r.ThingAddedToThingGroup(n, "g1") for n in names))
+    decision = when(state, r.ResolveJobTargets("j1", SPEC, [], ["g1"]))
+    create, *chunks = [send.command for send in decision.sends]
+    assert isinstance(create, CreateJob) and len(create.things) == TARGETS_CHUNK and create.release is not None
+    assert [type(c) for c in chunks] == [ReleaseTargets, ReleaseTargets]
+    assert [c.last for c in chunks] == [False, True] and {c.release for c in chunks} == {create.release}
+    assert create.things + [n for c in chunks for n in c.thing_names] == names
+    assert decision.sends[0].forward_reply and not any(s.forward_reply for s in decision.sends[1:])

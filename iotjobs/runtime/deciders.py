@@ -505,7 +505,8 @@ class DeciderRuntime:
             part.ready = False
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._drained(part), HANDOVER_TIMEOUT)
-            await self._commit(part)
+            with contextlib.suppress(TimeoutError):  # a commit during a rebalance may wait for it to end
+                await asyncio.wait_for(self._commit(part), HANDOVER_TIMEOUT)
         await self._drop(number)
         await self._hand_on_all(part)
 
@@ -727,7 +728,9 @@ class DeciderRuntime:
                     except TimeoutError:
                         self._fail(part, "append not read back in time", producer_broken=False)
                         return
-                if part.failed:
+                if part.failed or part.superseded:
+                    # A newer marker came first: these records do not count, nor does anything decided after.
+                    self._fail(part, "another owner marked the partition", producer_broken=False)
                     return
             part.steps.popleft()
             await self._let_out(part, step, offsets)
@@ -935,9 +938,10 @@ class DeciderRuntime:
             part.note_marker(offset, value)
             if is_marker(value) and value["scope"] == self.scope and value["marker"] != part.token:
                 # Checked in the same fetch as the restore's last records too: a partition marked by
-                # another owner after our own marker is never served.
+                # another owner after our own marker is never served. Once its worker runs (serving, or
+                # draining for a handover) nothing it decided may be released any more.
                 part.superseded = True
-                if part.ready:
+                if part.tasks:
                     self._fail(part, "another owner marked the partition", producer_broken=False)
 
     # --- snapshots -----------------------------------------------------------------------------

@@ -366,7 +366,15 @@ async def test_a_stalled_dataplane_owner_neither_loses_nor_doubles_an_acknowledg
         for thing in things:
             device = await connections.enter_async_context(MqttDevice(stack, thing))
             n, version = updaters[thing].applied[-1]
-            outcome, described = await device.request(f"{job}/get", {"includeJobDocument": False})
+
+            async def answered(device: MqttDevice = device) -> tuple[str, dict[str, Any]] | None:
+                # Asked again when unanswered, as a device does: the group may still be rebalancing.
+                try:
+                    return await device.request(f"{job}/get", {"includeJobDocument": False}, timeout=3.0)
+                except TimeoutError:
+                    return None
+
+            outcome, described = await until(answered, 30, f"{thing}'s get to be answered")
             assert outcome == "accepted", described
             execution = described["execution"]
             assert (execution["statusDetails"], execution["versionNumber"]) == ({"n": str(n)}, version), thing

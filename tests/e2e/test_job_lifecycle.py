@@ -219,6 +219,12 @@ async def test_at_most_ten_jobs_are_being_deleted_at_once(servers: Servers) -> N
         stack.kill("dataplane")
         for job in jobs[:10]:
             await asyncio.to_thread(iot.delete_job, jobId=job, force=True)
+
+        async def ten_being_deleted() -> bool:  # eventual consistency: the limit reads the read model
+            listed = await asyncio.to_thread(iot.list_jobs, status="DELETION_IN_PROGRESS")
+            return len(listed["jobs"]) == 10
+
+        await until(ten_being_deleted, what="the ten deletions to show as DELETION_IN_PROGRESS")
         with pytest.raises(iot.exceptions.LimitExceededException, match="at most 10"):
             await asyncio.to_thread(iot.delete_job, jobId=jobs[10], force=True)
         stack.spawn("dataplane")

@@ -30,7 +30,8 @@ READ_MODEL_TABLES = (
     "job_templates",
     "resource_tags",
 )
-DATABASE_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
+DATABASE_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError, OSError)
+"""What a dying connection can raise, a protocol state error included: recovered with a fresh connection."""
 APPLICATION_NAME = "iotjobs-projector"
 
 

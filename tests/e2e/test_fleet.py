@@ -13,11 +13,11 @@ from typing import Any
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from gmqtt import Client
 
 from iotjobs.runtime.topics import RECORD_MAX_BYTES, Topics
 from tests.support.clients import group_arn, iot_client, unique
+from tests.support.events import largest_records
 from tests.support.servers import Servers
 from tests.support.stack import Stack, running
 from tests.support.waiting import until
@@ -42,27 +42,6 @@ def _register(stack: Stack, group: str, things: list[str]) -> None:
     with ThreadPoolExecutor(CLIENTS) as pool:
         for future in [pool.submit(one, i, t) for i, t in enumerate(things)]:
             future.result()
-
-
-async def _largest_record(stack: Stack) -> int:
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=stack.settings.kafka_bootstrap, enable_auto_commit=False, max_partition_fetch_bytes=1 << 24
-    )
-    await consumer.start()
-    try:
-        largest = 0
-        topics = Topics.of(stack.settings)
-        for topic in (topics.events, topics.thing_commands, topics.control_commands):
-            tps = [TopicPartition(topic, p) for p in range(stack.settings.partitions)]
-            consumer.assign(tps)
-            await consumer.seek_to_beginning(*tps)
-            end = await consumer.end_offsets(tps)
-            while any([await consumer.position(tp) < end[tp] for tp in tps]):
-                for records in (await consumer.getmany(timeout_ms=500, max_records=10000)).values():
-                    largest = max([largest, *(len(r.value or b"") for r in records)])
-        return largest
-    finally:
-        await consumer.stop()
 
 
 async def test_one_create_job_reaches_a_fleet_of_thousands_and_no_record_grows_with_it(servers: Servers) -> None:
@@ -108,5 +87,7 @@ async def _fan_out(stack: Stack) -> None:
         return bool(described["job"]["jobProcessDetails"]["numberOfQueuedThings"] == FLEET)
 
     await until(all_queued, 60, f"DescribeJob to count {FLEET} QUEUED executions")
-    largest = await _largest_record(stack)
+    topics = Topics.of(stack.settings)
+    sizes = await largest_records(stack.settings, [topics.events, topics.thing_commands, topics.control_commands])
+    largest = max(sizes.values())
     assert largest <= RECORD_MAX_BYTES // 2, f"a record of {largest} bytes: records grow with the fleet"

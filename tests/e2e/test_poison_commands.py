@@ -6,9 +6,6 @@ The poisons are written straight to the thing command topic, as a buggy or misma
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -20,7 +17,7 @@ from iotjobs.domain.thing import key_for as thing_key
 from iotjobs.runtime.topics import Topics, partition_for
 from tests.support.clients import MqttDevice, iot_client, thing_arn, unique
 from tests.support.servers import Servers
-from tests.support.stack import Stack, running
+from tests.support.stack import Stack, admin, running
 from tests.support.waiting import until
 
 pytestmark = pytest.mark.e2e
@@ -45,14 +42,7 @@ def _poisons(key: str) -> list[tuple[bytes, str]]:
 
 
 async def _dead_letters(stack: Stack) -> list[dict[str, Any]]:
-    done = await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "services.admin", "dead-letters"],
-        env={**os.environ, **stack.settings.env()},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = await admin(stack, "dead-letters", timeout=60)
     assert done.returncode == 0, done.stderr
     return [orjson.loads(line) for line in done.stdout.splitlines()]
 

@@ -50,3 +50,29 @@ async def next_offsets(settings: Settings, timeout: float = 30.0) -> dict[int, i
     """Per partition that has records, the offset one past its last record."""
     _records, end = await _read_log(settings, timeout)
     return {partition: offset for partition, offset in end.items() if offset > 0}
+
+
+async def largest_records(settings: Settings, topics: list[str], timeout: float = 120.0) -> dict[str, int]:
+    """Per topic, the size in bytes of its largest record value: what shows a record growing with the fleet."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False, max_partition_fetch_bytes=1 << 24
+    )
+    await consumer.start()
+    try:
+        largest: dict[str, int] = {}
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        for topic in topics:
+            tps = await partitions_of(settings.kafka_bootstrap, topic)
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+            end = await consumer.end_offsets(tps)
+            size = 0
+            while any([await consumer.position(tp) < end[tp] for tp in tps]):
+                assert loop.time() < deadline, f"could not read {topic} to its end"
+                for records in (await consumer.getmany(timeout_ms=500, max_records=10000)).values():
+                    size = max([size, *(len(r.value or b"") for r in records)])
+            largest[topic] = size
+        return largest
+    finally:
+        await consumer.stop()

@@ -194,16 +194,21 @@ async def read_model_rows(dsn: str) -> dict[str, list[dict[str, Any]]]:
         await conn.close()
 
 
-async def rebuild_read_models(stack: Stack) -> subprocess.CompletedProcess[str]:
-    """`services.admin rebuild`: the read models replayed from offset 0 of the log (no projector may run)."""
+async def admin(stack: Stack, command: str, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
+    """`services.admin <command>` with the stack's settings, its output captured."""
     return await asyncio.to_thread(
         subprocess.run,
-        [sys.executable, "-m", "services.admin", "rebuild"],
+        [sys.executable, "-m", "services.admin", command],
         env={**os.environ, **stack.settings.env()},
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=timeout,
     )
+
+
+async def rebuild_read_models(stack: Stack) -> subprocess.CompletedProcess[str]:
+    """`services.admin rebuild`: the read models replayed from offset 0 of the log (no projector may run)."""
+    return await admin(stack, "rebuild")
 
 
 async def projected_to_end(stack: Stack, timeout: float = 20.0) -> None:

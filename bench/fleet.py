@@ -334,7 +334,13 @@ async def benchmark(args: argparse.Namespace, ctx: dict[str, Any]) -> Results:
             out.restart_s[service] = await restart(stack, service, args.phase_timeout)
         out.rss_mb["after the restarts"] = rss_mb(stack)
         topics = Topics.of(stack.settings)
-        watched = [topics.events, topics.thing_commands, topics.control_commands]
+        watched = [
+            topics.events,
+            topics.thing_commands,
+            topics.control_commands,
+            topics.thing_state,
+            topics.control_state,
+        ]
         sizes = await largest_records(stack.settings, watched, args.phase_timeout)
         out.largest_record = {topic.split(".", 1)[1]: size for topic, size in sizes.items()}  # prefix dropped
     return out

@@ -48,7 +48,14 @@ from iotjobs.runtime.eventlog import (
     marker,
 )
 from iotjobs.runtime.settings import Settings
-from iotjobs.runtime.snapshots import CHECKPOINT_KEY, Restart, SnapshotFold, checkpoint
+from iotjobs.runtime.snapshots import (
+    CHECKPOINT_KEY,
+    Restart,
+    SnapshotFold,
+    checkpoint,
+    image_records,
+    part_key,
+)
 from iotjobs.runtime.topics import RECORD_MAX_BYTES, STATE_MAX_BYTES, Topics, partition_for
 
 log = logs.get("iotjobs.runtime")
@@ -137,6 +144,8 @@ class _Partition:
     keys: dict[str, KeyImage] = field(default_factory=dict)
     confirmed: dict[str, KeyImage] = field(default_factory=dict)
     dirty: set[str] = field(default_factory=set)
+    image_parts: dict[str, int] = field(default_factory=dict)
+    """Parts of the last snapshot image written of each key stored in parts."""
     inbox: deque[_Request] = field(default_factory=deque)
     has_work: asyncio.Event = field(default_factory=asyncio.Event)
     steps: deque[_Step] = field(default_factory=deque)
@@ -489,8 +498,7 @@ class DeciderRuntime:
                     raise TimeoutError(f"reading snapshots of partition {number} did not finish")
                 for records in (await self._snapshots.getmany(tp, timeout_ms=200)).values():
                     for record in records:
-                        value = None if record.value is None else orjson.loads(record.value)
-                        fold.feed(record.offset, record.key, value)
+                        fold.feed(record.offset, record.key, record.value)
         finally:
             self._snapshots.pause(tp)
         return fold.restart(), end
@@ -979,9 +987,16 @@ class DeciderRuntime:
                 if image is None:
                     continue
                 value = orjson.dumps({**image.to_dict(key), "token": part.token})
-                deliveries.append(
-                    await self._producer.send(self.state_topic, value, key=key.encode(), partition=part.number)
+                records: list[tuple[bytes, bytes | None]] = list(
+                    image_records(key.encode(), value, self.settings.snapshot_part_bytes)
                 )
+                # Parts a larger image of the key left behind go too, so compaction can drop them.
+                parts, part.image_parts[key] = part.image_parts.get(key, 0), len(records) - 1
+                records += [(part_key(key.encode(), i), None) for i in range(len(records) - 1, parts)]
+                for record_key, record_value in records:
+                    deliveries.append(
+                        await self._producer.send(self.state_topic, record_value, key=record_key, partition=part.number)
+                    )
             if part.failed:
                 return
             # Past our own marker, and no newer one of our scope (we would have failed): our token is in force.

@@ -44,6 +44,8 @@ class Settings:
     consistency; 0 applies batches at once."""
     snapshot_interval_seconds: float = 5.0
     """How often an owner writes the changed keys' state to the snapshot topic; bounds restore time."""
+    snapshot_part_bytes: int = 256 * 1024
+    """The largest snapshot record: a key's image larger than this is written in parts of this size."""
     log_level: str = "INFO"
     event_loop: str = "uvloop"
     access_log: str = "off"

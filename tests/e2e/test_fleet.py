@@ -13,11 +13,12 @@ from typing import Any
 
 import orjson
 import pytest
+from aiokafka import ConsumerRecord
 from gmqtt import Client
 
 from iotjobs.runtime.topics import RECORD_MAX_BYTES, Topics
 from tests.support.clients import group_arn, iot_client, unique
-from tests.support.events import largest_records
+from tests.support.events import largest_records, scan_topics
 from tests.support.servers import Servers
 from tests.support.stack import Stack, running
 from tests.support.waiting import until
@@ -28,6 +29,7 @@ FLEET = 4000
 """Enough things that one record holding a command for each (about 350 bytes apiece) would pass Kafka's
 1 MB record limit."""
 CLIENTS = 16
+PART_BYTES = 16 * 1024
 
 
 def _register(stack: Stack, group: str, things: list[str]) -> None:
@@ -45,11 +47,14 @@ def _register(stack: Stack, group: str, things: list[str]) -> None:
 
 
 async def test_one_create_job_reaches_a_fleet_of_thousands_and_no_record_grows_with_it(servers: Servers) -> None:
-    async with running(servers) as stack:  # its own log: the largest record is this test's
-        await _fan_out(stack)
+    # Its own log, so the largest record is this test's; snapshot parts small enough that the job's image
+    # (an execution per thing) is stored in parts, as a 100,000-thing job's is with the default size.
+    async with running(servers, snapshot_part_bytes=PART_BYTES) as stack:
+        job = await _fan_out(stack)
+        await _restart_from_parted_snapshots(stack, job)
 
 
-async def _fan_out(stack: Stack) -> None:
+async def _fan_out(stack: Stack) -> str:
     group, job = unique("fleet"), unique("fleet-job")
     things = [f"{group}-{i:05d}" for i in range(FLEET)]
     await asyncio.to_thread(_register, stack, group, things)
@@ -88,6 +93,43 @@ async def _fan_out(stack: Stack) -> None:
 
     await until(all_queued, 60, f"DescribeJob to count {FLEET} QUEUED executions")
     topics = Topics.of(stack.settings)
-    sizes = await largest_records(stack.settings, [topics.events, topics.thing_commands, topics.control_commands])
+    watched = [topics.events, topics.thing_commands, topics.control_commands, topics.thing_state, topics.control_state]
+    sizes = await largest_records(stack.settings, watched)
     largest = max(sizes.values())
     assert largest <= RECORD_MAX_BYTES // 2, f"a record of {largest} bytes: records grow with the fleet"
+    return job
+
+
+async def _restart_from_parted_snapshots(stack: Stack, job: str) -> None:
+    """Control restores the job from its parted image and a checkpoint, then cancels it on every thing."""
+    topics = Topics.of(stack.settings)
+    job_key = f"job/{job}".encode()
+
+    async def job_image_in_parts() -> bool:
+        heads: list[dict[str, object]] = []
+
+        def visit(_topic: str, record: ConsumerRecord[bytes, bytes]) -> None:
+            if record.key == job_key and record.value is not None:
+                heads.append(orjson.loads(record.value))
+
+        await scan_topics(stack.settings, [topics.control_state], visit, 30)
+        return bool(heads) and "parts" in heads[-1]
+
+    await until(job_image_in_parts, 60, f"a snapshot of job {job} in parts")
+    log = stack.logs / "control.log"
+    restarted_at = log.stat().st_size
+    stack.restart("control")
+    await stack.wait_ready(stack.control_url, timeout=60)
+    iot = iot_client(stack)
+    await asyncio.to_thread(iot.cancel_job, jobId=job)
+
+    async def all_canceled() -> bool:
+        described = await asyncio.to_thread(iot.describe_job, jobId=job)
+        return bool(described["job"]["jobProcessDetails"]["numberOfCanceledThings"] == FLEET)
+
+    await until(all_canceled, 120, f"DescribeJob to count {FLEET} CANCELED executions after the restart")
+    with open(log, "rb") as lines:
+        lines.seek(restarted_at)
+        restored = [orjson.loads(line) for line in lines if line.startswith(b"{")]
+    assert not [r for r in restored if "from the start" in r.get("event", "")], "a snapshot was not used"
+    assert any(r.get("event") == "partition taken" and r.get("replayed_from", 0) > 0 for r in restored)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, ConsumerRecord
 
 from iotjobs.domain.catalog import from_message
 from iotjobs.runtime.eventlog import Counting, is_event
@@ -52,14 +53,15 @@ async def next_offsets(settings: Settings, timeout: float = 30.0) -> dict[int, i
     return {partition: offset for partition, offset in end.items() if offset > 0}
 
 
-async def largest_records(settings: Settings, topics: list[str], timeout: float = 120.0) -> dict[str, int]:
-    """Per topic, the size in bytes of its largest record value: what shows a record growing with the fleet."""
+async def scan_topics(
+    settings: Settings, topics: list[str], visit: Callable[[str, ConsumerRecord[bytes, bytes]], None], timeout: float
+) -> None:
+    """Every record of the topics, from the start to the end they had when the scan began, to `visit`."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False, max_partition_fetch_bytes=1 << 24
     )
     await consumer.start()
     try:
-        largest: dict[str, int] = {}
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         for topic in topics:
@@ -67,12 +69,21 @@ async def largest_records(settings: Settings, topics: list[str], timeout: float 
             consumer.assign(tps)
             await consumer.seek_to_beginning(*tps)
             end = await consumer.end_offsets(tps)
-            size = 0
             while any([await consumer.position(tp) < end[tp] for tp in tps]):
                 assert loop.time() < deadline, f"could not read {topic} to its end"
                 for records in (await consumer.getmany(timeout_ms=500, max_records=10000)).values():
-                    size = max([size, *(len(r.value or b"") for r in records)])
-            largest[topic] = size
-        return largest
+                    for record in records:
+                        visit(topic, record)
     finally:
         await consumer.stop()
+
+
+async def largest_records(settings: Settings, topics: list[str], timeout: float = 120.0) -> dict[str, int]:
+    """Per topic, the size in bytes of its largest record value: what shows a record growing with the fleet."""
+    largest = dict.fromkeys(topics, 0)
+
+    def visit(topic: str, record: ConsumerRecord[bytes, bytes]) -> None:
+        largest[topic] = max(largest[topic], len(record.value or b""))
+
+    await scan_topics(settings, topics, visit, timeout)
+    return largest

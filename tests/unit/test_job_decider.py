@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import hypothesis
 import pytest
+from hypothesis import strategies as st
 
 from iotjobs.domain import job as j
 from iotjobs.domain.decision import Context, Decision, Send
@@ -100,7 +102,7 @@ def test_created_job_is_in_progress_with_every_thing_queued() -> None:
         T0,
         None,
     )
-    assert state.executions == {"t1": QUEUED, "t2": QUEUED}
+    assert dict(state.executions) == {"t1": QUEUED, "t2": QUEUED}
     assert state.spec == spec()
 
 
@@ -143,7 +145,7 @@ def test_record_a_status_change() -> None:
     decision = when(given(created(["t1", "t2"])), record("t1", IN_PROGRESS))
     assert decision == Decision(events=(recorded("t1", IN_PROGRESS),))
     state = given(created(["t1", "t2"]), *decision.events)
-    assert state.executions == {"t1": IN_PROGRESS, "t2": QUEUED}
+    assert dict(state.executions) == {"t1": IN_PROGRESS, "t2": QUEUED}
     assert state.last_updated_at == NOW
 
 
@@ -268,3 +270,31 @@ def test_a_chunk_of_another_create_job_of_the_same_id_changes_nothing() -> None:
 
 def state_events(state: j.JobState) -> list[Any]:
     return [j.JobCreated(JOB, state.spec, list(state.executions), T0, state.release)]
+
+
+@hypothesis.given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["record", "forget", "add"]),
+            st.sampled_from(["t1", "t2", "t3", "t4"]),
+            st.sampled_from(sorted(TERMINAL | {QUEUED, IN_PROGRESS})),
+        ),
+        max_size=30,
+    )
+)
+def test_the_pending_count_follows_every_change_and_survives_a_snapshot(
+    changes: list[tuple[str, str, str]],
+) -> None:
+    state = j.evolve(j.initial(j.key_for(JOB)), j.JobCreated(JOB, spec(), ["t1", "t2"], T0, None))
+    for kind, thing, status in changes:
+        if kind == "record":
+            state = j.evolve(state, j.JobExecutionRecorded(JOB, thing, 1, status, NOW))
+        elif kind == "forget":
+            state = j.evolve(state, j.JobExecutionForgotten(JOB, thing, NOW))
+        else:
+            state = j.evolve(state, j.JobExecutionAdded(JOB, thing, NOW))
+        scanned = sum(s not in TERMINAL for s in state.executions.values())
+        assert state.pending == scanned
+        assert state.all_terminal() == (scanned == 0)
+    restored = j.JobState.from_dict(state.to_dict())
+    assert restored == state

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
 from iotjobs.domain import thing
 from iotjobs.runtime.eventlog import KeyImage
-from iotjobs.runtime.snapshots import CHECKPOINT_KEY, SnapshotFold, checkpoint
+from iotjobs.runtime.snapshots import CHECKPOINT_KEY, SnapshotFold, checkpoint, image_records
 
 KEY = "thing/t1"
 
@@ -16,11 +18,16 @@ def _image(seq: int, token: str) -> dict[str, Any]:
     return {**KeyImage(seq, state).to_dict(KEY), "token": token}
 
 
-def _fold(*records: tuple[bytes, dict[str, Any] | None]) -> SnapshotFold:
+def _fold(*records: tuple[bytes, dict[str, Any] | bytes | None]) -> SnapshotFold:
     fold = SnapshotFold()
     for offset, (key, value) in enumerate(records):
-        fold.feed(offset, key, value)
+        fold.feed(offset, key, orjson.dumps(value) if isinstance(value, dict) else value)
     return fold
+
+
+def _large_image(seq: int, token: str) -> dict[str, Any]:
+    """An image several parts long: a thing whose executions' documents weigh about a megabyte."""
+    return {**_image(seq, token), "padding": "x" * 1_000_000}
 
 
 def test_without_a_checkpoint_no_image_is_used() -> None:
@@ -62,3 +69,24 @@ def test_a_deleted_image_is_not_restored() -> None:
         (CHECKPOINT_KEY, checkpoint(40, "b", {}, seen=0)),
     ).restart()
     assert restart.images == {} and restart.offset == 40
+
+
+def test_a_large_image_is_stored_in_bounded_parts_and_restored_whole() -> None:
+    image = _large_image(3, "b")
+    records = image_records(KEY.encode(), orjson.dumps(image), limit=100_000)
+    assert len(records) > 10 and max(len(value) for _key, value in records) <= 100_000
+    restart = _fold(*records, (CHECKPOINT_KEY, checkpoint(40, "b", {}, seen=0))).restart()
+    assert list(restart.images) == [KEY] and restart.images[KEY].seq == 3
+
+
+def test_parts_overwritten_by_a_round_whose_head_was_lost_force_a_replay_from_the_start() -> None:
+    first = image_records(KEY.encode(), orjson.dumps(_large_image(3, "b")), limit=100_000)
+    second = image_records(KEY.encode(), orjson.dumps(_large_image(4, "b")), limit=100_000)
+    restart = _fold(*first, *second[:-1], (CHECKPOINT_KEY, checkpoint(40, "b", {}, seen=0))).restart()
+    assert (restart.images, restart.offset, restart.untrusted) == ({}, 0, [KEY])
+
+
+def test_a_missing_part_forces_a_replay_from_the_start() -> None:
+    records = image_records(KEY.encode(), orjson.dumps(_large_image(3, "b")), limit=100_000)
+    restart = _fold(*records[1:], (CHECKPOINT_KEY, checkpoint(40, "b", {}, seen=0))).restart()
+    assert restart.untrusted == [KEY]

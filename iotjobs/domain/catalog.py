@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, is_dataclass
 from typing import Any
 
-from iotjobs.domain import job, registry, tagging, template, thing
+from iotjobs.domain import group, job, tagging, template, thing
 from iotjobs.domain.decision import Context, Decision, Timer
 from iotjobs.domain.errors import Rejection
 from iotjobs.domain.execution import RecordExecutionStatus
@@ -37,14 +37,14 @@ THING = Aggregate(
     thing.ThingState.from_dict,
 )
 JOB = Aggregate("job", job.initial, job.decide, job.evolve, _no_timers, job.JobState.to_dict, job.JobState.from_dict)
-REGISTRY = Aggregate(
-    "registry",
-    registry.initial,
-    registry.decide,
-    registry.evolve,
+GROUP = Aggregate(
+    "group",
+    group.initial,
+    group.decide,
+    group.evolve,
     _no_timers,
-    registry.RegistryState.to_dict,
-    registry.RegistryState.from_dict,
+    group.GroupState.to_dict,
+    group.GroupState.from_dict,
 )
 
 TEMPLATE = Aggregate(
@@ -63,8 +63,8 @@ def aggregate_for(key: str) -> Aggregate:
         return THING
     if key.startswith("job/"):
         return JOB
-    if key == registry.KEY:
-        return REGISTRY
+    if key.startswith(group.PREFIX):
+        return GROUP
     if key.startswith(template.PREFIX):
         return TEMPLATE
     raise KeyError(f"no aggregate owns key {key!r}")
@@ -79,9 +79,9 @@ MESSAGE_TYPES: dict[str, type] = {
         *job.COMMANDS,
         *job.EVENTS,
         *job.REPLIES,
-        *registry.COMMANDS,
-        *registry.EVENTS,
-        *registry.REPLIES,
+        *group.COMMANDS,
+        *group.EVENTS,
+        *group.REPLIES,
         *template.COMMANDS,
         *template.EVENTS,
         *template.REPLIES,

@@ -51,3 +51,12 @@ def invalid(message: str) -> DomainError:
 
 def not_found(message: str) -> DomainError:
     return DomainError(ErrorKind.RESOURCE_NOT_FOUND, message)
+
+
+def check_version(expected: int | None, version: int, what: str) -> None:
+    """An `expectedVersion` given with a registry change must be the resource's current version."""
+    if expected is not None and expected != version:
+        raise DomainError(
+            ErrorKind.VERSION_CONFLICT,
+            f"expectedVersion {expected} does not match the current version {version} of {what}",
+        )

@@ -11,7 +11,8 @@ from iotjobs.domain import tagging, targets
 from iotjobs.domain.decision import Context, Decision, Done, Send
 from iotjobs.domain.errors import DomainError, ErrorKind
 from iotjobs.domain.execution import QUEUED, TERMINAL, ForgetExecution, RecordExecutionStatus
-from iotjobs.domain.thing import CancelExecution, DeleteExecution, QueueExecution
+from iotjobs.domain.targets import group_key
+from iotjobs.domain.thing import CancelExecution, DeleteExecution, QueueExecution, RemoveExecutions
 from iotjobs.domain.thing import key_for as thing_key
 
 IN_PROGRESS = "IN_PROGRESS"
@@ -50,8 +51,7 @@ class CreateJob:
     job_id: str
     spec: dict[str, Any]
     things: list[str]
-    release: str | None = None
-    """Set when more of the resolved things follow in `targets.ReleaseTargets` chunks carrying this value."""
+    """The things named as targets (checked to exist); the target groups' members are streamed to the job."""
 
 
 @dataclass(frozen=True)
@@ -78,7 +78,7 @@ class DeleteJob:
 
 @dataclass(frozen=True)
 class AssociateTargets:
-    """AssociateTargetsWithJob, its targets checked and resolved by the registry."""
+    """AssociateTargetsWithJob, its targets checked to exist; `things` are those named as targets."""
 
     job_id: str
     targets: list[str]
@@ -96,17 +96,20 @@ class JobCreated:
     things: list[str]
     created_at: float
     release: str | None = None
-    """More of its things follow in JobTargetsReleased events; the job cannot complete before the last."""
+    """What the target groups' streams of things carry, to tell this job from an earlier one of its id."""
 
 
 @dataclass(frozen=True)
 class JobTargetsReleased:
-    """A chunk of a new job's resolved things, each given a QUEUED execution."""
+    """A chunk of a target group's things, each given a QUEUED execution. `last` ends the stream `path`,
+    and `streams` are the streams of the group's children, which the job waits for as well."""
 
     job_id: str
     things: list[str]
     last: bool
     at: float
+    path: str = ""
+    streams: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -195,6 +198,7 @@ COMMANDS = (
     AssociateTargets,
     targets.AddThingsToJob,
     targets.ReleaseTargets,
+    targets.CheckReach,
 )
 EVENTS = (
     JobCreated,
@@ -232,7 +236,10 @@ class JobState:
     comment: str | None = None
     tags: dict[str, str] = field(default_factory=dict)
     release: str | None = None
-    """While the things its targets resolved to are still arriving in chunks: the CreateJob's release."""
+    """What the streams of things from its target groups must carry (see JobCreated)."""
+    streams: dict[str, bool] = field(default_factory=dict)
+    """Each stream of things from a target group (or a descendant) the job knows of, and whether it ended:
+    a SNAPSHOT job completes only once every one has."""
 
     def _with_statuses(self, statuses: dict[str, str]) -> JobState:
         pending = self.pending
@@ -264,6 +271,7 @@ class JobState:
             "comment": self.comment,
             "tags": self.tags,
             "release": self.release,
+            "streams": self.streams,
         }
 
     @staticmethod
@@ -296,10 +304,13 @@ def evolve(state: JobState, event: Any) -> JobState:
                 executions=Map(),
                 pending=0,
                 release=event.release,
+                streams=dict.fromkeys(targets.target_names(event.spec.get("targets", []))[1], False),
             )._with_statuses(dict.fromkeys(event.things, QUEUED))
         case JobTargetsReleased():
-            released = replace(state, release=None if event.last else state.release)
-            return released._with_statuses(dict.fromkeys(event.things, QUEUED))
+            streams = {**state.streams, **{path: state.streams.get(path, False) for path in event.streams}}
+            if event.last:
+                streams[event.path] = True  # a child's stream may end before its parent's names it
+            return replace(state, streams=streams)._with_statuses(dict.fromkeys(event.things, QUEUED))
         case JobExecutionRecorded():
             return replace(state, last_updated_at=event.at)._with_statuses({event.thing_name: event.status})
         case JobCompleted():
@@ -354,9 +365,11 @@ def decide(state: JobState, command: Any, ctx: Context) -> Decision:
         case AssociateTargets():
             return _associate(state, command, ctx)
         case targets.AddThingsToJob():
-            return _add_things(state, command.thing_names, ctx)
+            return _add_things(state, command, ctx)
         case targets.ReleaseTargets():
             return _release_targets(state, command, ctx)
+        case targets.CheckReach():
+            return _check_reach(state, command)
         case tagging.TagResource() | tagging.UntagResource():
             return tagging.decide(state.exists, state.tags, command, f"Job {state.job_id}")
     raise TypeError(f"job aggregate cannot handle {type(command).__name__}")
@@ -372,53 +385,58 @@ def _create(state: JobState, command: CreateJob, ctx: Context) -> Decision:
             ).rejection()
         )
     spec = JobSpec(**command.spec)
-    events: list[Any] = [JobCreated(command.job_id, command.spec, list(command.things), ctx.now, command.release)]
+    release = f"{command.job_id}@{ctx.now!r}"
+    created = JobCreated(command.job_id, command.spec, list(dict.fromkeys(command.things)), ctx.now, release)
+    events: list[Any] = [created]
     events.extend(tagging.initial_tags(tagging.JOB, command.job_id, spec.tags))
-    if spec.target_selection == SNAPSHOT and not command.things and command.release is None:
-        events.append(JobCompleted(command.job_id, ctx.now))
-    sends = _queue(command.job_id, command.spec, command.things)
-    record = _record_targets(command.job_id, spec, command.things)
+    first = evolve(state, created)
+    if _completes(first, first):
+        events.append(JobCompleted(command.job_id, ctx.now))  # a SNAPSHOT job that reaches no thing at all
+    # Each target group streams its members, and its descendants', to the job (targets.TargetGroup).
+    continuous = spec.target_selection == CONTINUOUS
+    groups = targets.target_names(spec.targets)[1]
+    reach = [Send(group_key(g), targets.TargetGroup(g, command.job_id, release, continuous, g)) for g in groups]
     return Decision(
         reply=JobCreatedReply(command.job_id, spec.description),
         events=tuple(events),
-        sends=tuple(sends) + record,
+        sends=(*_queue(command.job_id, command.spec, created.things), *reach),
     )
 
 
-def _queue(job_id: str, spec: dict[str, Any], things: list[str]) -> list[Send]:
+def _queue(job_id: str, spec: dict[str, Any], things: list[str], via: str | None = None) -> list[Send]:
     release = QueueExecution(
         job_id=job_id,
         document=spec["document"],
         in_progress_timeout_minutes=spec.get("in_progress_timeout_minutes"),
         namespace_id=spec.get("namespace_id"),
+        via=via,
     )
     return [Send(thing_key(thing), release) for thing in things]
 
 
-def _record_targets(job_id: str, spec: JobSpec, released: list[str]) -> tuple[Send, ...]:
-    """The registry removes the execution of a thing that leaves every target (aws-iot-jobs.md §6.9)."""
-    thing_targets, group_targets = targets.target_names(spec.targets)
-    if not group_targets:
-        return ()
-    continuous = spec.target_selection == CONTINUOUS
-    record = targets.RecordJobTargets(job_id, thing_targets, group_targets, list(released), continuous=continuous)
-    return (Send(targets.REGISTRY_KEY, record),)
-
-
 def _release_targets(state: JobState, command: targets.ReleaseTargets, ctx: Context) -> Decision:
-    """The next chunk of a new job's things: queued like CreateJob's own (a chunk of another CreateJob of
-    the same id, refused as a duplicate, does not match the job's release and changes nothing)."""
-    if state.release is None or command.release != state.release or state.status != IN_PROGRESS:
+    """The next chunk of a target group's things: each not yet released to gets a QUEUED execution (a
+    stream for an earlier job of the same id does not match the job's release and changes nothing)."""
+    if command.release != state.release or state.status != IN_PROGRESS:
         return Decision()  # canceled or being deleted meanwhile: the rest of its things are not queued
     things = [name for name in dict.fromkeys(command.thing_names) if name not in state.executions]
-    released = JobTargetsReleased(command.job_id, things, command.last, ctx.now)
+    released = JobTargetsReleased(command.job_id, things, command.last, ctx.now, command.path, list(command.streams))
     events: list[Any] = [released]
     if _completes(state, evolve(state, released)):
         events.append(JobCompleted(command.job_id, ctx.now))
-    sends = _queue(command.job_id, state.spec, things) + list(
-        _record_targets(command.job_id, JobSpec(**state.spec), things)
-    )
-    return Decision(events=tuple(events), sends=tuple(sends))
+    via = command.path.rsplit("/", 1)[-1]
+    return Decision(events=tuple(events), sends=tuple(_queue(command.job_id, state.spec, things, via)))
+
+
+def _check_reach(state: JobState, command: targets.CheckReach) -> Decision:
+    """A thing left a group: if none of the job's targets reaches it any more, its execution is REMOVED."""
+    if not state.exists or command.thing_name not in state.executions:
+        return Decision()
+    thing_targets, group_targets = targets.target_names(state.spec.get("targets", []))
+    if command.thing_name in thing_targets or set(group_targets).intersection(command.groups):
+        return Decision()
+    remove = RemoveExecutions([command.job_id], group_targets)
+    return Decision(sends=(Send(thing_key(command.thing_name), remove),))
 
 
 def _record(state: JobState, command: RecordExecutionStatus, ctx: Context) -> Decision:
@@ -527,13 +545,14 @@ def _delete(state: JobState, command: DeleteJob, ctx: Context) -> Decision:
     ]
     if not state.executions:
         events.append(JobDeleted(command.job_id, ctx.now))
-        sends.append(_forget_targets(command.job_id))
+        sends.extend(_forget_groups(state))
     return Decision(reply=Done(), events=tuple(events), sends=tuple(sends))
 
 
-def _forget_targets(job_id: str) -> Send:
-    """A deleted job's targets must not follow its id into a new job: the registry drops them."""
-    return Send(targets.REGISTRY_KEY, targets.RecordJobTargets(job_id, [], [], []))
+def _forget_groups(state: JobState) -> list[Send]:
+    """A deleted job must not follow its id into a new job: the groups it targeted stop following it."""
+    groups = targets.target_names(state.spec.get("targets", []))[1]
+    return [Send(group_key(g), targets.ForgetJob(g, state.job_id)) for g in groups]
 
 
 def _forget(state: JobState, command: ForgetExecution, ctx: Context) -> Decision:
@@ -543,7 +562,7 @@ def _forget(state: JobState, command: ForgetExecution, ctx: Context) -> Decision
     after = evolve(state, events[0])
     if state.status == DELETION_IN_PROGRESS and not after.executions:
         events.append(JobDeleted(command.job_id, ctx.now))
-        return Decision(events=tuple(events), sends=(_forget_targets(command.job_id),))
+        return Decision(events=tuple(events), sends=tuple(_forget_groups(state)))
     if _completes(state, after):
         events.append(JobCompleted(command.job_id, ctx.now))
     return Decision(events=tuple(events))
@@ -552,10 +571,13 @@ def _forget(state: JobState, command: ForgetExecution, ctx: Context) -> Decision
 def _completes(before: JobState, after: JobState) -> bool:
     """A SNAPSHOT job completes when every execution it still tracks is terminal."""
     snapshot = after.spec.get("target_selection", SNAPSHOT) == SNAPSHOT
-    return before.status == IN_PROGRESS and snapshot and after.release is None and after.all_terminal()
+    streamed = all(after.streams.values())
+    return before.status == IN_PROGRESS and snapshot and streamed and after.all_terminal()
 
 
-def _release(state: JobState, thing_names: list[str], ctx: Context) -> tuple[list[Any], list[Send]]:
+def _release(
+    state: JobState, thing_names: list[str], ctx: Context, via: str | None = None
+) -> tuple[list[Any], list[Send]]:
     """Queue an execution on each thing that has none pending for this job."""
     things = [
         thing
@@ -563,13 +585,13 @@ def _release(state: JobState, thing_names: list[str], ctx: Context) -> tuple[lis
         if (status := state.executions.get(thing)) is None or status in TERMINAL
     ]
     events: list[Any] = [JobExecutionAdded(state.job_id, thing, ctx.now) for thing in things]
-    return events, _queue(state.job_id, state.spec, things)
+    return events, _queue(state.job_id, state.spec, things, via)
 
 
-def _add_things(state: JobState, thing_names: list[str], ctx: Context) -> Decision:
+def _add_things(state: JobState, command: targets.AddThingsToJob, ctx: Context) -> Decision:
     if state.status != IN_PROGRESS or state.spec.get("target_selection") != CONTINUOUS:
         return Decision()  # only a running CONTINUOUS job follows its groups
-    events, sends = _release(state, thing_names, ctx)
+    events, sends = _release(state, command.thing_names, ctx, command.via)
     return Decision(events=tuple(events), sends=tuple(sends))
 
 
@@ -594,6 +616,11 @@ def _associate(state: JobState, command: AssociateTargets, ctx: Context) -> Deci
         return Decision(reply=reply)
     events: list[Any] = [JobTargetsAssociated(command.job_id, new, command.comment, ctx.now)]
     released, sends = _release(state, command.things, ctx)
-    thing_targets, group_targets = targets.target_names([*current, *new])
-    record = targets.RecordJobTargets(command.job_id, thing_targets, group_targets, [], continuous=True)
-    return Decision(reply=reply, events=(*events, *released), sends=(*sends, Send(targets.REGISTRY_KEY, record)))
+    known = set(targets.target_names(current)[1])
+    release = state.release or ""
+    reach = [
+        Send(group_key(g), targets.TargetGroup(g, command.job_id, release, True, g))
+        for g in targets.target_names(new)[1]
+        if g not in known
+    ]
+    return Decision(reply=reply, events=(*events, *released), sends=(*sends, *reach))

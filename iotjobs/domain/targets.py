@@ -1,52 +1,98 @@
-"""What a new job tells the registry about its targets, so that a thing that leaves them loses its
-pending execution (aws-iot-jobs.md §6.9). Shared by the job and registry modules, like
-`execution.RecordExecutionStatus` is by the thing and job modules.
+"""The messages between jobs, things and thing groups about who a job targets (aws-iot-jobs.md §6.9), shared
+by the job, group and thing modules like `execution.RecordExecutionStatus` is by the thing and job modules.
+
+A job reaches its things without any record holding them all: each target group streams its own members
+to the job in chunks of `TARGETS_CHUNK` and passes the targeting on to its children, which do the same.
+The job knows its release is complete when every stream it was told of has ended.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-REGISTRY_KEY = "registry"
+GROUP_PREFIX = "group/"
 TARGETS_CHUNK = 1000
-"""Things per command when a job's resolved targets are streamed to it: no record grows with the fleet."""
+"""Things per command when a group streams its members to a job: no record grows with the fleet."""
 
 
 @dataclass(frozen=True)
-class RecordJobTargets:
-    """Sent by `job/{id}` to the registry once the job exists (a duplicate CreateJob never sends it).
+class TargetGroup:
+    """From a new job (or a group passing it on to a child): stream your members to the job, and if the job
+    is CONTINUOUS keep it, so that things joining later get its execution.
 
-    `released` are the things the job queued an execution on: the members the registry resolved for it.
-    """
+    `release` ties the stream to the job it is for (a job id can be used again); `path` names the stream:
+    the target group, then each child on the way down."""
 
+    group_name: str
     job_id: str
-    thing_names: list[str]
-    group_names: list[str]
-    released: list[str]
-    continuous: bool = False
+    release: str
+    continuous: bool
+    path: str
 
 
 @dataclass(frozen=True)
 class ReleaseTargets:
-    """Sent by the registry to a new `job/{id}` right after its CreateJob: the next chunk of the things its
-    targets resolved to. `release` ties the chunks to the CreateJob they follow; `last` ends the stream."""
+    """From a group to a job: the next chunk of the things in one stream. `last` ends the stream, and names
+    the streams of the group's children that the job is to wait for as well."""
 
     job_id: str
     thing_names: list[str]
     release: str
     last: bool
-
-
-def chunked(names: list[str], size: int = TARGETS_CHUNK) -> list[list[str]]:
-    return [names[i : i + size] for i in range(0, len(names), size)]
+    path: str = ""
+    streams: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
 class AddThingsToJob:
-    """Sent by the registry to a CONTINUOUS `job/{id}` when things join its targets (§6.9)."""
+    """From a group to a CONTINUOUS job it follows: things that joined the group (§6.9)."""
 
     job_id: str
     thing_names: list[str]
+    via: str | None = None
+    """The group they joined: a thing that left it again before its execution arrives refuses it."""
+
+
+@dataclass(frozen=True)
+class ForgetJob:
+    """From a deleted job to the groups it targeted, and on to their children: stop following it."""
+
+    group_name: str
+    job_id: str
+
+
+@dataclass(frozen=True)
+class CheckReach:
+    """From a thing that left a group to each job with an execution pending on it: do your targets still
+    reach me? `groups` are the groups it is still in and their ancestors."""
+
+    job_id: str
+    thing_name: str
+    groups: list[str]
+
+
+@dataclass(frozen=True)
+class MemberJoined:
+    """From a thing that joined a group, to the group."""
+
+    group_name: str
+    thing_name: str
+
+
+@dataclass(frozen=True)
+class MemberLeft:
+    """From a thing that left a group, or was deleted, to the group."""
+
+    group_name: str
+    thing_name: str
+
+
+def group_key(group_name: str) -> str:
+    return f"{GROUP_PREFIX}{group_name}"
+
+
+def chunked(names: list[str], size: int = TARGETS_CHUNK) -> list[list[str]]:
+    return [names[i : i + size] for i in range(0, len(names), size)]
 
 
 def target_names(arns: list[str]) -> tuple[list[str], list[str]]:

@@ -14,7 +14,7 @@ import orjson
 
 from iotjobs.domain import validation as v
 from iotjobs.domain.decision import Context, Decision, Done, Send, Timer
-from iotjobs.domain.errors import DomainError, ErrorKind, invalid, not_found
+from iotjobs.domain.errors import DomainError, ErrorKind, check_version, invalid, not_found
 from iotjobs.domain.execution import (
     ALL_STATUSES,
     CANCELED,
@@ -28,6 +28,8 @@ from iotjobs.domain.execution import (
     ForgetExecution,
     RecordExecutionStatus,
 )
+from iotjobs.domain.targets import CheckReach, MemberJoined, MemberLeft
+from iotjobs.domain.targets import group_key as _group_key
 
 NEXT = "$next"
 PLAIN_JOBS = ""
@@ -39,9 +41,37 @@ NOTIFY_CAP = 10
 
 
 @dataclass(frozen=True)
-class RegisterThing:
+class CreateThing:
     thing_name: str
     thing_id: str
+    thing_type_name: str | None = None
+    attributes: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DeleteThing:
+    """Every pending execution is REMOVED, devices are refused, and the thing leaves its groups."""
+
+    thing_name: str
+    expected_version: int | None = None
+
+
+@dataclass(frozen=True)
+class JoinGroup:
+    """AddThingToThingGroup, from the group once it knows it exists; the thing answers."""
+
+    thing_name: str
+    group_name: str
+    ancestors: list[str]
+
+
+@dataclass(frozen=True)
+class LeaveGroup:
+    """RemoveThingFromThingGroup from the group (the thing answers), or the group's deletion."""
+
+    thing_name: str
+    group_name: str
+    group_deleted: bool = False
 
 
 @dataclass(frozen=True)
@@ -50,6 +80,9 @@ class QueueExecution:
     document: str
     in_progress_timeout_minutes: int | None = None
     namespace_id: str | None = None
+    via: str | None = None
+    """The group the job reached the thing through (None: named as a target). A thing no longer in it
+    refuses the execution: it left while the group's members were on their way to the job."""
 
 
 @dataclass(frozen=True)
@@ -115,31 +148,41 @@ class DeleteExecution:
 
 
 @dataclass(frozen=True)
-class UnregisterThing:
-    """DeleteThing, from the registry: every pending execution is REMOVED and devices are refused."""
-
-    thing_name: str
-
-
-@dataclass(frozen=True)
 class RemoveExecutions:
-    """From the registry: the thing is no longer reached by these jobs' targets (aws-iot-jobs.md §6.9)."""
+    """From a job: the thing is no longer reached by its targets (aws-iot-jobs.md §6.9). `unless_in` are the
+    job's target groups: a thing that is in one of them (or a descendant) again by now keeps its execution."""
 
     job_ids: list[str]
+    unless_in: list[str] = field(default_factory=list)
 
 
 # --- events -----------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class ThingRegistered:
+class ThingCreated:
     thing_name: str
     thing_id: str
+    thing_type_name: str | None = None
+    attributes: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
-class ThingUnregistered:
+class ThingDeleted:
     thing_name: str
+
+
+@dataclass(frozen=True)
+class ThingAddedToThingGroup:
+    thing_name: str
+    group_name: str
+    ancestors: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ThingRemovedFromThingGroup:
+    thing_name: str
+    group_name: str
 
 
 @dataclass(frozen=True)
@@ -187,12 +230,7 @@ class ExecutionDeleted:
 
 
 @dataclass(frozen=True)
-class ThingUnregisteredReply:
-    thing_name: str
-
-
-@dataclass(frozen=True)
-class ThingRegisteredReply:
+class ThingCreatedReply:
     thing_name: str
     thing_id: str
 
@@ -238,7 +276,10 @@ class NotifyNext:
 
 
 COMMANDS = (
-    RegisterThing,
+    CreateThing,
+    DeleteThing,
+    JoinGroup,
+    LeaveGroup,
     QueueExecution,
     GetPending,
     StartNext,
@@ -247,11 +288,20 @@ COMMANDS = (
     FireTimeout,
     CancelExecution,
     DeleteExecution,
-    UnregisterThing,
     RemoveExecutions,
 )
-EVENTS = (ThingRegistered, ExecutionQueued, ExecutionUpdated, ExecutionDeleted, ThingUnregistered)
-REPLIES = (ThingRegisteredReply, PendingReply, ExecutionReply, UpdateReply, ThingUnregisteredReply)
+EVENTS = (
+    ThingCreated,
+    ExecutionQueued,
+    ExecutionUpdated,
+    ExecutionDeleted,
+    ThingDeleted,
+    ThingAddedToThingGroup,
+    ThingRemovedFromThingGroup,
+)
+REPLIES = (ThingCreatedReply, PendingReply, ExecutionReply, UpdateReply)
+MAX_GROUPS = 10
+"""Thing groups a thing may belong to at once."""
 
 # --- state ------------------------------------------------------------------------------------
 
@@ -270,6 +320,12 @@ class ThingState:
     most APPLIED_TOKENS)."""
     deleted: bool = False
     """DeleteThing unregistered it: an execution released to it late is REMOVED at once."""
+    thing_type_name: str | None = None
+    attributes: dict[str, str] = field(default_factory=dict)
+    version: int = 0
+    """The registry version: 1 when created, one more on each group it joins or leaves."""
+    groups: dict[str, list[str]] = field(default_factory=dict)
+    """The groups it is in, each with its ancestors (root first)."""
 
     @property
     def registered(self) -> bool:
@@ -298,6 +354,10 @@ class ThingState:
             "execution_numbers": self.execution_numbers,
             "deleted": self.deleted,
             "applied_tokens": self.applied_tokens,
+            "thing_type_name": self.thing_type_name,
+            "attributes": self.attributes,
+            "version": self.version,
+            "groups": self.groups,
         }
 
     @staticmethod
@@ -310,7 +370,15 @@ class ThingState:
             execution_numbers=data.get("execution_numbers", {}),
             deleted=data.get("deleted", False),
             applied_tokens=data.get("applied_tokens", {}),
+            thing_type_name=data.get("thing_type_name"),
+            attributes=data.get("attributes", {}),
+            version=data.get("version", 0),
+            groups=data.get("groups", {}),
         )
+
+    def reach(self) -> list[str]:
+        """The groups the thing is in and their ancestors: what a job's group targets reach it through."""
+        return sorted({name for group, ancestors in self.groups.items() for name in (group, *ancestors)})
 
 
 def initial(key: str) -> ThingState:
@@ -326,10 +394,24 @@ def key_for(thing_name: str) -> str:
 
 def evolve(state: ThingState, event: Any) -> ThingState:
     match event:
-        case ThingRegistered(thing_id=thing_id):
-            return replace(state, thing_id=thing_id, deleted=False)
-        case ThingUnregistered():
-            return replace(state, thing_id=None, deleted=True)
+        case ThingCreated():
+            return replace(
+                state,
+                thing_id=event.thing_id,
+                deleted=False,
+                thing_type_name=event.thing_type_name,
+                attributes=dict(event.attributes),
+                version=1,
+                groups={},
+            )
+        case ThingDeleted():
+            return replace(state, thing_id=None, deleted=True, attributes={}, thing_type_name=None, groups={})
+        case ThingAddedToThingGroup():
+            groups = {**state.groups, event.group_name: list(event.ancestors)}
+            return replace(state, groups=groups, version=state.version + 1)
+        case ThingRemovedFromThingGroup():
+            groups = {g: a for g, a in state.groups.items() if g != event.group_name}
+            return replace(state, groups=groups, version=state.version + 1)
         case ExecutionQueued():
             execution = Execution(
                 job_id=event.job_id,
@@ -396,7 +478,7 @@ def decide(state: ThingState, command: Any, ctx: Context) -> Decision:
     return Decision(
         reply=reply,
         events=tuple(events),
-        sends=tuple(_status_reports(state, after)),
+        sends=(*_status_reports(state, after), *_registry_sends(state, after, command)),
         effects=tuple(_notifications(state, after, _plain(ctx))),
     )
 
@@ -408,10 +490,18 @@ def _plain(ctx: Context) -> str | None:
 
 def _decide(state: ThingState, command: Any, ctx: Context) -> tuple[list[Any], Any]:
     match command:
-        case RegisterThing():
-            if state.registered:
-                return [], ThingRegisteredReply(state.name, state.thing_id or command.thing_id)
-            return [ThingRegistered(state.name, command.thing_id)], ThingRegisteredReply(state.name, command.thing_id)
+        case CreateThing():
+            return _create(state, command)
+        case DeleteThing():
+            return _delete_thing(state, command, ctx), Done()
+        case JoinGroup():
+            return _join(state, command), Done()
+        case LeaveGroup():
+            if not state.registered and not command.group_deleted:
+                raise not_found(f"Thing {state.name} does not exist")
+            if command.group_name not in state.groups:
+                return [], Done()
+            return [ThingRemovedFromThingGroup(state.name, command.group_name)], Done()
         case QueueExecution():
             return _queue(state, command, ctx), None
         case GetPending():
@@ -433,9 +523,9 @@ def _decide(state: ThingState, command: Any, ctx: Context) -> tuple[list[Any], A
             return _cancel(state, command, ctx)
         case DeleteExecution():
             return _delete(state, command)
-        case UnregisterThing():
-            return _unregister(state, ctx), ThingUnregisteredReply(state.name)
         case RemoveExecutions():
+            if set(command.unless_in).intersection(state.reach()):
+                return [], None  # it joined one of the job's groups again since it asked
             return _remove(state, command.job_ids, ctx), None
     raise TypeError(f"thing aggregate cannot handle {type(command).__name__}")
 
@@ -449,12 +539,9 @@ def _queue(state: ThingState, command: QueueExecution, ctx: Context) -> list[Any
     current = state.executions.get(command.job_id)
     if current is not None and not current.is_terminal:
         return []  # one live execution per job and thing: a repeated release changes nothing
-    events: list[Any] = []
-    if not state.registered and not state.deleted:
-        # The job only targets registered things, so the registration is certain even if its
-        # own command has not arrived yet.
-        events.append(ThingRegistered(state.name, ""))
-    events.append(
+    if _refuses(state, command):
+        return []
+    events: list[Any] = [
         ExecutionQueued(
             thing_name=state.name,
             job_id=command.job_id,
@@ -465,7 +552,7 @@ def _queue(state: ThingState, command: QueueExecution, ctx: Context) -> list[Any
             in_progress_timeout_minutes=command.in_progress_timeout_minutes,
             namespace_id=command.namespace_id,
         )
-    )
+    ]
     if state.deleted:
         # Released before DeleteThing reached the job: the thing is gone, so the execution is REMOVED
         # at once (aws-iot-jobs.md §6.9) and the job hears so.
@@ -474,12 +561,65 @@ def _queue(state: ThingState, command: QueueExecution, ctx: Context) -> list[Any
     return events
 
 
-def _unregister(state: ThingState, ctx: Context) -> list[Any]:
-    """DeleteThing: pending executions become REMOVED; executions stay, so numbers are never reused."""
+def _refuses(state: ThingState, command: QueueExecution) -> bool:
+    """An execution for a thing never created, or through a group the thing has left since: the job
+    forgets it (`_registry_sends`). A deleted thing takes it and REMOVES it, so the job hears why."""
+    if not state.registered:
+        return not state.deleted
+    return command.via is not None and command.via not in state.groups
+
+
+def _create(state: ThingState, command: CreateThing) -> tuple[list[Any], Any]:
+    if state.registered:
+        if state.thing_type_name == command.thing_type_name and state.attributes == command.attributes:
+            return [], ThingCreatedReply(state.name, state.thing_id or "")
+        raise DomainError(
+            ErrorKind.RESOURCE_ALREADY_EXISTS,
+            f"Thing {state.name} already exists with a different configuration",
+            {"resourceId": state.thing_id},
+        )
+    created = ThingCreated(state.name, command.thing_id, command.thing_type_name, dict(command.attributes))
+    return [created], ThingCreatedReply(state.name, command.thing_id)
+
+
+def _delete_thing(state: ThingState, command: DeleteThing, ctx: Context) -> list[Any]:
+    """Pending executions become REMOVED; executions stay, so numbers are never reused."""
+    if not state.registered:
+        return []  # DeleteThing succeeds for a thing that does not exist
+    check_version(command.expected_version, state.version, f"thing {state.name}")
     events: list[Any] = [_changed(e, ctx, "thing-deleted", status=REMOVED) for e in state.pending()]
-    if state.registered or not state.deleted:
-        events.append(ThingUnregistered(state.name))
-    return events
+    return [*events, ThingDeleted(state.name)]
+
+
+def _join(state: ThingState, command: JoinGroup) -> list[Any]:
+    _require_thing(state)
+    if command.group_name in state.groups:
+        return []
+    if len(state.groups) >= MAX_GROUPS:
+        raise invalid(f"Thing {state.name} already belongs to {MAX_GROUPS} thing groups, the most allowed")
+    return [ThingAddedToThingGroup(state.name, command.group_name, list(command.ancestors))]
+
+
+def _registry_sends(before: ThingState, after: ThingState, command: Any) -> list[Send]:
+    """What the groups and jobs hear of the thing's registry record changing."""
+    match command:
+        case JoinGroup() if command.group_name in after.groups and command.group_name not in before.groups:
+            return [Send(_group_key(command.group_name), MemberJoined(command.group_name, after.name))]
+        case LeaveGroup() if command.group_name in before.groups and command.group_name not in after.groups:
+            sends = (
+                []
+                if command.group_deleted
+                else [Send(_group_key(command.group_name), MemberLeft(command.group_name, after.name))]
+            )
+            # Each job with an execution pending here decides whether its targets still reach the thing.
+            reach = after.reach()
+            sends += [Send(f"job/{e.job_id}", CheckReach(e.job_id, after.name, reach)) for e in after.pending()]
+            return sends
+        case DeleteThing() if before.registered and not after.registered:
+            return [Send(_group_key(group), MemberLeft(group, after.name)) for group in before.groups]
+        case QueueExecution() if _refuses(before, command):
+            return [Send(f"job/{command.job_id}", ForgetExecution(command.job_id, after.name, 0))]
+    return []
 
 
 def _remove(state: ThingState, job_ids: list[str], ctx: Context) -> list[Any]:

@@ -10,7 +10,7 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
-from iotjobs.domain import config_blocks, job, registry, tagging
+from iotjobs.domain import config_blocks, job, tagging
 from iotjobs.domain import validation as v
 from iotjobs.domain.arns import Arns
 from iotjobs.domain.errors import invalid, not_found
@@ -70,7 +70,8 @@ def parse_targets(body: dict[str, Any], arns: Arns) -> tuple[list[str], list[str
     return list(targets), things, groups
 
 
-def parse_create_job(job_id: str, body: dict[str, Any], arns: Arns) -> registry.ResolveJobTargets:
+def parse_create_job(job_id: str, body: dict[str, Any], arns: Arns) -> tuple[job.CreateJob, list[str]]:
+    """The CreateJob command (with the things named as targets) and the thing groups named as targets."""
     if body.get("documentParameters") is not None:
         raise invalid("documentParameters is allowed only with an AWS managed job template, which is not served")
     targets, things, groups = parse_targets(body, arns)
@@ -110,7 +111,19 @@ def parse_create_job(job_id: str, body: dict[str, Any], arns: Arns) -> registry.
         document_source=body.get("documentSource"),
         config=config or None,
     )
-    return registry.ResolveJobTargets(job_id, asdict(spec), things, groups)
+    return job.CreateJob(job_id, asdict(spec), things), groups
+
+
+async def check_targets_exist(ctl: Control, things: list[str], groups: list[str]) -> None:
+    """Every target named must exist: the read models show what the registry has answered for."""
+    found = await ctl.pool.fetch("SELECT thing_name FROM things WHERE thing_name = ANY($1::text[])", things)
+    missing = [name for name in things if name not in {r["thing_name"] for r in found}]
+    if missing:
+        raise not_found(f"Thing {missing[0]} does not exist")
+    found = await ctl.pool.fetch("SELECT group_name FROM thing_groups WHERE group_name = ANY($1::text[])", groups)
+    missing = [name for name in groups if name not in {r["group_name"] for r in found}]
+    if missing:
+        raise not_found(f"Thing group {missing[0]} does not exist")
 
 
 async def create_job(request: web.Request) -> web.Response:
@@ -128,8 +141,9 @@ async def create_job(request: web.Request) -> web.Response:
                 body["documentSource"], ctl.settings.s3_endpoint, ctl.settings.document_fetch_timeout_seconds
             ),
         }
-    command = parse_create_job(job_id, body, ctl.arns)
-    reply = await ctl.write(registry.KEY, command)
+    command, groups = parse_create_job(job_id, body, ctl.arns)
+    await check_targets_exist(ctl, command.things, groups)
+    reply = await ctl.write(job.key_for(job_id), command)
     return json_response(_compact({"jobArn": ctl.arns.job(job_id), "jobId": job_id, "description": reply.description}))
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
-from iotjobs.domain import config_blocks, job, registry, thing
+from iotjobs.domain import config_blocks, job, thing
 from iotjobs.domain import validation as v
 from iotjobs.domain.errors import DomainError, ErrorKind, invalid
 from iotjobs.wire.http_request import json_body, json_response, optional, query_bool
@@ -133,8 +133,8 @@ async def associate_targets_with_job(request: web.Request) -> web.Response:
     comment = optional(body, "comment", str, "a string")
     if comment is not None:
         v.check_free_text("comment", comment, v.MAX_DESCRIPTION_CHARS)
-    command = registry.ResolveJobAssociation(job_id, targets, things, groups, comment)
-    reply = await ctl.write(registry.KEY, command)
+    await jobs_api.check_targets_exist(ctl, things, groups)
+    reply = await ctl.write(job.key_for(job_id), job.AssociateTargets(job_id, targets, things, comment))
     result = {"jobArn": ctl.arns.job(job_id), "jobId": job_id}
     if reply.description is not None:
         result["description"] = reply.description

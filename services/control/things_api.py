@@ -8,7 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
-from iotjobs.domain import registry
+from iotjobs.domain import group, thing
 from iotjobs.domain import validation as v
 from iotjobs.domain.arns import Arns
 from iotjobs.domain.errors import invalid, not_found
@@ -45,13 +45,13 @@ async def create_thing(request: web.Request) -> web.Response:
     type_name = optional(body, "thingTypeName", str, "a string")
     if type_name is not None:
         v.check_name("thingTypeName", type_name, v.THING_NAME, 128)
-    command = registry.CreateThing(
+    command = thing.CreateThing(
         thing_name=name,
         thing_id=str(uuid.uuid4()),
         thing_type_name=type_name,
         attributes=_attributes(body.get("attributePayload"), "attributePayload"),
     )
-    reply = await ctl.write(registry.KEY, command)
+    reply = await ctl.write(thing.key_for(name), command)
     return json_response({"thingName": name, "thingArn": ctl.arns.thing(name), "thingId": reply.thing_id})
 
 
@@ -85,14 +85,14 @@ async def create_thing_group(request: web.Request) -> web.Response:
     description = optional(props, "thingGroupDescription", str, "a string")
     if description is not None and (len(description) > 2028 or not all(" " <= ch <= "~" for ch in description)):
         raise invalid("thingGroupDescription must be at most 2028 printable ASCII characters")
-    command = registry.CreateThingGroup(
+    command = group.CreateThingGroup(
         group_name=name,
         group_id=str(uuid.uuid4()),
         parent_group_name=parent,
         description=description,
         attributes=_attributes(props.get("attributePayload"), "thingGroupProperties.attributePayload"),
     )
-    reply = await ctl.write(registry.KEY, command)
+    reply = await ctl.write(group.key_for(name), command)
     return json_response(
         {"thingGroupName": name, "thingGroupArn": ctl.arns.thing_group(name), "thingGroupId": reply.group_id}
     )
@@ -118,9 +118,9 @@ def _name_or_arn(body: dict[str, Any], name_member: str, arn_member: str, prefix
 async def add_thing_to_thing_group(request: web.Request) -> web.Response:
     ctl = control(request)
     body = await json_body(request)
-    group = _name_or_arn(body, "thingGroupName", "thingGroupArn", "thinggroup")
-    thing = _name_or_arn(body, "thingName", "thingArn", "thing")
-    await ctl.write(registry.KEY, registry.AddThingToThingGroup(thing, group))
+    group_name = _name_or_arn(body, "thingGroupName", "thingGroupArn", "thinggroup")
+    thing_name = _name_or_arn(body, "thingName", "thingArn", "thing")
+    await ctl.write(group.key_for(group_name), group.AddThingToThingGroup(thing_name, group_name))
     return json_response({})
 
 
@@ -130,16 +130,16 @@ async def add_thing_to_thing_group(request: web.Request) -> web.Response:
 async def delete_thing(request: web.Request) -> web.Response:
     ctl = control(request)
     name = v.check_thing_name(request.match_info["thingName"])
-    await ctl.write(registry.KEY, registry.DeleteThing(name, query_int(request, "expectedVersion")))
+    await ctl.write(thing.key_for(name), thing.DeleteThing(name, query_int(request, "expectedVersion")))
     return json_response({})
 
 
 async def remove_thing_from_thing_group(request: web.Request) -> web.Response:
     ctl = control(request)
     body = await json_body(request)
-    group = _name_or_arn(body, "thingGroupName", "thingGroupArn", "thinggroup")
-    thing = _name_or_arn(body, "thingName", "thingArn", "thing")
-    await ctl.write(registry.KEY, registry.RemoveThingFromThingGroup(thing, group))
+    group_name = _name_or_arn(body, "thingGroupName", "thingGroupArn", "thinggroup")
+    thing_name = _name_or_arn(body, "thingName", "thingArn", "thing")
+    await ctl.write(group.key_for(group_name), group.RemoveThingFromThingGroup(thing_name, group_name))
     return json_response({})
 
 
@@ -183,7 +183,7 @@ async def describe_thing_group(request: web.Request) -> web.Response:
 async def delete_thing_group(request: web.Request) -> web.Response:
     ctl = control(request)
     name = v.check_group_name(request.match_info["thingGroupName"])
-    await ctl.write(registry.KEY, registry.DeleteThingGroup(name, query_int(request, "expectedVersion")))
+    await ctl.write(group.key_for(name), group.DeleteThingGroup(name, query_int(request, "expectedVersion")))
     return json_response({})
 
 

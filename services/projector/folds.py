@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from iotjobs.domain import job, registry, tagging, template, thing
+from iotjobs.domain import group, job, tagging, template, thing
 
 
 class Executor(Protocol):
@@ -14,7 +14,7 @@ class Executor(Protocol):
 
 async def apply(conn: Executor, event: Any, seq: int) -> None:
     match event:
-        case registry.ThingCreated():
+        case thing.ThingCreated():
             await conn.execute(
                 """INSERT INTO things (thing_name, thing_id, thing_type_name, attributes, version, seq)
                    VALUES ($1, $2, $3, $4, 1, $5)
@@ -27,7 +27,7 @@ async def apply(conn: Executor, event: Any, seq: int) -> None:
                 event.attributes,
                 seq,
             )
-        case registry.ThingGroupCreated():
+        case group.ThingGroupCreated():
             await conn.execute(
                 """INSERT INTO thing_groups (group_name, group_id, parent_group_name, description,
                        attributes, created_at, version, seq)
@@ -43,7 +43,7 @@ async def apply(conn: Executor, event: Any, seq: int) -> None:
                 event.created_at,
                 seq,
             )
-        case registry.ThingAddedToThingGroup():
+        case thing.ThingAddedToThingGroup():
             await conn.execute(
                 """INSERT INTO thing_group_members (group_name, thing_name, seq) VALUES ($1, $2, $3)
                    ON CONFLICT (group_name, thing_name) DO NOTHING""",
@@ -216,12 +216,12 @@ async def apply(conn: Executor, event: Any, seq: int) -> None:
                 event.tags,
                 seq,
             )
-        case registry.ThingDeleted():
+        case thing.ThingDeleted():
             await conn.execute("DELETE FROM things WHERE thing_name = $1 AND seq < $2", event.thing_name, seq)
             await conn.execute(
                 "DELETE FROM thing_group_members WHERE thing_name = $1 AND seq < $2", event.thing_name, seq
             )
-        case registry.ThingRemovedFromThingGroup():
+        case thing.ThingRemovedFromThingGroup():
             await conn.execute(
                 "DELETE FROM thing_group_members WHERE group_name = $1 AND thing_name = $2 AND seq < $3",
                 event.group_name,
@@ -233,14 +233,17 @@ async def apply(conn: Executor, event: Any, seq: int) -> None:
                 event.thing_name,
                 seq,
             )
-        case registry.ThingGroupDeleted():
+        case group.ThingGroupDeleted():
+            # Its members' rows go as each member leaves it (their ThingRemovedFromThingGroup).
             await conn.execute("DELETE FROM thing_groups WHERE group_name = $1 AND seq < $2", event.group_name, seq)
-            await conn.execute(
-                "DELETE FROM thing_group_members WHERE group_name = $1 AND seq < $2", event.group_name, seq
-            )
-        case registry.JobTargetsRecorded() | thing.ThingUnregistered():
-            pass  # registry and thing state only: DeleteThing's read-model change is ThingDeleted
-        case thing.ThingRegistered():
-            pass  # the registry's ThingCreated already put the thing in the read model
+        case (
+            group.ChildGroupAdded()
+            | group.ChildGroupRemoved()
+            | group.GroupMemberAdded()
+            | group.GroupMemberRemoved()
+            | group.GroupJobAdded()
+            | group.GroupJobRemoved()
+        ):
+            pass  # the group's own index: the read model's membership is the things' own record
         case _:
             raise TypeError(f"no read model for {type(event).__name__}")

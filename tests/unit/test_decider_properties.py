@@ -11,6 +11,7 @@ For every step of a random run:
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, replace
 from itertools import pairwise
 from typing import Any
@@ -18,9 +19,9 @@ from typing import Any
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from iotjobs.domain import catalog
+from iotjobs.domain import catalog, targets
+from iotjobs.domain import group as g
 from iotjobs.domain import job as j
-from iotjobs.domain import registry as r
 from iotjobs.domain import thing as t
 from iotjobs.domain.decision import Context, Decision, Timer
 from iotjobs.domain.errors import Rejection
@@ -32,6 +33,7 @@ from iotjobs.domain.execution import (
     REJECTED,
     SUCCEEDED,
     TIMED_OUT,
+    ForgetExecution,
     RecordExecutionStatus,
 )
 from iotjobs.domain.thing import QueueExecution
@@ -112,8 +114,10 @@ class Run:
             # A refusal changes nothing, except that a late update finds its execution timed out.
             late = [e for e in decision.events if getattr(e, "cause", None) == "timeout" and e.status == "TIMED_OUT"]
             assert list(decision.events) == late and len(late) <= 1
+            # A group created meanwhile under another parent than the one that took it in tells that one.
+            dropped = [s for s in decision.sends if isinstance(s.command, g.DropChildGroup)]
             if not late:
-                assert (decision.sends, decision.effects) == ((), ())
+                assert (decision.sends, decision.effects) == (tuple(dropped), ())
         after = before
         for event in events:
             after = self.aggregate.evolve(after, event)
@@ -185,7 +189,7 @@ thing_commands = st.one_of(
     st.builds(t.FireTimeout, job_id=st.sampled_from(JOBS), execution_number=st.integers(1, 3)),
     st.just(FIRE_DUE),
     st.just(FIRE_DUE),
-    st.just(t.RegisterThing("t1", "id-t1")),
+    st.just(t.CreateThing("t1", "id-t1")),
 )
 
 DEVICE_OR_TIMER_TRANSITIONS = {
@@ -217,7 +221,7 @@ def _check_thing_step(before: t.ThingState, command: Any, decision: Decision, af
     state = before
     for event in decision.events:
         match event:
-            case t.ThingRegistered():
+            case t.ThingCreated():
                 assert not state.registered
             case t.ExecutionQueued():
                 prior = state.executions.get(event.job_id)
@@ -272,6 +276,8 @@ def _check_thing_step(before: t.ThingState, command: Any, decision: Decision, af
         previous = before.executions.get(job_id)
         if previous is not None and identity(previous) == identity(execution) and previous.status != execution.status:
             expected_sends.append(RecordExecutionStatus(job_id, "t1", execution.execution_number, execution.status))
+    if isinstance(command, t.QueueExecution) and not before.registered and not before.deleted:
+        expected_sends.append(ForgetExecution(command.job_id, "t1", 0))  # never created: the job forgets it
     assert [s.command for s in decision.sends] == expected_sends
     assert all(s.key == f"job/{s.command.job_id}" and not s.forward_reply for s in decision.sends)
 
@@ -319,7 +325,7 @@ def test_thing_decider_properties(steps: list[tuple[Any, int]], start: str) -> N
     run = Run(catalog.aggregate_for("thing/t1"), "thing/t1")
     now = T0
     if start != "empty":
-        steps = [(t.RegisterThing("t1", "id-t1"), 0), *steps]
+        steps = [(t.CreateThing("t1", "id-t1"), 0), *steps]
     if start == "queued":
         steps = [steps[0], *((t.QueueExecution(job_id, DOC, 1), 0) for job_id in JOBS), *steps[1:]]
     versions: dict[tuple[str, int], int] = {}
@@ -415,90 +421,214 @@ def test_job_decider_properties(steps: list[tuple[Any, int]]) -> None:
     run.finish()
 
 
-# --- registry aggregate -----------------------------------------------------------------------
+# --- the registry across aggregates: things, groups and jobs talking through commands ----------
 
-THING_NAMES = ["a", "b", "c", "d"]
-GROUP_NAMES = [f"g{i:02}" for i in range(12)]
+ACCOUNT = "arn:aws:iot:us-east-1:123456789012"
+W_THINGS = ["a", "b", "c", "d"]
+W_GROUPS = ["g0", "g1", "g2", "g3"]
+W_JOBS = ["j1", "j2"]
 
-registry_commands = st.one_of(
+
+def thing_arn(name: str) -> str:
+    return f"{ACCOUNT}:thing/{name}"
+
+
+def group_arn(name: str) -> str:
+    return f"{ACCOUNT}:thinggroup/{name}"
+
+
+@dataclass
+class World:
+    """Every key of a small registry as a `Run`, and the commands between them in flight: one FIFO per
+    (sender, receiver) pair, as the command topic keeps them, delivered in whatever order a test picks."""
+
+    def __post_init__(self) -> None:
+        self.runs: dict[str, Run] = {}
+        self.channels: dict[tuple[str, str], deque[Any]] = {}
+
+    def run(self, key: str) -> Run:
+        if key not in self.runs:
+            self.runs[key] = Run(catalog.aggregate_for(key), key)
+        return self.runs[key]
+
+    def submit(self, key: str, command: Any, now: float) -> Decision:
+        _before, decision = self.run(key).step(command, Context(now=now))
+        for send in decision.sends:
+            self.channels.setdefault((key, send.key), deque()).append(send.command)
+        return decision
+
+    def deliver(self, pick: int, now: float) -> bool:
+        busy = [pair for pair, queue in sorted(self.channels.items()) if queue]
+        if not busy:
+            return False
+        _sender, receiver = pair = busy[pick % len(busy)]
+        self.submit(receiver, self.channels[pair].popleft(), now)
+        return True
+
+    def deliver_from(self, sender: str, receiver: str, now: float) -> None:
+        self.submit(receiver, self.channels[(sender, receiver)].popleft(), now)
+
+    def drain(self, now: float) -> None:
+        for _ in range(20_000):
+            if not self.deliver(0, now):
+                return
+        raise AssertionError("commands kept causing commands")
+
+    def state(self, key: str) -> Any:
+        return self.run(key).state
+
+    def targets_exist(self, command: j.CreateJob) -> bool:
+        named, groups = targets.target_names(command.spec["targets"])
+        return all(self.state(f"thing/{n}").registered for n in named) and all(
+            self.state(f"group/{n}").exists for n in groups
+        )
+
+
+world_actions = st.one_of(
+    st.tuples(st.just("deliver"), st.integers(0, 50)),
+    st.tuples(st.just("deliver"), st.integers(0, 50)),
+    st.tuples(st.just("deliver"), st.integers(0, 50)),
+    st.builds(lambda n: ("thing/" + n, t.CreateThing(n, f"id-{n}")), st.sampled_from(W_THINGS)),
+    st.builds(lambda n: ("thing/" + n, t.DeleteThing(n)), st.sampled_from(W_THINGS)),
     st.builds(
-        r.CreateThing,
-        thing_name=st.sampled_from(THING_NAMES),
-        thing_id=st.sampled_from(["id-1", "id-2"]),
-        thing_type_name=st.sampled_from([None, "sensor"]),
-        attributes=st.sampled_from([{}, {"site": "x"}]),
+        lambda n, parent: ("group/" + n, g.CreateThingGroup(n, f"gid-{n}", parent)),
+        st.sampled_from(W_GROUPS),
+        st.sampled_from([None, None, "g0", "g1"]),
+    ),
+    st.builds(lambda n: ("group/" + n, g.DeleteThingGroup(n)), st.sampled_from(W_GROUPS)),
+    st.builds(
+        lambda th, gr: ("group/" + gr, g.AddThingToThingGroup(th, gr)),
+        st.sampled_from(W_THINGS),
+        st.sampled_from(W_GROUPS),
     ),
     st.builds(
-        r.CreateThingGroup,
-        group_name=st.sampled_from(GROUP_NAMES),
-        group_id=st.sampled_from(["gid-1", "gid-2"]),
-        parent_group_name=st.sampled_from([None, None, "g00", "g01", "g02", "nope"]),
-        description=st.sampled_from([None, "d"]),
+        lambda th, gr: ("group/" + gr, g.AddThingToThingGroup(th, gr)),
+        st.sampled_from(W_THINGS),
+        st.sampled_from(W_GROUPS),
     ),
     st.builds(
-        r.AddThingToThingGroup,
-        thing_name=st.sampled_from([*THING_NAMES, "zz"]),
-        # Mostly the groups that targets name, so that things are reached through several groups.
-        group_name=st.sampled_from([*GROUP_NAMES[:4], *GROUP_NAMES[:4], *GROUP_NAMES, "nope"]),
+        lambda th, gr: ("group/" + gr, g.RemoveThingFromThingGroup(th, gr)),
+        st.sampled_from(W_THINGS),
+        st.sampled_from(W_GROUPS),
     ),
     st.builds(
-        r.ResolveJobTargets,
-        job_id=st.just("job1"),
-        spec=st.just(job_spec(j.SNAPSHOT)),
-        thing_names=st.lists(st.sampled_from(THING_NAMES), max_size=3),
-        group_names=st.lists(st.sampled_from(GROUP_NAMES[:4]), max_size=3),
+        lambda job, selection, things, groups: (
+            "job/" + job,
+            j.CreateJob(
+                job,
+                {
+                    "targets": [*map(thing_arn, things), *map(group_arn, groups)],
+                    "document": DOC,
+                    "target_selection": selection,
+                },
+                things,
+            ),
+        ),
+        st.sampled_from(W_JOBS),
+        st.sampled_from([j.SNAPSHOT, j.CONTINUOUS]),
+        st.lists(st.sampled_from(W_THINGS), unique=True, max_size=2),
+        st.lists(st.sampled_from(W_GROUPS), unique=True, min_size=1, max_size=2),
+    ),
+    st.builds(
+        lambda th, job: ("thing/" + th, t.UpdateExecution(job, SUCCEEDED)),
+        st.sampled_from(W_THINGS),
+        st.sampled_from(W_JOBS),
     ),
 )
 
 
-# A small fleet to start from: every thing, and groups g00 > g01 > g03 and g02.
-FLEET = [
-    *(r.CreateThing(name, f"id-{name}") for name in THING_NAMES),
-    r.CreateThingGroup("g00", "gid-1"),
-    r.CreateThingGroup("g01", "gid-1", parent_group_name="g00"),
-    r.CreateThingGroup("g02", "gid-2"),
-    r.CreateThingGroup("g03", "gid-2", parent_group_name="g01"),
-]
-
-
 @SETTINGS
-@given(steps=st.lists(registry_commands, min_size=5, max_size=40), with_fleet=st.booleans())
-def test_registry_decider_properties(steps: list[Any], with_fleet: bool) -> None:
-    run = Run(catalog.aggregate_for(r.KEY), r.KEY)
-    if with_fleet:
-        steps = [*FLEET, *steps]
-    thing_ids: dict[str, str] = {}
-    group_ids: dict[str, str] = {}
+@given(actions=st.lists(world_actions, min_size=10, max_size=60))
+def test_things_groups_and_jobs_agree_once_every_command_is_delivered(actions: list[Any]) -> None:
+    world = World()
+    now = T0
+    for what, arg in actions:
+        now += 1
+        if what == "deliver":
+            world.deliver(arg, now)
+        elif isinstance(arg, j.CreateJob) and not world.targets_exist(arg):
+            continue  # the control plane refuses it: ResourceNotFound
+        else:
+            world.submit(what, arg, now)
+    world.drain(now)
 
-    for command in steps:
-        _before, decision = run.step(command, Context(now=T0))
-        after = run.state
+    things = {name: world.state(f"thing/{name}") for name in W_THINGS}
+    groups = {name: world.state(f"group/{name}") for name in W_GROUPS}
+    jobs = {name: world.state(f"job/{name}") for name in W_JOBS}
+    for name, state in groups.items():
+        if state.exists:
+            # A group's members are the things that say they are in it.
+            assert set(state.members) == {n for n, th in things.items() if th.registered and name in th.groups}
+            assert all(groups[child].parent_group_name == name for child in state.children)
+    for name, thing in things.items():
+        assert len(thing.groups) <= t.MAX_GROUPS
+        for group_name, ancestors in thing.groups.items():
+            assert groups[group_name].exists, f"{name} is in {group_name}, which no longer exists"
+            assert list(groups[group_name].ancestors) == ancestors
+    for job_id, job in jobs.items():
+        if not job.exists:
+            continue
+        assert all(job.streams.values()), "every stream of things ended"
+        named, targeted = targets.target_names(job.spec["targets"])
+        continuous = job.spec["target_selection"] == j.CONTINUOUS
+        for name, thing in things.items():
+            execution = thing.executions.get(job_id)
+            pending = execution is not None and not execution.is_terminal
+            reached = thing.registered and (name in named or bool(set(targeted) & set(thing.reach())))
+            # The job and the thing agree on the execution's status.
+            assert (name in job.executions) == (execution is not None), (name, job.executions, execution)
+            if execution is not None:
+                assert job.executions[name] == execution.status
+            # A pending execution is one the job's targets reach; a CONTINUOUS job reaches every such thing.
+            assert not pending or reached, f"{name} keeps {job_id} without being targeted"
+            if continuous and job.status == j.IN_PROGRESS:
+                assert not reached or execution is not None, f"{name} is targeted by {job_id} but has none"
+        if not continuous and job.status == j.IN_PROGRESS:
+            assert not job.all_terminal()
+    for run in world.runs.values():
+        run.finish()
 
-        for name, record in after.things.items():
-            assert thing_ids.setdefault(name, record.thing_id) == record.thing_id
-            assert len(record.groups) == len(set(record.groups)) <= r.MAX_GROUPS_PER_THING
-            assert set(record.groups) <= set(after.groups)
-        for name, record in after.groups.items():
-            assert group_ids.setdefault(name, record.group_id) == record.group_id
-            assert record.parent_group_name is None or record.parent_group_name in after.groups
 
-        match command:
-            case r.CreateThing() if not isinstance(decision.reply, Rejection):
-                (send,) = decision.sends
-                expected = t.RegisterThing(command.thing_name, after.things[command.thing_name].thing_id)
-                assert (send.key, send.command, send.forward_reply) == (f"thing/{command.thing_name}", expected, True)
-            case r.ResolveJobTargets() if not isinstance(decision.reply, Rejection):
-                (send,) = decision.sends
-                assert (send.key, send.forward_reply) == ("job/job1", True)
-                things = send.command.things
-                assert len(things) == len(set(things))
-                assert set(things) <= set(after.things)
-                direct = list(dict.fromkeys(command.thing_names))
-                assert things[: len(direct)] == direct
-                reached = set(direct).union(*(after.members(g) for g in command.group_names))
-                assert set(things) == reached
-            case r.ResolveJobTargets():
-                assert decision.reply.kind == "ResourceNotFound"
-            case _:
-                assert decision.sends == ()
-    run.finish()
+def snapshot_job_on(group: str) -> j.CreateJob:
+    spec = {"targets": [group_arn(group)], "document": DOC, "target_selection": j.SNAPSHOT}
+    return j.CreateJob("j1", spec, [])
+
+
+def test_a_thing_that_leaves_the_group_while_its_execution_is_on_the_way_refuses_it() -> None:
+    world = World()
+    for key, command in [
+        ("thing/a", t.CreateThing("a", "id-a")),
+        ("group/g0", g.CreateThingGroup("g0", "gid-0")),
+        ("group/g0", g.AddThingToThingGroup("a", "g0")),
+    ]:
+        world.submit(key, command, T0)
+        world.drain(T0)
+    world.submit("job/j1", snapshot_job_on("g0"), T0)
+    world.deliver_from("job/j1", "group/g0", T0)  # the group streams its members
+    world.deliver_from("group/g0", "job/j1", T0)  # the job sends "a" its execution
+    world.submit("group/g0", g.RemoveThingFromThingGroup("a", "g0"), T0)
+    world.deliver_from("group/g0", "thing/a", T0)  # "a" leaves before its execution arrives
+    world.drain(T0)
+    assert "j1" not in world.state("thing/a").executions
+    job = world.state("job/j1")
+    assert (dict(job.executions), job.status) == ({}, j.COMPLETED)
+
+
+def test_a_child_stream_that_ends_before_its_parent_names_it_does_not_complete_the_job_early() -> None:
+    world = World()
+    for key, command in [
+        ("thing/a", t.CreateThing("a", "id-a")),
+        ("group/g0", g.CreateThingGroup("g0", "gid-0")),
+        ("group/g1", g.CreateThingGroup("g1", "gid-1", "g0")),
+        ("group/g0", g.AddThingToThingGroup("a", "g0")),
+    ]:
+        world.submit(key, command, T0)
+        world.drain(T0)
+    world.submit("job/j1", snapshot_job_on("g0"), T0)
+    world.deliver_from("job/j1", "group/g0", T0)
+    world.deliver_from("group/g0", "group/g1", T0)  # the child gets the targeting first
+    world.deliver_from("group/g1", "job/j1", T0)  # and its (empty) stream ends at the job first
+    assert world.state("job/j1").status == j.IN_PROGRESS
+    world.drain(T0)
+    job = world.state("job/j1")
+    assert (dict(job.executions), job.streams) == ({"a": QUEUED}, {"g0": True, "g0/g1": True})

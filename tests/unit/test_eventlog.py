@@ -10,7 +10,7 @@ from iotjobs.runtime.eventlog import Counting, KeyImage, Replay, counted, marker
 
 
 def _event(owner: str, seq: int, scope: str = "dataplane", key: str = "thing/t1") -> dict[str, Any]:
-    registered = thing.ThingRegistered("t1", "id-1") if seq == 1 else thing.ThingUnregistered("t1")
+    registered = thing.ThingCreated("t1", "id-1") if seq == 1 else thing.ThingDeleted("t1")
     return {
         "type": type(registered).__name__,
         "data": asdict(registered),
@@ -40,7 +40,7 @@ def test_nothing_counts_before_a_marker() -> None:
 
 
 def test_a_replay_applies_counted_events_once_and_names_what_it_changed() -> None:
-    start = KeyImage(1, thing.evolve(thing.initial("thing/t1"), thing.ThingRegistered("t1", "id-1")))
+    start = KeyImage(1, thing.evolve(thing.initial("thing/t1"), thing.ThingCreated("t1", "id-1")))
     replay = Replay("dataplane", {"thing/t1": start}, Counting({"dataplane": "a"}))
     replay.feed(10, _event("a", 1))  # already in the snapshot
     replay.feed(11, _event("a", 2))

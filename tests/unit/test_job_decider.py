@@ -26,13 +26,14 @@ from iotjobs.domain.execution import (
     TIMED_OUT,
     RecordExecutionStatus,
 )
-from iotjobs.domain.targets import ReleaseTargets
-from iotjobs.domain.thing import QueueExecution
+from iotjobs.domain.targets import CheckReach, ForgetJob, ReleaseTargets, TargetGroup
+from iotjobs.domain.thing import QueueExecution, RemoveExecutions
 
 JOB = "j1"
 DOC = '{"operation":"install"}'
 T0 = 1_700_000_000.0
 NOW = T0 + 50
+RELEASE = f"{JOB}@{T0!r}"
 
 
 def spec(
@@ -84,7 +85,7 @@ def test_create_job_records_it_and_queues_an_execution_on_each_thing() -> None:
 
     assert decision == Decision(
         reply=j.JobCreatedReply(JOB, "roll out 1.2"),
-        events=(j.JobCreated(JOB, the_spec, ["t1", "t2"], T0),),
+        events=(j.JobCreated(JOB, the_spec, ["t1", "t2"], T0, RELEASE),),
         sends=(
             Send("thing/t1", QueueExecution(JOB, DOC, in_progress_timeout_minutes=30, namespace_id="ns1")),
             Send("thing/t2", QueueExecution(JOB, DOC, in_progress_timeout_minutes=30, namespace_id="ns1")),
@@ -122,7 +123,7 @@ def test_snapshot_job_with_no_things_completes_at_once() -> None:
     decision = when(given(), j.CreateJob(JOB, spec(), []), now=T0)
     assert decision == Decision(
         reply=j.JobCreatedReply(JOB, "roll out 1.2"),
-        events=(j.JobCreated(JOB, spec(), [], T0), j.JobCompleted(JOB, T0)),
+        events=(j.JobCreated(JOB, spec(), [], T0, RELEASE), j.JobCompleted(JOB, T0)),
     )
     state = given(*decision.events)
     assert (state.status, state.completed_at) == (j.COMPLETED, T0)
@@ -130,7 +131,7 @@ def test_snapshot_job_with_no_things_completes_at_once() -> None:
 
 def test_continuous_job_with_no_things_stays_in_progress() -> None:
     decision = when(given(), j.CreateJob(JOB, spec(j.CONTINUOUS), []), now=T0)
-    assert decision.events == (j.JobCreated(JOB, spec(j.CONTINUOUS), [], T0),)
+    assert decision.events == (j.JobCreated(JOB, spec(j.CONTINUOUS), [], T0, RELEASE),)
     assert given(*decision.events).status == j.IN_PROGRESS
 
 
@@ -207,69 +208,79 @@ def test_unknown_commands_and_events_are_programming_errors() -> None:
         j.evolve(given(), object())
 
 
-# --- the registry learns the targets of a job that names thing groups (§6.9) -------------------
+# --- target groups stream their things to the job (§6.9) --------------------------------------
+
+G1 = "arn:aws:iot:us-east-1:123456789012:thinggroup/g1"
+G2 = "arn:aws:iot:us-east-1:123456789012:thinggroup/g2"
 
 
-def test_a_new_job_with_group_targets_tells_the_registry_its_targets() -> None:
-    from iotjobs.domain.targets import RecordJobTargets
-
-    arns = [
-        "arn:aws:iot:us-east-1:123456789012:thinggroup/g1",
-        "arn:aws:iot:us-east-1:123456789012:thing/a:b",
-        "arn:aws:iot:us-east-1:123456789012:thinggroup/g2",
-    ]
-    the_spec = {**spec(), "targets": arns}
-    decision = when(given(), j.CreateJob(JOB, the_spec, ["a:b", "t2"]), now=T0)
-    release = QueueExecution(JOB, DOC)
+def test_a_new_job_queues_its_named_things_and_asks_each_target_group_for_its_members() -> None:
+    the_spec = {**spec(), "targets": [G1, "arn:aws:iot:us-east-1:123456789012:thing/a:b", G2]}
+    decision = when(given(), j.CreateJob(JOB, the_spec, ["a:b"]), now=T0)
     assert decision.sends == (
-        Send("thing/a:b", release),
-        Send("thing/t2", release),
-        Send("registry", RecordJobTargets(JOB, ["a:b"], ["g1", "g2"], ["a:b", "t2"])),
+        Send("thing/a:b", QueueExecution(JOB, DOC)),
+        Send("group/g1", TargetGroup("g1", JOB, RELEASE, False, "g1")),
+        Send("group/g2", TargetGroup("g2", JOB, RELEASE, False, "g2")),
     )
+    assert given(*decision.events).streams == {"g1": False, "g2": False}
 
 
-def test_a_duplicate_job_tells_the_registry_nothing() -> None:
-    the_spec = {**spec(), "targets": ["arn:aws:iot:us-east-1:123456789012:thinggroup/g1"]}
-    decision = when(given(j.JobCreated(JOB, the_spec, ["t1"], T0)), j.CreateJob(JOB, the_spec, ["t9"]))
+def test_a_duplicate_job_asks_no_group() -> None:
+    the_spec = {**spec(), "targets": [G1]}
+    decision = when(given(j.JobCreated(JOB, the_spec, [], T0, "r0")), j.CreateJob(JOB, the_spec, []))
     assert isinstance(decision.reply, Rejection)
     assert decision.sends == ()
 
 
-# --- a large fleet, released in chunks --------------------------------------------------------
-
-
-def test_a_job_whose_things_arrive_in_chunks_completes_only_after_the_last() -> None:
-    first = when(given(), j.CreateJob(JOB, spec(), ["t1"], release="r1"), now=T0)
-    assert not any(isinstance(e, j.JobCompleted) for e in first.events)
+def test_a_snapshot_job_completes_only_once_every_stream_has_ended() -> None:
+    first = when(given(), j.CreateJob(JOB, {**spec(), "targets": [G1]}, []), now=T0)
     history = [*first.events]
-    reported = when(given(*history), record("t1", SUCCEEDED))
-    assert not any(isinstance(e, j.JobCompleted) for e in reported.events), "more things are coming"
-    history += reported.events
+    assert not any(isinstance(e, j.JobCompleted) for e in first.events)
 
-    chunk = when(given(*history), ReleaseTargets(JOB, ["t2", "t3"], "r1", last=False))
-    assert [e for e in chunk.events if isinstance(e, j.JobTargetsReleased)] == [
-        j.JobTargetsReleased(JOB, ["t2", "t3"], False, NOW)
-    ]
-    assert [s.key for s in chunk.sends if isinstance(s.command, QueueExecution)] == ["thing/t2", "thing/t3"]
+    chunk = when(given(*history), ReleaseTargets(JOB, ["t1", "t2"], RELEASE, last=False, path="g1"))
+    assert chunk.events == (j.JobTargetsReleased(JOB, ["t1", "t2"], False, NOW, "g1", []),)
+    assert chunk.sends == tuple(Send(f"thing/{t}", QueueExecution(JOB, DOC, via="g1")) for t in ("t1", "t2"))
     history += chunk.events
-    for thing in ("t2", "t3"):
-        reported = when(given(*history), record(thing, FAILED))
-        assert not any(isinstance(e, j.JobCompleted) for e in reported.events)
+    for thing in ("t1", "t2"):
+        reported = when(given(*history), record(thing, SUCCEEDED))
+        assert not any(isinstance(e, j.JobCompleted) for e in reported.events), "the stream has not ended"
         history += reported.events
 
-    last = when(given(*history), ReleaseTargets(JOB, [], "r1", last=True))
-    assert any(isinstance(e, j.JobCompleted) for e in last.events)
+    # g1's stream ends and names its child's; the job waits for that one too.
+    ended = when(given(*history), ReleaseTargets(JOB, [], RELEASE, last=True, path="g1", streams=["g1/c"]))
+    assert not any(isinstance(e, j.JobCompleted) for e in ended.events)
+    history += ended.events
+    child = when(given(*history), ReleaseTargets(JOB, ["t1"], RELEASE, last=True, path="g1/c"))
+    assert child.sends == (), "t1 already has its execution"
+    assert any(isinstance(e, j.JobCompleted) for e in child.events)
 
 
-def test_a_chunk_of_another_create_job_of_the_same_id_changes_nothing() -> None:
-    state = given(*when(given(), j.CreateJob(JOB, spec(), ["t1"], release="r1"), now=T0).events)
-    assert when(state, ReleaseTargets(JOB, ["t9"], "r2", last=True)) == Decision()
+def test_a_stream_of_another_job_of_the_same_id_or_of_a_canceled_job_changes_nothing() -> None:
+    state = given(*when(given(), j.CreateJob(JOB, {**spec(), "targets": [G1]}, []), now=T0).events)
+    assert when(state, ReleaseTargets(JOB, ["t9"], "r2", last=True, path="g1")) == Decision()
     canceled = given(*state_events(state), j.JobCanceled(JOB, False, None, None, NOW))
-    assert when(canceled, ReleaseTargets(JOB, ["t9"], "r1", last=True)) == Decision()
+    assert when(canceled, ReleaseTargets(JOB, ["t9"], RELEASE, last=True, path="g1")) == Decision()
 
 
 def state_events(state: j.JobState) -> list[Any]:
     return [j.JobCreated(JOB, state.spec, list(state.executions), T0, state.release)]
+
+
+def test_a_thing_that_left_every_target_loses_its_execution_unless_it_is_back_in_one() -> None:
+    named = "arn:aws:iot:us-east-1:123456789012:thing/t7"
+    state = given(j.JobCreated(JOB, {**spec(), "targets": [G1, named]}, ["t1", "t7"], T0, RELEASE))
+    assert when(state, CheckReach(JOB, "t1", ["g2"])) == Decision(
+        sends=(Send("thing/t1", RemoveExecutions([JOB], ["g1"])),)
+    )
+    assert when(state, CheckReach(JOB, "t1", ["g1", "g2"])) == Decision(), "still in g1 (or below it)"
+    assert when(state, CheckReach(JOB, "t7", [])) == Decision(), "named as a target"
+    assert when(state, CheckReach(JOB, "t9", [])) == Decision(), "never released to"
+
+
+def test_a_deleted_job_tells_its_target_groups_to_forget_it() -> None:
+    state = given(j.JobCreated(JOB, {**spec(), "targets": [G1, G2]}, [], T0, RELEASE))
+    decision = when(state, j.DeleteJob(JOB, force=True))
+    assert decision.sends == (Send("group/g1", ForgetJob("g1", JOB)), Send("group/g2", ForgetJob("g2", JOB)))
 
 
 @hypothesis.given(

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
+from iotjobs.domain import group, targets
 from iotjobs.domain import job as j
-from iotjobs.domain import registry, targets
 from iotjobs.domain import thing as t
 from iotjobs.domain.decision import Context, Decision, Done, Send
 from iotjobs.domain.errors import Rejection
@@ -30,7 +30,7 @@ def moved(job_id: str, status: str, version: int, n: int = 1) -> t.ExecutionUpda
     return t.ExecutionUpdated(THING, job_id, n, status, {}, version, T0, T0, None, None, "update")
 
 
-REGISTERED = t.ThingRegistered(THING, "id")
+REGISTERED = t.ThingCreated(THING, "id")
 
 
 def kind(decision: Decision) -> str:
@@ -183,19 +183,18 @@ def test_forgetting_the_last_pending_execution_completes_a_snapshot_job() -> Non
     assert decision.events[-1] == j.JobCompleted("j1", CTX.now)
 
 
-def test_a_deleted_job_makes_the_registry_forget_its_targets() -> None:
-    forget = Send("registry", targets.RecordJobTargets("j1", [], [], []))
-    ended = job_given(j.JobCreated("j1", SPEC, [], T0), j.JobCompleted("j1", T0))
+def test_a_deleted_job_makes_its_target_groups_forget_it() -> None:
+    forget = Send("group/g", targets.ForgetJob("g", "j1"))
+    on_group = {**SPEC, "targets": ["arn:aws:iot:r:123456789012:thinggroup/g"]}
+    ended = job_given(j.JobCreated("j1", on_group, [], T0), j.JobCompleted("j1", T0))
     assert forget in j.decide(ended, j.DeleteJob("j1"), CTX).sends
-    deleting = job_given(CREATED, j.JobDeletionStarted("j1", T0), j.JobExecutionForgotten("j1", "a", T0))
+    created = j.JobCreated("j1", on_group, ["a", "b"], T0)
+    deleting = job_given(created, j.JobDeletionStarted("j1", T0), j.JobExecutionForgotten("j1", "a", T0))
     assert forget in j.decide(deleting, ForgetExecution("j1", "b", 1), CTX).sends
 
-    known = registry.evolve(registry.initial(), registry.JobTargetsRecorded("j1", [], ["g1"]))
-    dropped = registry.decide(known, forget.command, CTX)
-    after = known
-    for event in dropped.events:
-        after = registry.evolve(after, event)
-    assert "j1" not in after.jobs and dropped.sends == ()
+    known = group.evolve(group.initial("group/g"), group.ThingGroupCreated("g", "gid", None, None, {}, T0, [], ["j1"]))
+    dropped = group.decide(known, forget.command, CTX)
+    assert dropped.events == (group.GroupJobRemoved("g", "j1"),) and dropped.sends == ()
 
 
 RETRY = {"criteriaList": [{"failureType": "FAILED", "numberOfRetries": 3}]}
@@ -256,24 +255,18 @@ def test_associate_targets_adds_new_targets_and_releases_to_their_things() -> No
     decision = j.decide(job_given(CONT), j.AssociateTargets("j1", [new, CONT_SPEC.targets[0]], ["b"]), CTX)
     assert decision.events[0] == j.JobTargetsAssociated("j1", [new], None, CTX.now)
     assert decision.events[1] == j.JobExecutionAdded("j1", "b", CTX.now)
-    record = targets.RecordJobTargets("j1", ["b"], ["g"], [], continuous=True)
-    assert Send("registry", record) in decision.sends
+    assert not any(isinstance(send.command, targets.TargetGroup) for send in decision.sends), "g is known"
     assert kind(j.decide(job_given(CREATED), j.AssociateTargets("j1", [new], ["b"]), CTX)) == "InvalidRequest"
     too_many = [f"arn:aws:iot:r:123456789012:thing/t{i}" for i in range(100)]
     assert kind(j.decide(job_given(CONT), j.AssociateTargets("j1", too_many, []), CTX)) == "InvalidRequest"
 
 
-def test_the_registry_tells_continuous_jobs_about_joiners_only() -> None:
-    state = registry.initial()
-    for event in (
-        registry.ThingCreated("t", "id", None, {}),
-        registry.ThingGroupCreated("g", "gid", None, None, {}, T0),
-        registry.JobTargetsRecorded("cont", [], ["g"], continuous=True),
-        registry.JobTargetsRecorded("snap", [], ["g"]),
-    ):
-        state = registry.evolve(state, event)
-    decision = registry.decide(state, registry.AddThingToThingGroup("t", "g"), CTX)
-    assert decision.sends == (Send("job/cont", targets.AddThingsToJob("cont", ["t"])),)
+def test_a_group_tells_the_continuous_jobs_it_follows_about_joiners() -> None:
+    state = group.evolve(
+        group.initial("group/g"), group.ThingGroupCreated("g", "gid", None, None, {}, T0, [], ["cont"])
+    )
+    decision = group.decide(state, targets.MemberJoined("g", "t"), CTX)
+    assert decision.sends == (Send("job/cont", targets.AddThingsToJob("cont", ["t"], "g")),)
 
 
 # --- QoS 1 redelivery ---------------------------------------------------------------------------
@@ -366,18 +359,8 @@ def test_settings_refuse_unknown_choices() -> None:
         Settings.from_env({"IOTJOBS_MQTT_INGRESS": "bridged"})
 
 
-def test_things_that_joined_while_a_continuous_job_was_created_get_it() -> None:
-    state = registry.initial()
-    for event in (
-        registry.ThingCreated("early", "id1", None, {}),
-        registry.ThingCreated("late", "id2", None, {}),
-        registry.ThingGroupCreated("g", "gid", None, None, {}, T0),
-        registry.ThingAddedToThingGroup("early", "g"),
-        registry.ThingAddedToThingGroup("late", "g"),  # after the job resolved its members
-    ):
-        state = registry.evolve(state, event)
-    record = targets.RecordJobTargets("cont", [], ["g"], ["early"], continuous=True)
-    decision = registry.decide(state, record, CTX)
-    assert Send("job/cont", targets.AddThingsToJob("cont", ["late"])) in decision.sends
-    snapshot = targets.RecordJobTargets("snap", [], ["g"], ["early"])
-    assert not any(isinstance(s.command, targets.AddThingsToJob) for s in registry.decide(state, snapshot, CTX).sends)
+def test_a_continuous_job_is_followed_by_its_group_and_a_snapshot_job_is_not() -> None:
+    state = group.evolve(group.initial("group/g"), group.ThingGroupCreated("g", "gid", None, None, {}, T0))
+    kept = group.decide(state, targets.TargetGroup("g", "cont", "r", True, "g"), CTX)
+    assert kept.events == (group.GroupJobAdded("g", "cont"),)
+    assert group.decide(state, targets.TargetGroup("g", "snap", "r", False, "g"), CTX).events == ()

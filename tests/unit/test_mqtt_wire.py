@@ -451,7 +451,7 @@ def test_an_update_request_through_the_decider_and_back() -> None:
     state = t.fold(
         t.initial("thing/t1"),
         [
-            t.ThingRegistered("t1", "id"),
+            t.ThingCreated("t1", "id"),
             t.ExecutionQueued("t1", "j1", 1, 0, 1_700_000_000.0, DOC),
         ],
     )

@@ -6,7 +6,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from iotjobs.domain import job, registry, tagging, template, thing
+from iotjobs.domain import group, job, tagging, template, thing
 
 FOLDS = Path(__file__).resolve().parents[2] / "services" / "projector" / "folds.py"
 
@@ -21,6 +21,6 @@ def _matched_class_names() -> set[str]:
 
 
 def test_every_event_has_a_fold() -> None:
-    events = {cls.__name__ for module in (thing, job, registry, template, tagging) for cls in module.EVENTS}
+    events = {cls.__name__ for module in (thing, job, group, template, tagging) for cls in module.EVENTS}
     missing = sorted(events - _matched_class_names())
     assert not missing, f"events with no case in services/projector/folds.py: {missing}"

@@ -14,7 +14,7 @@ KEY = "thing/t1"
 
 
 def _image(seq: int, token: str) -> dict[str, Any]:
-    state = thing.evolve(thing.initial(KEY), thing.ThingRegistered("t1", "id-1"))
+    state = thing.evolve(thing.initial(KEY), thing.ThingCreated("t1", "id-1"))
     return {**KeyImage(seq, state).to_dict(KEY), "token": token}
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from iotjobs.domain import thing as t
-from iotjobs.domain.decision import Context, Decision, Send, Timer
+from iotjobs.domain.decision import Context, Decision, Done, Send, Timer
 from iotjobs.domain.errors import Rejection
 from iotjobs.domain.execution import (
     ALL_STATUSES,
@@ -27,8 +27,10 @@ from iotjobs.domain.execution import (
     TERMINAL,
     TIMED_OUT,
     Execution,
+    ForgetExecution,
     RecordExecutionStatus,
 )
+from iotjobs.domain.targets import CheckReach, MemberJoined, MemberLeft
 
 THING = "t1"
 THING_ID = "id-t1"
@@ -54,8 +56,8 @@ def when(state: t.ThingState, command: Any, now: float = T0, seconds_per_minute:
     return t.decide(state, command, Context(now=now, seconds_per_minute=seconds_per_minute))
 
 
-def registered() -> t.ThingRegistered:
-    return t.ThingRegistered(THING, THING_ID)
+def registered() -> t.ThingCreated:
+    return t.ThingCreated(THING, THING_ID)
 
 
 def queued(
@@ -841,19 +843,7 @@ def test_the_report_names_the_current_execution_number() -> None:
     assert when(state, t.UpdateExecution("j1", REJECTED)).sends == (report("j1", REJECTED, n=3),)
 
 
-# --- QueueExecution and RegisterThing ----------------------------------------------------------
-
-
-def test_register_a_new_thing() -> None:
-    assert when(given(), t.RegisterThing(THING, THING_ID)) == Decision(
-        reply=t.ThingRegisteredReply(THING, THING_ID), events=(t.ThingRegistered(THING, THING_ID),)
-    )
-
-
-def test_register_an_existing_thing_again_changes_nothing() -> None:
-    assert when(given(registered()), t.RegisterThing(THING, "other")) == Decision(
-        reply=t.ThingRegisteredReply(THING, THING_ID)
-    )
+# --- QueueExecution ---------------------------------------------------------------------------
 
 
 def test_queue_a_first_execution() -> None:
@@ -864,10 +854,9 @@ def test_queue_a_first_execution() -> None:
     assert decision.effects == (t.NotifyPending(THING, [first]), t.NotifyNext(THING, first))
 
 
-def test_queue_on_a_thing_whose_registration_has_not_arrived_registers_it() -> None:
+def test_an_execution_for_a_thing_never_created_is_refused_and_the_job_forgets_it() -> None:
     decision = when(given(), t.QueueExecution("j1", DOC))
-    assert decision.events == (t.ThingRegistered(THING, ""), queued("j1", 0))
-    assert t.fold(given(), decision.events).registered
+    assert decision == Decision(sends=(Send("job/j1", ForgetExecution("j1", THING, 0)),))
 
 
 def test_queue_keeps_queue_order_in_seq() -> None:
@@ -1041,17 +1030,17 @@ def test_a_removed_execution_refuses_device_updates() -> None:
     assert rejected(when(state, t.DescribeExecution("j1")), TERMINAL_STATE)
 
 
-# --- UnregisterThing: DeleteThing reaches the thing (§3.4, §6.9) -----------------------------
+# --- DeleteThing (§3.4, §6.9) ---------------------------------------------------------------
 
 
-def test_unregister_removes_every_pending_execution_and_then_the_thing() -> None:
+def test_delete_removes_every_pending_execution_and_then_the_thing() -> None:
     state = given(*IN_PROGRESS_J1, queued("j2", 1), queued("j3", 2), updated("j3", SUCCEEDED, 2))
-    decision = when(state, t.UnregisterThing(THING), now=NOW)
-    assert decision.reply == t.ThingUnregisteredReply(THING)
+    decision = when(state, t.DeleteThing(THING), now=NOW)
+    assert decision.reply == Done()
     assert decision.events == (
         removed("j1", 3, started_at=STARTED, details=DETAILS, cause="thing-deleted"),
         removed("j2", 2, cause="thing-deleted"),
-        t.ThingUnregistered(THING),
+        t.ThingDeleted(THING),
     )
     assert decision.sends == (report("j1", REMOVED), report("j2", REMOVED))
     assert decision.effects == (t.NotifyPending(THING, []), t.NotifyNext(THING, None))
@@ -1061,7 +1050,7 @@ def test_unregister_removes_every_pending_execution_and_then_the_thing() -> None
 
 
 def test_a_deleted_things_device_requests_are_not_found() -> None:
-    state = given(*IN_PROGRESS_J1, removed("j1", 3, cause="thing-deleted"), t.ThingUnregistered(THING))
+    state = given(*IN_PROGRESS_J1, removed("j1", 3, cause="thing-deleted"), t.ThingDeleted(THING))
     for command in (
         t.GetPending(),
         t.StartNext(),
@@ -1072,14 +1061,14 @@ def test_a_deleted_things_device_requests_are_not_found() -> None:
         assert rejected(when(state, command), NOT_FOUND).message == f"Thing {THING} does not exist"
 
 
-def test_unregister_an_unregistered_thing_changes_nothing() -> None:
-    state = given(registered(), t.ThingUnregistered(THING))
-    assert when(state, t.UnregisterThing(THING)) == Decision(reply=t.ThingUnregisteredReply(THING))
+def test_delete_a_deleted_thing_changes_nothing() -> None:
+    state = given(registered(), t.ThingDeleted(THING))
+    assert when(state, t.DeleteThing(THING)) == Decision(reply=Done())
 
 
 def test_an_execution_released_to_a_deleted_thing_is_removed_at_once_and_reported() -> None:
     # CreateJob resolved the thing just before DeleteThing; the release arrives after the thing is gone.
-    state = given(registered(), t.ThingUnregistered(THING))
+    state = given(registered(), t.ThingDeleted(THING))
     decision = when(state, t.QueueExecution("j1", DOC), now=NOW)
     assert decision.events == (queued("j1", 0, at=NOW), removed("j1", 2, cause="thing-deleted"))
     assert decision.sends == (report("j1", REMOVED),)
@@ -1088,9 +1077,9 @@ def test_an_execution_released_to_a_deleted_thing_is_removed_at_once_and_reporte
 
 
 def test_a_recreated_thing_inherits_no_pending_execution_and_never_reuses_a_number() -> None:
-    deleted = (*IN_PROGRESS_J1, removed("j1", 3, cause="thing-deleted"), t.ThingUnregistered(THING))
-    decision = when(given(*deleted), t.RegisterThing(THING, "id-new"), now=NOW)
-    assert decision.events == (t.ThingRegistered(THING, "id-new"),)
+    deleted = (*IN_PROGRESS_J1, removed("j1", 3, cause="thing-deleted"), t.ThingDeleted(THING))
+    decision = when(given(*deleted), t.CreateThing(THING, "id-new"), now=NOW)
+    assert decision.events == (t.ThingCreated(THING, "id-new"),)
     recreated = given(*deleted, *decision.events)
     assert (recreated.registered, recreated.deleted) == (True, False)
     assert when(recreated, t.GetPending()).reply == t.PendingReply(in_progress=[], queued=[])
@@ -1099,5 +1088,121 @@ def test_a_recreated_thing_inherits_no_pending_execution_and_never_reuses_a_numb
 
 
 def test_thing_state_with_a_deletion_round_trips_through_a_dict() -> None:
-    state = given(*IN_PROGRESS_J1, removed("j1", 3, cause="thing-deleted"), t.ThingUnregistered(THING))
+    state = given(*IN_PROGRESS_J1, removed("j1", 3, cause="thing-deleted"), t.ThingDeleted(THING))
+    assert t.ThingState.from_dict(state.to_dict()) == state
+
+
+# --- the thing's registry record: CreateThing, groups, DeleteThing (§3.4, §6.9) ---------------
+
+
+def joined(group: str, *ancestors: str) -> t.ThingAddedToThingGroup:
+    return t.ThingAddedToThingGroup(THING, group, list(ancestors))
+
+
+def test_create_a_new_thing() -> None:
+    decision = when(given(), t.CreateThing(THING, THING_ID, "sensor", {"site": "a"}))
+    assert decision == Decision(
+        reply=t.ThingCreatedReply(THING, THING_ID),
+        events=(t.ThingCreated(THING, THING_ID, "sensor", {"site": "a"}),),
+    )
+    assert given(*decision.events).version == 1
+
+
+def test_create_an_identical_thing_again_answers_with_the_existing_id() -> None:
+    state = given(t.ThingCreated(THING, THING_ID, "sensor", {"site": "a"}))
+    assert when(state, t.CreateThing(THING, "other", "sensor", {"site": "a"})) == Decision(
+        reply=t.ThingCreatedReply(THING, THING_ID)
+    )
+
+
+@pytest.mark.parametrize("command", [t.CreateThing(THING, "x", "other"), t.CreateThing(THING, "x", None, {"a": "b"})])
+def test_create_a_thing_with_a_different_configuration_already_exists(command: t.CreateThing) -> None:
+    rejection = rejected(when(given(registered()), command), "ResourceAlreadyExists")
+    assert rejection.message == f"Thing {THING} already exists with a different configuration"
+    assert rejection.detail == {"resourceId": THING_ID}
+
+
+def test_join_a_group_records_it_with_its_ancestors_and_tells_the_group() -> None:
+    decision = when(given(registered()), t.JoinGroup(THING, "child", ["root"]))
+    assert decision == Decision(
+        reply=Done(),
+        events=(joined("child", "root"),),
+        sends=(Send("group/child", MemberJoined("child", THING)),),
+    )
+    after = given(registered(), *decision.events)
+    assert (after.version, after.groups, after.reach()) == (2, {"child": ["root"]}, ["child", "root"])
+
+
+def test_join_a_group_again_changes_nothing() -> None:
+    assert when(given(registered(), joined("g1")), t.JoinGroup(THING, "g1", [])) == Decision(reply=Done())
+
+
+def test_a_missing_thing_cannot_join_a_group() -> None:
+    assert rejected(when(given(), t.JoinGroup(THING, "g1", [])), NOT_FOUND).message == f"Thing {THING} does not exist"
+
+
+def test_a_thing_belongs_to_at_most_ten_groups() -> None:
+    state = given(registered(), *(joined(f"g{i}") for i in range(t.MAX_GROUPS)))
+    rejection = rejected(when(state, t.JoinGroup(THING, "one-more", [])), INVALID_REQUEST)
+    assert rejection.message == f"Thing {THING} already belongs to 10 thing groups, the most allowed"
+
+
+def test_leave_a_group_tells_the_group_and_asks_each_pending_job_whether_it_still_reaches_the_thing() -> None:
+    state = given(registered(), joined("g1", "root"), joined("g2"), queued("j1", 0), queued("j2", 1))
+    decision = when(state, t.LeaveGroup(THING, "g1"))
+    assert decision.reply == Done()
+    assert decision.events == (t.ThingRemovedFromThingGroup(THING, "g1"),)
+    assert decision.sends == (
+        Send("group/g1", MemberLeft("g1", THING)),
+        Send("job/j1", CheckReach("j1", THING, ["g2"])),
+        Send("job/j2", CheckReach("j2", THING, ["g2"])),
+    )
+
+
+def test_leaving_a_deleted_group_does_not_tell_it() -> None:
+    state = given(registered(), joined("g1"))
+    decision = when(state, t.LeaveGroup(THING, "g1", group_deleted=True))
+    assert (decision.events, decision.sends) == ((t.ThingRemovedFromThingGroup(THING, "g1"),), ())
+
+
+def test_leave_a_group_the_thing_is_not_in_changes_nothing() -> None:
+    assert when(given(registered()), t.LeaveGroup(THING, "g1")) == Decision(reply=Done())
+
+
+def test_a_missing_thing_cannot_leave_a_group_but_a_deleted_groups_leave_is_ignored() -> None:
+    assert rejected(when(given(), t.LeaveGroup(THING, "g1")), NOT_FOUND)
+    assert when(given(), t.LeaveGroup(THING, "g1", group_deleted=True)) == Decision(reply=Done())
+
+
+def test_remove_executions_for_a_thing_back_in_one_of_the_jobs_groups_changes_nothing() -> None:
+    state = given(registered(), joined("g1", "root"), queued("j1", 0))
+    assert when(state, t.RemoveExecutions(["j1"], unless_in=["root"])) == Decision()
+    assert when(state, t.RemoveExecutions(["j1"], unless_in=["g9"])).events == (
+        removed("j1", 2, at=T0, cause="removed"),
+    )
+
+
+def test_an_execution_through_a_group_the_thing_has_left_is_refused_and_the_job_forgets_it() -> None:
+    state = given(registered(), joined("g1"))
+    assert when(state, t.QueueExecution("j1", DOC, via="g1")).events == (queued("j1", 0),)
+    assert when(state, t.QueueExecution("j1", DOC, via="g2")) == Decision(
+        sends=(Send("job/j1", ForgetExecution("j1", THING, 0)),)
+    )
+
+
+def test_delete_a_thing_with_another_version_is_a_version_conflict() -> None:
+    rejection = rejected(when(given(registered(), joined("g1")), t.DeleteThing(THING, 1)), "VersionConflict")
+    assert rejection.message == f"expectedVersion 1 does not match the current version 2 of thing {THING}"
+    assert when(given(registered(), joined("g1")), t.DeleteThing(THING, 2)).events == (t.ThingDeleted(THING),)
+
+
+def test_delete_a_thing_tells_each_of_its_groups() -> None:
+    decision = when(given(registered(), joined("g1"), joined("g2")), t.DeleteThing(THING))
+    assert decision.sends == (Send("group/g1", MemberLeft("g1", THING)), Send("group/g2", MemberLeft("g2", THING)))
+    after = given(registered(), joined("g1"), joined("g2"), *decision.events)
+    assert (after.registered, after.groups) == (False, {})
+
+
+def test_thing_state_with_its_registry_record_round_trips_through_a_dict() -> None:
+    state = given(t.ThingCreated(THING, THING_ID, "sensor", {"a": "b"}), joined("g1", "root"))
     assert t.ThingState.from_dict(state.to_dict()) == state

@@ -2,8 +2,9 @@
 
 Against a `tests.support.stack.Stack` on this machine (private servers unless `IOTJOBS_TEST_*` name some):
 
-1. **Registry writes.** One thing group, then `--things` things created and added to it by `--clients`
-   concurrent boto3 clients (two writes per thing). The rate is reported for every tenth of the fleet, so a
+1. **Registry writes.** One thing group (with `--children` child groups, the things spread over those),
+   then `--things` things created and added to it by `--clients` concurrent boto3 clients (two writes per
+   thing). The rate is reported for every tenth of the fleet, so a
    registry that slows as it grows shows as a falling column.
 2. **Fan-out.** One MQTT subscriber on `$aws/things/+/jobs/notify-next`; CreateJob on the group (no rollout
    limit); the time until CreateJob answers, until every thing's notify-next names the job (measured at the
@@ -71,6 +72,8 @@ class Results:
     things: int = 0
     tenths: list[tuple[int, float]] = field(default_factory=list)
     """(things registered by the end of the tenth, registry writes/s during it)."""
+    cpu_per_write: list[dict[str, float]] = field(default_factory=list)
+    """Per tenth, CPU milliseconds per registry write of each service and of the boto3 clients."""
     registry_error: str | None = None
     create_job_s: float | None = None
     create_job_error: str | None = None
@@ -89,27 +92,38 @@ class Results:
 # --- 1. registry writes --------------------------------------------------------------------------
 
 
-def register(control_url: str, things: list[str], group: str, clients: int, deadline: float, out: Results) -> None:
-    """Create and group the things with `clients` threads; one rate per tenth of the fleet."""
-    iot = [boto_iot(control_url) for _ in range(clients)]
+def register(
+    stack: Any, things: list[str], group: str, children: int, clients: int, deadline: float, out: Results
+) -> None:
+    """Create and group the things with `clients` threads; one rate per tenth of the fleet. With children,
+    thing i goes into child i % children of the group, so the group reaches them all through its children."""
+    iot = [boto_iot(stack.control_url) for _ in range(clients)]
     iot[0].create_thing_group(thingGroupName=group)
+    nested = [f"{group}-c{k}" for k in range(children)]
+    for child in nested:
+        iot[0].create_thing_group(thingGroupName=child, parentGroupName=group)
+    homes = nested or [group]
     tenth = max(1, len(things) // 10)
     done = 0
     with ThreadPoolExecutor(clients) as pool:
         for start in range(0, len(things), tenth):
             block = things[start : start + tenth]
             began = time.monotonic()
+            cpu_before = cpu_seconds(stack)
 
             def one(i: int, name: str) -> None:
                 client = iot[i % clients]
                 client.create_thing(thingName=name)
-                client.add_thing_to_thing_group(thingGroupName=group, thingName=name)
+                client.add_thing_to_thing_group(thingGroupName=homes[i % len(homes)], thingName=name)
 
-            for future in [pool.submit(one, i, name) for i, name in enumerate(block)]:
+            for future in [pool.submit(one, start + i, name) for i, name in enumerate(block)]:
                 future.result()
             done += len(block)
             rate = 2 * len(block) / (time.monotonic() - began)
             out.tenths.append((done, rate))
+            cpu_after = cpu_seconds(stack)
+            spent = {name: cpu_after[name] - cpu_before.get(name, 0.0) for name in cpu_after}
+            out.cpu_per_write.append({name: 1000 * sec / (2 * len(block)) for name, sec in spent.items()})
             out.things = done
             print(f"  {done:,} things: {rate:,.0f} registry writes/s", flush=True)
             if time.monotonic() > deadline:
@@ -183,7 +197,7 @@ async def fan_out(stack: Any, group_arn: str, count: int, timeout: float, out: R
 # --- 3. reads ------------------------------------------------------------------------------------
 
 
-def reads(control_url: str, job: str, group: str, samples: int, out: Results) -> None:
+def reads(control_url: str, job: str, group: str, samples: int, out: Results, recursive: bool = False) -> None:
     iot = boto_iot(control_url)
     for _ in range(samples):
         began = time.perf_counter()
@@ -196,7 +210,7 @@ def reads(control_url: str, job: str, group: str, samples: int, out: Results) ->
     paged, token = 0, None
     while True:
         page = iot.list_things_in_thing_group(
-            thingGroupName=group, maxResults=250, **({"nextToken": token} if token else {})
+            thingGroupName=group, maxResults=250, recursive=recursive, **({"nextToken": token} if token else {})
         )
         paged += len(page["things"])
         token = page.get("nextToken")
@@ -220,6 +234,17 @@ async def restart(stack: Any, service: str, timeout: float) -> float | None:
     return time.monotonic() - began
 
 
+def cpu_seconds(stack: Any) -> dict[str, float]:
+    """CPU seconds (user and system) each service has used so far, and this process (the boto3 clients)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    used = {"clients": time.process_time()}
+    for name, proc in stack.processes.items():
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            used[name] = (int(fields[11]) + int(fields[12])) / ticks  # utime and stime
+    return used
+
+
 def rss_mb(stack: Any) -> dict[str, float]:
     found = {}
     for name, proc in stack.processes.items():
@@ -233,6 +258,9 @@ def rss_mb(stack: Any) -> dict[str, float]:
 # --- report --------------------------------------------------------------------------------------
 
 
+CPU_COLUMNS = ("control", "dataplane", "projector", "clients")
+
+
 def p50(values: list[float]) -> str:
     return f"{statistics.median(values):.1f}" if values else "-"
 
@@ -243,7 +271,7 @@ def seconds(value: float | None) -> str:
 
 def render(ctx: dict[str, Any], out: Results) -> str:
     lines = [
-        "## Fleet (`bench/fleet.py`)",
+        "## Fleet (`bench/fleet.py`)" + (", nested groups" if ctx["children"] else ""),
         "",
         f"Run {ctx['started']} (UTC), {ctx['duration']:.0f} s in all, git {ctx['git']}.",
         "",
@@ -253,14 +281,18 @@ def render(ctx: dict[str, Any], out: Results) -> str:
         "",
         "- **Machine**: {nproc} CPUs ({cpu}), {memory} RAM, {os}.".format(**ctx["machine"]),
         f"- **Stack**: {ctx['origin']}.",
-        f"- **Load**: {out.things:,} things, one group, {ctx['clients']} concurrent boto3 clients; one CreateJob on "
-        "the group, no rollout limit; one MQTT subscriber on `$aws/things/+/jobs/notify-next`.",
+        f"- **Load**: {out.things:,} things, {shape(ctx['children'])}, {ctx['clients']} concurrent boto3 clients; one "
+        "CreateJob on the group, no rollout limit; one MQTT subscriber on `$aws/things/+/jobs/notify-next`.",
         f"- **Figures to reach** (stated, not asserted): {TARGETS}.",
         "",
         "### Registry writes (CreateThing + AddThingToThingGroup)",
         "",
         table(
-            ["things registered", "registry writes/s in that tenth"], [[f"{n:,}", f"{r:,.0f}"] for n, r in out.tenths]
+            ["things registered", "registry writes/s in that tenth", *(f"{s} CPU ms/write" for s in CPU_COLUMNS)],
+            [
+                [f"{n:,}", f"{r:,.0f}", *(f"{cpu.get(s, 0):.2f}" for s in CPU_COLUMNS)]
+                for (n, r), cpu in zip(out.tenths, out.cpu_per_write, strict=False)
+            ],
         ),
     ]
     if out.registry_error:
@@ -295,11 +327,18 @@ def render(ctx: dict[str, Any], out: Results) -> str:
     return "\n".join(line.rstrip("\n") + "\n" if line.startswith("|") else line for line in lines)
 
 
+def shape(children: int) -> str:
+    if not children:
+        return "all in one group"
+    return f"spread over {children} child groups of one group (ListThingsInThingGroup recursive)"
+
+
 def history_row(ctx: dict[str, Any], out: Results) -> str:
     first = f"{out.tenths[0][1]:,.0f}" if out.tenths else "-"
     last = f"{out.tenths[-1][1]:,.0f}" if out.tenths else "-"
     restarts = " / ".join(seconds(out.restart_s.get(s)) for s in ("dataplane", "control"))
-    cells = [ctx["started"], ctx["git"], f"{out.things:,}", f"{first} / {last}", seconds(out.create_job_s),
+    things = f"{out.things:,}" + (f" in {ctx['children']} children" if ctx["children"] else "")
+    cells = [ctx["started"], ctx["git"], things, f"{first} / {last}", seconds(out.create_job_s),
              seconds(out.all_notified_s), p50(out.describe_ms), restarts]  # fmt: skip
     return "| " + " | ".join(cells) + " |"
 
@@ -319,7 +358,7 @@ async def benchmark(args: argparse.Namespace, ctx: dict[str, Any]) -> Results:
         print(f"== registry: {args.things:,} things into {group} with {args.clients} clients ==", flush=True)
         deadline = time.monotonic() + args.phase_timeout
         try:
-            await asyncio.to_thread(register, stack.control_url, things, group, args.clients, deadline, out)
+            await asyncio.to_thread(register, stack, things, group, args.children, args.clients, deadline, out)
         except Exception as err:
             out.registry_error = f"{type(err).__name__}: {err}"
         group_arn = boto_iot(stack.control_url).describe_thing_group(thingGroupName=group)["thingGroupArn"]
@@ -328,7 +367,7 @@ async def benchmark(args: argparse.Namespace, ctx: dict[str, Any]) -> Results:
         out.rss_mb["after the fan-out"] = rss_mb(stack)
         if job is not None:
             print("== reads ==", flush=True)
-            await asyncio.to_thread(reads, stack.control_url, job, group, args.samples, out)
+            await asyncio.to_thread(reads, stack.control_url, job, group, args.samples, out, args.children > 0)
         print("== restarts ==", flush=True)
         for service in ("dataplane", "control"):
             out.restart_s[service] = await restart(stack, service, args.phase_timeout)
@@ -350,14 +389,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench.fleet", description=__doc__.split("\n\n")[0])
     p.add_argument("--things", type=int, default=100_000, help="things in the fleet (and in its group)")
     p.add_argument("--clients", type=int, default=64, help="concurrent boto3 clients writing the registry")
+    p.add_argument("--children", type=int, default=0, help="child groups of the job's group holding the things")
     p.add_argument("--samples", type=int, default=100, help="DescribeJob and list calls timed")
     p.add_argument("--phase-timeout", type=float, default=1800.0, help="bound on each phase, seconds")
     p.add_argument("--setup-timeout", type=float, default=180.0, help=argparse.SUPPRESS)
     p.add_argument("--doc", type=Path, default=DOC, help="markdown file to update")
     p.add_argument("--no-doc", action="store_true", help="print only")
     args = p.parse_args(argv)
-    if min(args.things, args.clients, args.samples) < 1:
-        p.error("--things, --clients and --samples must be positive")
+    if min(args.things, args.clients, args.samples) < 1 or args.children < 0:
+        p.error("--things, --clients and --samples must be positive, --children not negative")
     return args
 
 
@@ -370,6 +410,7 @@ async def main_async(args: argparse.Namespace) -> int:
         "versions": package_versions(),
         "git": git_revision(),
         "clients": args.clients,
+        "children": args.children,
     }
     async with asyncio.timeout(5 * args.phase_timeout + 600):
         out = await benchmark(args, ctx)
@@ -381,12 +422,17 @@ async def main_async(args: argparse.Namespace) -> int:
             args.doc,
             section,
             [history_row(ctx, out)],
-            markers=(BEGIN, END, HIST_BEGIN, HIST_END),
+            markers=(section_marker(BEGIN, args.children), section_marker(END, args.children), HIST_BEGIN, HIST_END),
             history_head=HISTORY_HEAD,
             history_title="Fleet: history",
         )
         print(f"wrote {args.doc}")
     return 0
+
+
+def section_marker(marker: str, children: int) -> str:
+    """A nested run has its own section, so it does not replace the one-group run's figures."""
+    return marker.replace("fleet:", "fleet-nested:") if children else marker
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -204,7 +204,8 @@ class GroupState:
     children: tuple[str, ...] = ()
     members: Map[str, bool] = field(default_factory=Map)
     """The things in the group itself (not its descendants'). A persistent map used as a set: one thing
-    joining a group of 100,000 does not copy the others."""
+    joining a group of 100,000 does not copy the others. Its order follows string hashes, which differ
+    between processes: whatever is sent to members goes in name order."""
     jobs: tuple[str, ...] = ()
     """The CONTINUOUS jobs targeting the group or an ancestor."""
 
@@ -413,7 +414,7 @@ def _delete(state: GroupState, command: DeleteThingGroup) -> Decision:
             f"({', '.join(sorted(state.children))}); delete them first"
         )
     # Each member leaves on its own key: its record, and the jobs that no longer reach it (§6.9).
-    sends = [Send(thing_key(thing), LeaveGroup(thing, state.name, group_deleted=True)) for thing in state.members]
+    sends = [Send(thing_key(t), LeaveGroup(t, state.name, group_deleted=True)) for t in sorted(state.members)]
     if state.parent_group_name is not None:
         sends.append(Send(key_for(state.parent_group_name), DropChildGroup(state.parent_group_name, state.name)))
     return Decision(reply=Done(), events=(ThingGroupDeleted(state.name),), sends=tuple(sends))
@@ -441,7 +442,7 @@ def _target(state: GroupState, command: TargetGroup) -> Decision:
     kept = command.continuous and command.job_id not in state.jobs
     events = (GroupJobAdded(state.name, command.job_id),) if kept else ()
     paths = [f"{command.path}/{child}" for child in state.children]
-    chunks = chunked(list(state.members)) or [[]]
+    chunks = chunked(sorted(state.members)) or [[]]
     sends = [
         Send(to_job, ReleaseTargets(command.job_id, chunk, command.release, i == len(chunks) - 1, command.path, []))
         for i, chunk in enumerate(chunks)

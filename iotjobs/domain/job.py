@@ -228,7 +228,8 @@ class JobState:
     completed_at: float | None = None
     executions: Map[str, str] = field(default_factory=Map)
     """Status of the latest execution on each thing the job released to. A persistent map: a report
-    changes one entry of 100,000 without copying the rest."""
+    changes one entry of 100,000 without copying the rest. Its order follows string hashes, which differ
+    between processes: whatever is sent to the things goes in name order."""
     pending: int = 0
     """How many of `executions` are not terminal: completion is a count, not a scan."""
     force_canceled: bool = False
@@ -500,7 +501,7 @@ def _retry_change_problem(current: dict[str, Any] | None, wanted: dict[str, Any]
 
 
 def _pending_things(state: JobState) -> list[str]:
-    return [thing for thing, status in state.executions.items() if status not in TERMINAL]
+    return sorted(thing for thing, status in state.executions.items() if status not in TERMINAL)
 
 
 def _cancel(state: JobState, command: CancelJob, ctx: Context) -> Decision:
@@ -541,7 +542,8 @@ def _delete(state: JobState, command: DeleteJob, ctx: Context) -> Decision:
         )
     events: list[Any] = [JobDeletionStarted(command.job_id, ctx.now)]
     sends = [
-        Send(thing_key(thing), DeleteExecution(command.job_id, force=True, from_job=True)) for thing in state.executions
+        Send(thing_key(thing), DeleteExecution(command.job_id, force=True, from_job=True))
+        for thing in sorted(state.executions)
     ]
     if not state.executions:
         events.append(JobDeleted(command.job_id, ctx.now))

@@ -58,6 +58,8 @@ from iotjobs.runtime.snapshots import (
 )
 from iotjobs.runtime.topics import RECORD_MAX_BYTES, STATE_MAX_BYTES, Topics, partition_for
 
+PRODUCER_BATCH_BYTES = 1024 * 1024
+
 log = logs.get("iotjobs.runtime")
 
 RESTORE_TIMEOUT = 120.0
@@ -252,6 +254,9 @@ class DeciderRuntime:
             enable_idempotence=True,
             acks="all",
             linger_ms=0,
+            # Large batches when records queue up (a snapshot round writes thousands of images to one
+            # partition): a partition has one request in flight at a time, so small batches cost round trips.
+            max_batch_size=PRODUCER_BATCH_BYTES,
             retry_backoff_ms=20,
             request_timeout_ms=int(self.append_timeout * 1000) + 1000,
             max_request_size=STATE_MAX_BYTES,
@@ -1008,6 +1013,7 @@ class DeciderRuntime:
             _done, pending = await asyncio.wait(deliveries, timeout=self.append_timeout)
             if pending or any(delivery.exception() is not None for delivery in deliveries):
                 raise RuntimeError("the snapshot was not acknowledged")
+            log.debug("snapshot written", partition=part.number, keys=len(dirty), covered=covered)
         except BaseException:
             part.dirty |= dirty
             raise

@@ -13,6 +13,7 @@ from aiokafka.partitioner import murmur2
 from iotjobs.runtime.settings import Settings
 
 STATE_MAX_BYTES = 16 * 1024 * 1024
+STATE_SEGMENT_BYTES = 32 * 1024 * 1024
 RECORD_MAX_BYTES = 1_000_000
 """The largest record on the events and command topics (Kafka's default `max.message.bytes` is just above)."""
 
@@ -52,7 +53,15 @@ class Topics:
 def topic_specs(settings: Settings) -> list[NewTopic]:
     t = Topics.of(settings)
     n = settings.partitions
-    compacted = {"cleanup.policy": "compact", "max.message.bytes": str(STATE_MAX_BYTES)}
+    # Segments roll often and are cleaned early: a restore reads each key's latest image, not every image
+    # each snapshot round wrote since the last cleaning.
+    compacted = {
+        "cleanup.policy": "compact",
+        "max.message.bytes": str(STATE_MAX_BYTES),
+        "segment.bytes": str(STATE_SEGMENT_BYTES),
+        "segment.ms": "60000",
+        "min.cleanable.dirty.ratio": "0.1",
+    }
     return [
         # The events are the system of record: kept for ever.
         NewTopic(t.events, n, 1, topic_configs={"retention.ms": "-1", "retention.bytes": "-1"}),

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+from collections import deque
 from typing import Any
 
 import orjson
@@ -33,6 +34,8 @@ QOS = 1
 CONNECT_TIMEOUT = 30.0
 RECEIVE_MAXIMUM = 2000
 RECONNECT_DELAY = 1
+WINDOW_RETRY_SECONDS = 0.005
+"""How soon publishing is tried again while the broker's receive window for our publishes is full."""
 PUBACK_SUCCESS = int(PubAckReasonCode.SUCCESS.value)
 PUBACK_FAILED = int(PubAckReasonCode.UNSPECIFIED_ERROR.value)
 
@@ -59,6 +62,7 @@ class MqttIngress:
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_subscribe = self._on_subscribe
+        self.outgoing = Outgoing(self.client)
         self.throttle = Throttle(settings.device_requests_per_second, settings.device_request_burst)
         self._connected = False
         self._subscribed = False
@@ -165,7 +169,7 @@ class MqttIngress:
 
     def publish_reply(self, topic: str, client_token: str | None, reply: Any) -> None:
         outcome, body = mqtt.reply_payload(reply, client_token, clock.now())
-        self.client.publish(f"{topic}/{outcome}", orjson.dumps(body), qos=QOS)
+        self.outgoing.publish(f"{topic}/{outcome}", orjson.dumps(body))
 
     async def on_released(self, released: Released) -> None:
         for reply_to, reply in released.replies:
@@ -174,7 +178,39 @@ class MqttIngress:
         now = clock.now()
         for effect in released.effects:
             topic, body = mqtt.notification(effect, now)
-            self.client.publish(topic, orjson.dumps(body), qos=QOS)
+            self.outgoing.publish(topic, orjson.dumps(body))
+
+
+class Outgoing:
+    """Replies and notifications, published at QoS 1 in the order they are released.
+
+    The broker's Receive Maximum bounds our unacknowledged publishes, and gmqtt refuses one past it
+    (OverflowError) rather than wait: a job released to a thousand things at once would lose notifications.
+    What does not fit waits here, in order, and goes out as acknowledgements free the window.
+    """
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self.waiting: deque[tuple[str, bytes]] = deque()
+        self._retry: asyncio.TimerHandle | None = None
+
+    def publish(self, topic: str, payload: bytes) -> None:
+        self.waiting.append((topic, payload))
+        if self._retry is None:
+            self._drain()
+
+    def _drain(self) -> None:
+        self._retry = None
+        while self.waiting:
+            topic, payload = self.waiting[0]
+            try:
+                self.client.publish(topic, payload, qos=QOS)
+            except OverflowError:
+                self._retry = asyncio.get_running_loop().call_later(WINDOW_RETRY_SECONDS, self._drain)
+                return
+            except Exception:
+                log.exception("publishing to the broker failed; the message is dropped", topic=topic)
+            self.waiting.popleft()
 
 
 def _settle(handed: asyncio.Future[None], delivery: asyncio.Future[Any]) -> None:

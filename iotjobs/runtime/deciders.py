@@ -737,7 +737,9 @@ class DeciderRuntime:
                 while part.read_to <= last and not part.failed:
                     part.progress.clear()
                     try:
-                        await asyncio.wait_for(part.progress.wait(), max(0.0, step.deadline - loop.time()))
+                        # A stall, not a backlog, fails the partition: each read-back step renews the wait.
+                        # Under a burst (a release to 100,000 things) the tail is busy but moving.
+                        await asyncio.wait_for(part.progress.wait(), self.append_timeout)
                     except TimeoutError:
                         self._fail(part, "append not read back in time", producer_broken=False)
                         return

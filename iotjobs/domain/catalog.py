@@ -12,6 +12,14 @@ from iotjobs.domain.errors import Rejection
 from iotjobs.domain.execution import RecordExecutionStatus
 
 
+def _no_timers(_state: Any) -> list[Timer]:
+    return []
+
+
+def _nothing_to_publish(_state: Any, _ctx: Context) -> list[Any]:
+    return []
+
+
 @dataclass(frozen=True)
 class Aggregate:
     name: str
@@ -21,10 +29,8 @@ class Aggregate:
     timers: Callable[[Any], list[Timer]]
     to_dict: Callable[[Any], dict[str, Any]]
     from_dict: Callable[[dict[str, Any]], Any]
-
-
-def _no_timers(_state: Any) -> list[Timer]:
-    return []
+    restored: Callable[[Any, Context], list[Any]] = _nothing_to_publish
+    """Effects to publish again for a key whose state a restore moved past its snapshot."""
 
 
 THING = Aggregate(
@@ -35,6 +41,7 @@ THING = Aggregate(
     thing.timers,
     thing.ThingState.to_dict,
     thing.ThingState.from_dict,
+    thing.restored_notifications,
 )
 JOB = Aggregate("job", job.initial, job.decide, job.evolve, _no_timers, job.JobState.to_dict, job.JobState.from_dict)
 GROUP = Aggregate(

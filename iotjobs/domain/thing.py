@@ -898,6 +898,12 @@ def _notifications(before: ThingState, after: ThingState, plain: str | None = No
     return effects
 
 
+def restored_notifications(state: ThingState, ctx: Context) -> list[Any]:
+    """What a new owner publishes for a thing whose state it restored past its last snapshot: the former
+    owner may have gone before publishing it. Devices may hear a notification twice, never miss one."""
+    return _notifications(initial(key_for(state.name)), state, _plain(ctx))
+
+
 # --- timers -----------------------------------------------------------------------------------
 
 

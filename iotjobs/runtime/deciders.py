@@ -225,6 +225,7 @@ class DeciderRuntime:
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=settings.kafka_bootstrap,
             group_id=self.group,
+            group_instance_id=settings.group_instance_id or None,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             fetch_max_wait_ms=50,
@@ -378,6 +379,31 @@ class DeciderRuntime:
         self._acquiring[number] = task
         task.add_done_callback(lambda _t: self._acquiring.pop(number, None))
 
+    def _context(self) -> Context:
+        return Context(
+            now=clock.now(),
+            seconds_per_minute=self.settings.seconds_per_minute,
+            per_namespace_queues=self.settings.namespace_queues == "per-namespace",
+        )
+
+    def _republish(self, part: _Partition, keys: set[str]) -> None:
+        """Publish again what a former owner may have decided but not published: the notifications of the
+        keys a restore moved past their snapshots (at least once, so a device may hear one twice)."""
+        if self.on_released is None:
+            return
+        ctx = self._context()
+        effects: list[Any] = []
+        for key in sorted(keys):
+            image = part.keys.get(key)
+            if image is None:
+                continue
+            try:
+                effects.extend(aggregate_for(key).restored(image.state, ctx))
+            except Exception:  # one key must not keep the others' notifications back
+                log.exception("computing a restored key's notifications failed", key=key)
+        if effects:
+            self._background(self.on_released(Released(effects=effects)))
+
     def _background(self, work: Awaitable[None]) -> None:
         task = asyncio.ensure_future(work)
         self._chores.add(task)
@@ -444,6 +470,7 @@ class DeciderRuntime:
             self._arm(part, key, timers)
         for offset, record in replay.resend:
             await self._send_outbox(part, offset, record)
+        self._republish(part, replay.changed)
         part.tasks = [
             loop.create_task(self._work(part), name=f"{self.group}-work-{number}"),
             loop.create_task(self._confirm(part), name=f"{self.group}-confirm-{number}"),
@@ -622,11 +649,7 @@ class DeciderRuntime:
                 part.has_work.clear()
                 await part.has_work.wait()
                 continue
-            ctx = Context(
-                now=clock.now(),
-                seconds_per_minute=self.settings.seconds_per_minute,
-                per_namespace_queues=self.settings.namespace_queues == "per-namespace",
-            )
+            ctx = self._context()
             for _ in range(min(MAX_BATCH, len(part.inbox))):
                 request = part.inbox.popleft()
                 step = self._decide(part, request, ctx)

@@ -34,6 +34,10 @@ class Settings:
     topic_prefix: str = "iotjobs"
     partitions: int = 8
     instance_id: str = ""
+    group_instance_id: str = ""
+    """A name this process keeps across restarts (a StatefulSet pod's, a compose service's), unique among the
+    instances of its role: its consumer group membership is then static, so a restarted process takes its
+    partitions back at once instead of after the session timeout. Empty: dynamic membership."""
     request_timeout_seconds: float = 15.0
     consistency: str = "strict"
     """`strict`: an HTTP write answers once every effect it causes is readable through the control plane

@@ -24,7 +24,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from iotjobs.domain.thing import ExecutionUpdated
 from iotjobs.runtime.topics import RECORD_MAX_BYTES
-from tests.support.clients import REGION, MqttDevice, iot_client, thing_arn, unique
+from tests.support.clients import REGION, MqttDevice, group_arn, iot_client, thing_arn, unique
 from tests.support.events import read_events
 from tests.support.servers import LocalServers, started_locally
 from tests.support.stack import Stack
@@ -454,3 +454,57 @@ async def _stop(stop: asyncio.Event, writing: asyncio.Future[Any]) -> None:
     await asyncio.wait({writing}, timeout=3 * DEVICE_REPLY_TIMEOUT)
     if writing.done() and not writing.cancelled():
         writing.exception()  # already reported by the test body, if it raised
+
+
+async def test_notifications_a_killed_dataplane_never_published_are_published_by_its_successor(
+    private: LocalServers,
+) -> None:
+    """The broker is paused while a job is released to 2,000 things: the dataplane decides and confirms
+    every execution but can publish only its receive window's worth of notifications; it is killed with the
+    rest unpublished. Its successor restores the things from the log and publishes them (ADR 0007)."""
+    fleet = 2000
+    async with _running(private) as stack:
+        iot = iot_client(stack)
+        group, job = unique("unpublished"), unique("unpublished-job")
+        things = [f"{group}-{i:05d}" for i in range(fleet)]
+        iot.create_thing_group(thingGroupName=group)
+        clients = [iot_client(stack) for _ in range(16)]
+
+        def register(index: int, thing: str) -> None:
+            clients[index % 16].create_thing(thingName=thing)
+            clients[index % 16].add_thing_to_thing_group(thingGroupName=group, thingName=thing)
+
+        await asyncio.gather(*(asyncio.to_thread(register, i, t) for i, t in enumerate(things)))
+
+        heard: set[str] = set()
+        watcher = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"watch-{uuid.uuid4().hex[:8]}")
+
+        def on_message(_client: Any, _userdata: Any, message: Any) -> None:
+            if (orjson.loads(message.payload).get("execution") or {}).get("jobId") == job:
+                heard.add(message.topic.split("/")[2])
+
+        watcher.on_message = on_message
+        watcher.connect("127.0.0.1", stack.settings.mqtt_port)
+        watcher.subscribe("$aws/things/+/jobs/notify-next", qos=1)
+        watcher.loop_start()
+        try:
+            with private.paused("mosquitto"):
+                iot.create_job(jobId=job, targets=[group_arn(group)], document="{}")
+
+                async def all_queued() -> bool:
+                    details = (await asyncio.to_thread(iot.describe_job, jobId=job))["job"]["jobProcessDetails"]
+                    return bool(details["numberOfQueuedThings"] == fleet)
+
+                await until(all_queued, 60, f"every one of {fleet} executions QUEUED while the broker is paused")
+                stack.kill("dataplane")  # with most notifications still waiting for the broker's window
+            stack.spawn("dataplane")
+            await stack.wait_ready(stack.dataplane_url, timeout=60)
+
+            async def every_device_heard() -> bool:
+                return len(heard) == fleet
+
+            await until(every_device_heard, 120, f"all {fleet} devices to hear of {job}")
+        finally:
+            watcher.loop_stop()
+            watcher.disconnect()
+        assert heard == set(things)

@@ -75,8 +75,9 @@ class Stack:
 
     def spawn(self, service: str, name: str | None = None, **overrides: str) -> None:
         """Start a service process; `name` and `overrides` (IOTJOBS_* values) run a second instance."""
-        env = {**os.environ, **self.settings.env(), **overrides}
         name = name or service
+        # Static membership under the process's name: a restarted process takes its partitions back at once.
+        env = {**os.environ, **self.settings.env(), "IOTJOBS_GROUP_INSTANCE_ID": name, **overrides}
         self._spawned[name] = (service, dict(overrides))
         with open(self.logs / f"{name}.log", "ab") as log:  # the child keeps its own descriptor
             self.processes[name] = subprocess.Popen(

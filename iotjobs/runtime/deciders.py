@@ -35,7 +35,7 @@ from aiokafka.errors import KafkaError
 from iotjobs.domain.catalog import aggregate_for, from_message, to_message
 from iotjobs.domain.decision import Context, Decision
 from iotjobs.domain.errors import ErrorKind, Rejection
-from iotjobs.runtime import clock, logs
+from iotjobs.runtime import clock, logs, memory
 from iotjobs.runtime.envelope import Positions, merge_positions
 from iotjobs.runtime.eventlog import (
     MARKER_KEY,
@@ -500,6 +500,7 @@ class DeciderRuntime:
                 "replay": round(loop.time() - snapshots_read, 3),
             },
         )
+        memory.give_back()  # what reading the snapshots and replaying the log allocated
 
     async def _replay(self, part: _Partition, replay: Replay, start: int) -> Replay:
         tp = TopicPartition(self.topics.events, part.number)
@@ -987,12 +988,16 @@ class DeciderRuntime:
     async def _snapshot_loop(self) -> None:
         while self._running:
             await asyncio.sleep(self.settings.snapshot_interval_seconds)
+            wrote = False
             for part in list(self._parts.values()):
                 if part.ready and not part.failed and part.dirty:
                     try:
                         await self._snapshot(part)
+                        wrote = True
                     except Exception as err:
                         log.warning("writing a snapshot failed", partition=part.number, error=repr(err))
+            if wrote:
+                memory.give_back()  # after busy spells only: an idle owner has nothing to give back
 
     async def _snapshot(self, part: _Partition) -> None:
         """Write the confirmed state of the keys changed since the last snapshot, then a checkpoint: the

@@ -442,12 +442,10 @@ def _target(state: GroupState, command: TargetGroup) -> Decision:
     kept = command.continuous and command.job_id not in state.jobs
     events = (GroupJobAdded(state.name, command.job_id),) if kept else ()
     paths = [f"{command.path}/{child}" for child in state.children]
-    chunks = chunked(sorted(state.members)) or [[]]
-    sends = [
-        Send(to_job, ReleaseTargets(command.job_id, chunk, command.release, i == len(chunks) - 1, command.path, []))
-        for i, chunk in enumerate(chunks)
-    ]
-    sends[-1] = Send(to_job, replace(sends[-1].command, streams=paths))
+    *middle, final = chunked(sorted(state.members)) or [[]]
+    releases = [ReleaseTargets(command.job_id, chunk, command.release, False, command.path) for chunk in middle]
+    releases.append(ReleaseTargets(command.job_id, final, command.release, True, command.path, paths))
+    sends = [Send(to_job, release) for release in releases]
     sends += [
         Send(key_for(child), TargetGroup(child, command.job_id, command.release, command.continuous, path))
         for child, path in zip(state.children, paths, strict=True)

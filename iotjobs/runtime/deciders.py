@@ -1026,8 +1026,10 @@ class DeciderRuntime:
                     image_records(key.encode(), value, self.settings.snapshot_part_bytes)
                 )
                 # Parts a larger image of the key left behind go too, so compaction can drop them.
-                parts, part.image_parts[key] = part.image_parts.get(key, 0), len(records) - 1
-                records += [(part_key(key.encode(), i), None) for i in range(len(records) - 1, parts)]
+                parts = len(records) - 1  # a head follows parts; an image in one record has none
+                stale = range(parts, part.image_parts.get(key, 0))
+                part.image_parts[key] = parts
+                records += [(part_key(key.encode(), i), None) for i in stale]
                 for record_key, record_value in records:
                     deliveries.append(
                         await self._producer.send(self.state_topic, record_value, key=record_key, partition=part.number)

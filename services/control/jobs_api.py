@@ -116,14 +116,18 @@ def parse_create_job(job_id: str, body: dict[str, Any], arns: Arns) -> tuple[job
 
 async def check_targets_exist(ctl: Control, things: list[str], groups: list[str]) -> None:
     """Every target named must exist: the read models show what the registry has answered for."""
-    found = await ctl.pool.fetch("SELECT thing_name FROM things WHERE thing_name = ANY($1::text[])", things)
-    missing = [name for name in things if name not in {r["thing_name"] for r in found}]
-    if missing:
-        raise not_found(f"Thing {missing[0]} does not exist")
-    found = await ctl.pool.fetch("SELECT group_name FROM thing_groups WHERE group_name = ANY($1::text[])", groups)
-    missing = [name for name in groups if name not in {r["group_name"] for r in found}]
-    if missing:
-        raise not_found(f"Thing group {missing[0]} does not exist")
+    rows = await ctl.pool.fetch(
+        """SELECT 'thing' AS kind, thing_name AS name FROM things WHERE thing_name = ANY($1::text[])
+           UNION ALL
+           SELECT 'group', group_name FROM thing_groups WHERE group_name = ANY($2::text[])""",
+        things,
+        groups,
+    )
+    found = {(row["kind"], row["name"]) for row in rows}
+    for kind, names, what in (("thing", things, "Thing"), ("group", groups, "Thing group")):
+        missing = [name for name in names if (kind, name) not in found]
+        if missing:
+            raise not_found(f"{what} {missing[0]} does not exist")
 
 
 async def create_job(request: web.Request) -> web.Response:

@@ -43,7 +43,7 @@ THING = Aggregate(
     thing.ThingState.from_dict,
     thing.restored_notifications,
 )
-JOB = Aggregate("job", job.initial, job.decide, job.evolve, _no_timers, job.JobState.to_dict, job.JobState.from_dict)
+JOB = Aggregate("job", job.initial, job.decide, job.evolve, job.timers, job.JobState.to_dict, job.JobState.from_dict)
 GROUP = Aggregate(
     "group",
     group.initial,

@@ -7,10 +7,19 @@ from typing import Any
 
 from immutables import Map
 
-from iotjobs.domain import tagging, targets
-from iotjobs.domain.decision import Context, Decision, Done, Send
+from iotjobs.domain import rollout, tagging, targets
+from iotjobs.domain.decision import Context, Decision, Done, Send, Timer
 from iotjobs.domain.errors import DomainError, ErrorKind
-from iotjobs.domain.execution import QUEUED, TERMINAL, ForgetExecution, RecordExecutionStatus
+from iotjobs.domain.execution import (
+    FAILED,
+    QUEUED,
+    REJECTED,
+    SUCCEEDED,
+    TERMINAL,
+    TIMED_OUT,
+    ForgetExecution,
+    RecordExecutionStatus,
+)
 from iotjobs.domain.targets import group_key
 from iotjobs.domain.thing import CancelExecution, DeleteExecution, QueueExecution, RemoveExecutions
 from iotjobs.domain.thing import key_for as thing_key
@@ -20,6 +29,11 @@ COMPLETED = "COMPLETED"
 CANCELED = "CANCELED"
 DELETION_IN_PROGRESS = "DELETION_IN_PROGRESS"
 RETRY_CONFIG = "jobExecutionsRetryConfig"
+ABORT_CONFIG = "abortConfig"
+ABORTED = "ABORTED_BY_CRITERIA"
+"""reasonCode of a job an abort criterion canceled (aws-iot-jobs.md §6.6: AWS's own string is undocumented)."""
+COMPLETED_STATUSES = (SUCCEEDED, FAILED, REJECTED, TIMED_OUT)
+"""What an abort criterion counts as executed (§6.6)."""
 MAX_TARGETS = 100
 SNAPSHOT = "SNAPSHOT"
 CONTINUOUS = "CONTINUOUS"
@@ -86,6 +100,13 @@ class AssociateTargets:
     comment: str | None = None
 
 
+@dataclass(frozen=True)
+class RolloutTick:
+    """A job's rollout timer: the rolling minute has room again for things still waiting."""
+
+    job_id: str
+
+
 # --- events -----------------------------------------------------------------------------------
 
 
@@ -101,8 +122,9 @@ class JobCreated:
 
 @dataclass(frozen=True)
 class JobTargetsReleased:
-    """A chunk of a target group's things, each given a QUEUED execution. `last` ends the stream `path`,
-    and `streams` are the streams of the group's children, which the job waits for as well."""
+    """A chunk of a target group's things, which join the job's rollout (JobRolledOut queues them). `last`
+    ends the stream `path`, and `streams` are the streams of the group's children, which the job waits for
+    as well."""
 
     job_id: str
     things: list[str]
@@ -110,6 +132,38 @@ class JobTargetsReleased:
     at: float
     path: str = ""
     streams: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class JobRolledOut:
+    """The first `count` things waiting in the rollout were released at `at`, each given a QUEUED execution
+    unless it already had one (a CONTINUOUS joiner); the rolling minute counts them until `until`."""
+
+    job_id: str
+    count: int
+    at: float
+    until: float
+
+
+@dataclass(frozen=True)
+class JobRolloutProgressed:
+    """The targets still being rolled out changed (jobProcessDetails.processingTargets; none: finished)."""
+
+    job_id: str
+    processing: list[str]
+    at: float
+
+
+@dataclass(frozen=True)
+class JobExecutionRetried:
+    """A FAILED or TIMED_OUT execution is retried (aws-iot-jobs.md §6.5): a new QUEUED execution on the thing,
+    paid for by the retry criterion `criterion`."""
+
+    job_id: str
+    thing_name: str
+    criterion: str
+    attempt: int
+    at: float
 
 
 @dataclass(frozen=True)
@@ -152,10 +206,13 @@ class JobExecutionForgotten:
 
 @dataclass(frozen=True)
 class JobTargetsAssociated:
+    """AssociateTargetsWithJob: `things` named as targets join the rollout, the groups stream theirs."""
+
     job_id: str
     targets: list[str]
     comment: str | None
     at: float
+    things: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -199,6 +256,7 @@ COMMANDS = (
     targets.AddThingsToJob,
     targets.ReleaseTargets,
     targets.CheckReach,
+    RolloutTick,
 )
 EVENTS = (
     JobCreated,
@@ -212,10 +270,17 @@ EVENTS = (
     JobTargetsAssociated,
     JobExecutionAdded,
     JobTargetsReleased,
+    JobRolledOut,
+    JobRolloutProgressed,
+    JobExecutionRetried,
 )
 REPLIES = (JobCreatedReply,)
 
 # --- state ------------------------------------------------------------------------------------
+
+Waiting = tuple[str, str | None, int]
+"""A thing the job reaches but has not rolled out to yet: its name, the group it came through (None: named
+as a target) and the index of the job target that reaches it."""
 
 
 @dataclass(frozen=True)
@@ -241,15 +306,70 @@ class JobState:
     streams: dict[str, bool] = field(default_factory=dict)
     """Each stream of things from a target group (or a descendant) the job knows of, and whether it ended:
     a SNAPSHOT job completes only once every one has."""
+    backlog: tuple[Waiting, ...] = ()
+    """Things waiting to be rolled out, in rollout order: named things as given, then group members by name
+    as their groups stream them (aws-iot-jobs.md §6.7). Empty unless a rollout rate holds them back."""
+    waiting: Map[str, int] = field(default_factory=Map)
+    """The names in `backlog` (to the index of their target), so a thing reached twice waits once."""
+    waiting_by_target: dict[int, int] = field(default_factory=dict)
+    """How many things wait per target index: processingTargets without scanning the backlog."""
+    recent: tuple[rollout.Released, ...] = ()
+    """Releases that may still be in the rolling minute (rollout.Released)."""
+    notified: int = 0
+    """Things rolled out so far: what an exponential rate with numberOfNotifiedThings steps on."""
+    counts: dict[str, int] = field(default_factory=dict)
+    """Executions by status, every execution counted (retries too), as AWS's jobProcessDetails counts:
+    what abort criteria and numberOfSucceededThings steps read."""
+    retried: Map[str, dict[str, int]] = field(default_factory=Map)
+    """Per thing, the retries each retry criterion (failureType) has paid for."""
+    processing: tuple[str, ...] = ()
+    """The targets still being rolled out, as last announced (JobRolloutProgressed)."""
 
-    def _with_statuses(self, statuses: dict[str, str]) -> JobState:
+    def _with_statuses(self, statuses: dict[str, str], new: bool = False) -> JobState:
+        """`statuses` for the things' current executions, or (`new`) for new executions that follow theirs:
+        a new one is counted beside the one before it, which keeps its status in `counts`."""
         pending = self.pending
+        counts = dict(self.counts)
         executions = self.executions.mutate()
         for thing, status in statuses.items():
             before = executions.get(thing)
             pending += (status not in TERMINAL) - (before is not None and before not in TERMINAL)
+            if before is not None and not new:
+                counts[before] -= 1
+            counts[status] = counts.get(status, 0) + 1
             executions[thing] = status
-        return replace(self, executions=executions.finish(), pending=pending)
+        counts = {status: n for status, n in counts.items() if n}
+        return replace(self, executions=executions.finish(), pending=pending, counts=counts)
+
+    def _waiting_for(self, entries: list[Waiting]) -> JobState:
+        waiting = self.waiting.mutate()
+        by_target = dict(self.waiting_by_target)
+        for name, _via, index in entries:
+            waiting[name] = index
+            by_target[index] = by_target.get(index, 0) + 1
+        return replace(self, backlog=(*self.backlog, *entries), waiting=waiting.finish(), waiting_by_target=by_target)
+
+    def _rolled_out(self, event: JobRolledOut) -> JobState:
+        taken, rest = self.backlog[: event.count], self.backlog[event.count :]
+        waiting = self.waiting.mutate()
+        by_target = dict(self.waiting_by_target)
+        for name, _via, index in taken:
+            del waiting[name]
+            by_target[index] -= 1
+        released = [name for name, _via, _index in taken if name not in self.executions]
+        state = replace(
+            self,
+            backlog=rest,
+            waiting=waiting.finish(),
+            waiting_by_target={index: n for index, n in by_target.items() if n},
+            recent=rollout.recorded(self.recent, event.at, event.until, len(released)),
+            notified=self.notified + len(released),
+        )
+        return state._with_statuses(dict.fromkeys(released, QUEUED), new=True)
+
+    def _stopped(self) -> JobState:
+        """Canceled or being deleted: nothing more rolls out."""
+        return replace(self, backlog=(), waiting=Map(), waiting_by_target={})
 
     @property
     def exists(self) -> bool:
@@ -273,12 +393,34 @@ class JobState:
             "tags": self.tags,
             "release": self.release,
             "streams": self.streams,
+            "backlog": [list(entry) for entry in self.backlog],
+            "recent": [list(item) for item in self.recent],
+            "notified": self.notified,
+            "counts": self.counts,
+            "retried": dict(self.retried),
+            "processing": list(self.processing),
         }
 
     @staticmethod
     def from_dict(data: dict[str, Any]) -> JobState:
         executions = Map(data["executions"])
-        return JobState(**{**data, "executions": executions, "pending": _count_pending(executions)})
+        backlog = tuple((name, via, index) for name, via, index in data.get("backlog", []))
+        by_target: dict[int, int] = {}
+        for _name, _via, index in backlog:
+            by_target[index] = by_target.get(index, 0) + 1
+        return JobState(
+            **{
+                **{k: v for k, v in data.items() if k not in ("backlog", "recent", "retried", "processing")},
+                "executions": executions,
+                "pending": _count_pending(executions),
+                "backlog": backlog,
+                "waiting": Map({name: index for name, _via, index in backlog}),
+                "waiting_by_target": by_target,
+                "recent": tuple((until, count) for until, count in data.get("recent", [])),
+                "retried": Map(data.get("retried", {})),
+                "processing": tuple(data.get("processing", [])),
+            }
+        )
 
 
 def _count_pending(executions: Map[str, str]) -> int:
@@ -293,25 +435,52 @@ def key_for(job_id: str) -> str:
     return f"job/{job_id}"
 
 
+def _target_indexes(arns: list[str]) -> dict[str, int]:
+    """Each target's resource part ("thing/name", "thinggroup/name") to its index among the job's targets."""
+    indexes: dict[str, int] = {}
+    for i, arn in enumerate(arns):
+        indexes.setdefault(arn.split(":", 5)[-1], i)
+    return indexes
+
+
+def _named(arns: list[str], things: list[str]) -> list[Waiting]:
+    indexes = _target_indexes(arns)
+    return [(name, None, indexes.get(f"thing/{name}", 0)) for name in things]
+
+
 def evolve(state: JobState, event: Any) -> JobState:
     match event:
         case JobCreated():
+            arns = event.spec.get("targets", [])
             return replace(
-                state,
+                initial(key_for(state.job_id)),
                 status=IN_PROGRESS,
                 spec=dict(event.spec),
                 created_at=event.created_at,
                 last_updated_at=event.created_at,
-                executions=Map(),
-                pending=0,
+                tags=state.tags,
                 release=event.release,
-                streams=dict.fromkeys(targets.target_names(event.spec.get("targets", []))[1], False),
-            )._with_statuses(dict.fromkeys(event.things, QUEUED))
+                streams=dict.fromkeys(targets.target_names(arns)[1], False),
+            )._waiting_for(_named(arns, event.things))
         case JobTargetsReleased():
             streams = {**state.streams, **{path: state.streams.get(path, False) for path in event.streams}}
             if event.last:
                 streams[event.path] = True  # a child's stream may end before its parent's names it
-            return replace(state, streams=streams)._with_statuses(dict.fromkeys(event.things, QUEUED))
+            root, _, _ = event.path.partition("/")
+            index = _target_indexes(state.spec.get("targets", [])).get(f"thinggroup/{root}", 0)
+            via = event.path.rsplit("/", 1)[-1]
+            entries: list[Waiting] = [(name, via, index) for name in event.things]
+            return replace(state, streams=streams)._waiting_for(entries)
+        case JobRolledOut():
+            return replace(state, last_updated_at=event.at)._rolled_out(event)
+        case JobRolloutProgressed():
+            return replace(state, processing=tuple(event.processing))
+        case JobExecutionRetried():
+            used = dict(state.retried.get(event.thing_name, {}))
+            used[event.criterion] = used.get(event.criterion, 0) + 1
+            retried = state.retried.set(event.thing_name, used)
+            after = replace(state, retried=retried, last_updated_at=event.at)
+            return after._with_statuses({event.thing_name: QUEUED}, new=True)
         case JobExecutionRecorded():
             return replace(state, last_updated_at=event.at)._with_statuses({event.thing_name: event.status})
         case JobCompleted():
@@ -329,24 +498,35 @@ def evolve(state: JobState, event: Any) -> JobState:
                 comment=event.comment,
                 last_updated_at=event.at,
                 completed_at=state.completed_at or event.at,
-            )
+            )._stopped()
         case JobDeletionStarted():
-            return replace(state, status=DELETION_IN_PROGRESS, last_updated_at=event.at)
+            return replace(state, status=DELETION_IN_PROGRESS, last_updated_at=event.at)._stopped()
         case JobExecutionForgotten():
             status = state.executions.get(event.thing_name)
             if status is None:
                 return replace(state, last_updated_at=event.at)
             pending = state.pending - (status not in TERMINAL)
             executions = state.executions.delete(event.thing_name)
-            return replace(state, executions=executions, pending=pending, last_updated_at=event.at)
+            counts = {s: n for s, n in {**state.counts, status: state.counts.get(status, 0) - 1}.items() if n > 0}
+            return replace(state, executions=executions, pending=pending, counts=counts, last_updated_at=event.at)
         case JobDeleted():
             return initial(key_for(state.job_id))  # the id may be used again
         case JobTargetsAssociated():
-            spec = {**state.spec, "targets": [*state.spec.get("targets", []), *event.targets]}
-            return replace(state, spec=spec, last_updated_at=event.at)
+            arns = [*state.spec.get("targets", []), *event.targets]
+            spec = {**state.spec, "targets": arns}
+            return replace(state, spec=spec, last_updated_at=event.at)._waiting_for(_named(arns, event.things))
         case JobExecutionAdded():
-            return replace(state, last_updated_at=event.at)._with_statuses({event.thing_name: QUEUED})
+            # A thing that joins a CONTINUOUS job's group starts over: its retry budget too (§6.5).
+            retried = state.retried.delete(event.thing_name) if event.thing_name in state.retried else state.retried
+            after = replace(state, last_updated_at=event.at, retried=retried)
+            return after._with_statuses({event.thing_name: QUEUED}, new=True)
     raise TypeError(f"job aggregate cannot apply {type(event).__name__}")
+
+
+def fold(state: JobState, events: list[Any] | tuple[Any, ...]) -> JobState:
+    for event in events:
+        state = evolve(state, event)
+    return state
 
 
 def decide(state: JobState, command: Any, ctx: Context) -> Decision:
@@ -371,9 +551,66 @@ def decide(state: JobState, command: Any, ctx: Context) -> Decision:
             return _release_targets(state, command, ctx)
         case targets.CheckReach():
             return _check_reach(state, command)
+        case RolloutTick():
+            return _settled(state, ctx) if state.exists else Decision()
         case tagging.TagResource() | tagging.UntagResource():
             return tagging.decide(state.exists, state.tags, command, f"Job {state.job_id}")
     raise TypeError(f"job aggregate cannot handle {type(command).__name__}")
+
+
+def _settled(
+    state: JobState, ctx: Context, events: list[Any] | None = None, sends: list[Send] | None = None, reply: Any = None
+) -> Decision:
+    """A decision's `events` followed by what they lead to: the things the rollout rate lets go now, the
+    targets still rolling out, and completion."""
+    events = list(events or [])
+    sends = list(sends or [])
+    after = fold(state, events)
+    if after.status == IN_PROGRESS and after.backlog:
+        limit = rollout.rate(after.spec.get("config"), after.notified, after.counts.get(SUCCEEDED, 0))
+        room = rollout.allowance(limit, after.recent, ctx.now)
+        count, released = _take(after, room)
+        if count:
+            rolled = JobRolledOut(after.job_id, count, ctx.now, ctx.now + ctx.minutes(1))
+            queued = [send for name, via in released for send in _queue(after.job_id, after.spec, [name], via, ctx.now)]
+            sends = [*queued, *sends]
+            events.append(rolled)
+            after = evolve(after, rolled)
+    processing = _processing(after)
+    if tuple(processing) != after.processing:
+        progressed = JobRolloutProgressed(after.job_id, processing, ctx.now)
+        events.append(progressed)
+        after = evolve(after, progressed)
+    if _completes(state, after):
+        events.append(JobCompleted(state.job_id, ctx.now))
+    return Decision(reply=reply, events=tuple(events), sends=tuple(sends))
+
+
+def _take(state: JobState, room: int | None) -> tuple[int, list[tuple[str, str | None]]]:
+    """How many backlog entries the next release takes, and the things among them that get an execution
+    (a CONTINUOUS joiner may have got its own meanwhile): at most `room` of them (None: all)."""
+    released: list[tuple[str, str | None]] = []
+    count = 0
+    for name, via, _index in state.backlog:
+        if room is not None and len(released) >= room:
+            break
+        count += 1
+        if name not in state.executions:
+            released.append((name, via))
+    return count, released
+
+
+def _processing(state: JobState) -> list[str]:
+    """jobProcessDetails.processingTargets: the targets with things still to roll out or still to hear of."""
+    if state.status != IN_PROGRESS:
+        return []
+    open_roots = {path.partition("/")[0] for path, ended in state.streams.items() if not ended}
+    processing = []
+    for i, arn in enumerate(state.spec.get("targets", [])):
+        kind, _, name = arn.split(":", 5)[-1].partition("/")
+        if state.waiting_by_target.get(i) or (kind == "thinggroup" and name in open_roots):
+            processing.append(arn)
+    return processing
 
 
 def _create(state: JobState, command: CreateJob, ctx: Context) -> Decision:
@@ -390,43 +627,46 @@ def _create(state: JobState, command: CreateJob, ctx: Context) -> Decision:
     created = JobCreated(command.job_id, command.spec, list(dict.fromkeys(command.things)), ctx.now, release)
     events: list[Any] = [created]
     events.extend(tagging.initial_tags(tagging.JOB, command.job_id, spec.tags))
-    first = evolve(state, created)
-    if _completes(first, first):
-        events.append(JobCompleted(command.job_id, ctx.now))  # a SNAPSHOT job that reaches no thing at all
     # Each target group streams its members, and its descendants', to the job (targets.TargetGroup).
     continuous = spec.target_selection == CONTINUOUS
     groups = targets.target_names(spec.targets)[1]
     reach = [Send(group_key(g), targets.TargetGroup(g, command.job_id, release, continuous, g)) for g in groups]
-    return Decision(
-        reply=JobCreatedReply(command.job_id, spec.description),
-        events=tuple(events),
-        sends=(*_queue(command.job_id, command.spec, created.things), *reach),
-    )
+    return _settled(state, ctx, events, reach, reply=JobCreatedReply(command.job_id, spec.description))
 
 
-def _queue(job_id: str, spec: dict[str, Any], things: list[str], via: str | None = None) -> list[Send]:
+def _queue(
+    job_id: str,
+    spec: dict[str, Any],
+    things: list[str],
+    via: str | None = None,
+    queued_at: float | None = None,
+    retry_attempt: int = 0,
+) -> list[Send]:
     release = QueueExecution(
         job_id=job_id,
         document=spec["document"],
         in_progress_timeout_minutes=spec.get("in_progress_timeout_minutes"),
         namespace_id=spec.get("namespace_id"),
         via=via,
+        queued_at=queued_at,
+        retry_attempt=retry_attempt,
     )
     return [Send(thing_key(thing), release) for thing in things]
 
 
 def _release_targets(state: JobState, command: targets.ReleaseTargets, ctx: Context) -> Decision:
-    """The next chunk of a target group's things: each not yet released to gets a QUEUED execution (a
-    stream for an earlier job of the same id does not match the job's release and changes nothing)."""
+    """The next chunk of a target group's things joins the rollout (a stream for an earlier job of the same
+    id does not match the job's release and changes nothing)."""
     if command.release != state.release or state.status != IN_PROGRESS:
         return Decision()  # canceled or being deleted meanwhile: the rest of its things are not queued
-    things = [name for name in dict.fromkeys(command.thing_names) if name not in state.executions]
+    things = _newcomers(state, command.thing_names)
     released = JobTargetsReleased(command.job_id, things, command.last, ctx.now, command.path, list(command.streams))
-    events: list[Any] = [released]
-    if _completes(state, evolve(state, released)):
-        events.append(JobCompleted(command.job_id, ctx.now))
-    via = command.path.rsplit("/", 1)[-1]
-    return Decision(events=tuple(events), sends=tuple(_queue(command.job_id, state.spec, things, via)))
+    return _settled(state, ctx, [released])
+
+
+def _newcomers(state: JobState, names: list[str]) -> list[str]:
+    """The things among `names` the job has neither released to nor holds in its rollout, each once."""
+    return [name for name in dict.fromkeys(names) if name not in state.executions and name not in state.waiting]
 
 
 def _check_reach(state: JobState, command: targets.CheckReach) -> Decision:
@@ -445,13 +685,61 @@ def _record(state: JobState, command: RecordExecutionStatus, ctx: Context) -> De
         return Decision()  # the job was deleted meanwhile; nothing left to count
     if state.executions[command.thing_name] == command.status:
         return Decision()
-    events: list[Any] = [
-        JobExecutionRecorded(command.job_id, command.thing_name, command.execution_number, command.status, ctx.now)
-    ]
-    after = evolve(state, events[0])
-    if _completes(state, after):
-        events.append(JobCompleted(command.job_id, ctx.now))
-    return Decision(events=tuple(events))
+    recorded = JobExecutionRecorded(
+        command.job_id, command.thing_name, command.execution_number, command.status, ctx.now
+    )
+    events: list[Any] = [recorded]
+    sends: list[Send] = []
+    after = evolve(state, recorded)
+    if after.status == IN_PROGRESS and command.status in COMPLETED_STATUSES:
+        aborted = _abort(after, ctx)
+        if aborted is not None:
+            canceled, cancels = aborted
+            events.append(canceled)
+            sends.extend(cancels)
+        elif command.status in (FAILED, TIMED_OUT):
+            events_, sends_ = _retry(after, command, ctx)
+            events.extend(events_)
+            sends.extend(sends_)
+    return _settled(state, ctx, events, sends)
+
+
+def _abort(state: JobState, ctx: Context) -> tuple[JobCanceled, list[Send]] | None:
+    """The first abort criterion that holds (aws-iot-jobs.md §6.6), as the cancellation it causes: the job is
+    CANCELED and its QUEUED executions with it; IN_PROGRESS ones run on."""
+    criteria = ((state.spec.get("config") or {}).get(ABORT_CONFIG) or {}).get("criteriaList", [])
+    executed = sum(state.counts.get(status, 0) for status in COMPLETED_STATUSES)
+    for criterion in criteria:
+        if executed < int(criterion["minNumberOfExecutedThings"]):
+            continue
+        kind = criterion["failureType"]
+        kinds = (FAILED, REJECTED, TIMED_OUT) if kind == "ALL" else (kind,)
+        failed = sum(state.counts.get(status, 0) for status in kinds)
+        threshold = float(criterion["thresholdPercentage"])
+        if failed * 100 >= threshold * executed:
+            comment = (
+                f"Aborted by abortConfig: {failed} of {executed} executed things were {kind} "
+                f"({failed * 100 / executed:.2f}%), at or above the threshold of {threshold:g}%"
+            )
+            canceled = JobCanceled(state.job_id, False, ABORTED, comment, ctx.now)
+            cancel = CancelExecution(state.job_id, force=False, from_job=True)
+            return canceled, [Send(thing_key(thing), cancel) for thing in _pending_things(state)]
+    return None
+
+
+def _retry(state: JobState, command: RecordExecutionStatus, ctx: Context) -> tuple[list[Any], list[Send]]:
+    """A FAILED or TIMED_OUT execution with retry budget left is followed by a new QUEUED one at once; the
+    criterion of its own failure type pays first, then ALL (aws-iot-jobs.md §6.5)."""
+    criteria = ((state.spec.get("config") or {}).get(RETRY_CONFIG) or {}).get("criteriaList", [])
+    budget = {c["failureType"]: int(c["numberOfRetries"]) for c in criteria}
+    used = state.retried.get(command.thing_name, {})
+    for criterion in (command.status, "ALL"):
+        if used.get(criterion, 0) < budget.get(criterion, 0):
+            attempt = sum(used.values()) + 1
+            retried = JobExecutionRetried(command.job_id, command.thing_name, criterion, attempt, ctx.now)
+            sends = _queue(command.job_id, state.spec, [command.thing_name], queued_at=ctx.now, retry_attempt=attempt)
+            return [retried], sends
+    return [], []
 
 
 def _missing(job_id: str) -> Decision:
@@ -477,7 +765,8 @@ def _update(state: JobState, command: UpdateJob, ctx: Context) -> Decision:
         problem = _retry_change_problem((state.spec.get("config") or {}).get(RETRY_CONFIG), retry)
         if problem:
             return _refused(ErrorKind.INVALID_REQUEST, f"{RETRY_CONFIG}: {problem}")
-    return Decision(reply=Done(), events=(JobUpdated(command.job_id, dict(command.changes), ctx.now),))
+    # A new rollout rate applies from this decision on: the next release is measured against it.
+    return _settled(state, ctx, [JobUpdated(command.job_id, dict(command.changes), ctx.now)], reply=Done())
 
 
 def _updated_spec(spec: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
@@ -522,11 +811,8 @@ def _cancel(state: JobState, command: CancelJob, ctx: Context) -> Decision:
         command.comment if state.status != CANCELED else state.comment,
         ctx.now,
     )
-    return Decision(
-        reply=reply,
-        events=(canceled,),
-        sends=tuple(Send(thing_key(thing), fan_out) for thing in _pending_things(state)),
-    )
+    sends = [Send(thing_key(thing), fan_out) for thing in _pending_things(state)]
+    return _settled(state, ctx, [canceled], sends, reply=reply)
 
 
 def _delete(state: JobState, command: DeleteJob, ctx: Context) -> Decision:
@@ -565,36 +851,36 @@ def _forget(state: JobState, command: ForgetExecution, ctx: Context) -> Decision
     if state.status == DELETION_IN_PROGRESS and not after.executions:
         events.append(JobDeleted(command.job_id, ctx.now))
         return Decision(events=tuple(events), sends=tuple(_forget_groups(state)))
-    if _completes(state, after):
-        events.append(JobCompleted(command.job_id, ctx.now))
-    return Decision(events=tuple(events))
+    return _settled(state, ctx, events)
 
 
 def _completes(before: JobState, after: JobState) -> bool:
-    """A SNAPSHOT job completes when every execution it still tracks is terminal."""
+    """A SNAPSHOT job completes when it has rolled out to everything it reaches and every execution it
+    still tracks is terminal."""
     snapshot = after.spec.get("target_selection", SNAPSHOT) == SNAPSHOT
-    streamed = all(after.streams.values())
-    return before.status == IN_PROGRESS and snapshot and streamed and after.all_terminal()
+    streamed = all(after.streams.values()) and not after.backlog
+    running = before.status in (None, IN_PROGRESS) and after.status == IN_PROGRESS  # None: created just now
+    return running and snapshot and streamed and after.all_terminal()
 
 
 def _release(
     state: JobState, thing_names: list[str], ctx: Context, via: str | None = None
 ) -> tuple[list[Any], list[Send]]:
-    """Queue an execution on each thing that has none pending for this job."""
+    """Queue an execution at once (no rollout rate) on each thing that has none pending for this job."""
     things = [
         thing
         for thing in dict.fromkeys(thing_names)
         if (status := state.executions.get(thing)) is None or status in TERMINAL
     ]
     events: list[Any] = [JobExecutionAdded(state.job_id, thing, ctx.now) for thing in things]
-    return events, _queue(state.job_id, state.spec, things, via)
+    return events, _queue(state.job_id, state.spec, things, via, queued_at=ctx.now)
 
 
 def _add_things(state: JobState, command: targets.AddThingsToJob, ctx: Context) -> Decision:
     if state.status != IN_PROGRESS or state.spec.get("target_selection") != CONTINUOUS:
         return Decision()  # only a running CONTINUOUS job follows its groups
     events, sends = _release(state, command.thing_names, ctx, command.via)
-    return Decision(events=tuple(events), sends=tuple(sends))
+    return _settled(state, ctx, events, sends)
 
 
 def _associate(state: JobState, command: AssociateTargets, ctx: Context) -> Decision:
@@ -616,8 +902,9 @@ def _associate(state: JobState, command: AssociateTargets, ctx: Context) -> Deci
     reply = JobCreatedReply(command.job_id, state.spec.get("description"))
     if not new:
         return Decision(reply=reply)
-    events: list[Any] = [JobTargetsAssociated(command.job_id, new, command.comment, ctx.now)]
-    released, sends = _release(state, command.things, ctx)
+    # Things named here go through the rollout like those CreateJob named (aws-iot-jobs.md §6.7).
+    things = _newcomers(state, command.things)
+    associated = JobTargetsAssociated(command.job_id, new, command.comment, ctx.now, things)
     known = set(targets.target_names(current)[1])
     release = state.release or ""
     reach = [
@@ -625,4 +912,17 @@ def _associate(state: JobState, command: AssociateTargets, ctx: Context) -> Deci
         for g in targets.target_names(new)[1]
         if g not in known
     ]
-    return Decision(reply=reply, events=(*events, *released), sends=(*sends, *reach))
+    return _settled(state, ctx, [associated], reach, reply=reply)
+
+
+# --- timers -----------------------------------------------------------------------------------
+
+
+def timers(state: JobState) -> list[Timer]:
+    """The next rollout tick, while things wait for room in the rolling minute."""
+    if state.status != IN_PROGRESS or not state.backlog:
+        return []
+    limit = rollout.rate(state.spec.get("config"), state.notified, state.counts.get(SUCCEEDED, 0))
+    due = rollout.next_release(limit, state.recent)
+    # No due time: there is room already (a restore after the window passed): tick at once.
+    return [Timer(due if due is not None else (state.last_updated_at or 0.0), RolloutTick(state.job_id))]

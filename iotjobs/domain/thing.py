@@ -83,6 +83,9 @@ class QueueExecution:
     via: str | None = None
     """The group the job reached the thing through (None: named as a target). A thing no longer in it
     refuses the execution: it left while the group's members were on their way to the job."""
+    queued_at: float | None = None
+    """When the job released it (its rollout counts releases by this time); None: on arrival."""
+    retry_attempt: int = 0
 
 
 @dataclass(frozen=True)
@@ -547,10 +550,11 @@ def _queue(state: ThingState, command: QueueExecution, ctx: Context) -> list[Any
             job_id=command.job_id,
             execution_number=state.execution_numbers.get(command.job_id, 0) + 1,
             seq=state.next_seq,
-            queued_at=ctx.now,
+            queued_at=ctx.now if command.queued_at is None else command.queued_at,
             document=command.document,
             in_progress_timeout_minutes=command.in_progress_timeout_minutes,
             namespace_id=command.namespace_id,
+            retry_attempt=command.retry_attempt,
         )
     ]
     if state.deleted:

@@ -161,11 +161,20 @@ async def _job_row(ctl: Control, job_id: str) -> asyncpg.Record:
     return row
 
 
-def _process_details(by_status: dict[str, int] | None) -> dict[str, int]:
-    counts = dict.fromkeys(COUNTERS.values(), 0)
+def _process_details(by_status: dict[str, int] | None, processing: list[str]) -> dict[str, Any]:
+    """Executions per status (every execution, retries too, as AWS counts them), and the targets the job is
+    still rolling out to while there are any."""
+    counts: dict[str, Any] = dict.fromkeys(COUNTERS.values(), 0)
     for status, n in (by_status or {}).items():
         counts[COUNTERS[status]] = n
+    if processing:
+        counts["processingTargets"] = list(processing)
     return counts
+
+
+def _is_concurrent(row: asyncpg.Record) -> bool:
+    """True while the job is still rolling out (aws-iot-jobs.md §6.1)."""
+    return row["status"] in ("IN_PROGRESS", "SCHEDULED") and bool(row["processing_targets"])
 
 
 async def describe_job(request: web.Request) -> web.Response:
@@ -196,11 +205,11 @@ async def describe_job(request: web.Request) -> web.Response:
             "createdAt": row["created_at"],
             "lastUpdatedAt": row["last_updated_at"],
             "completedAt": row["completed_at"],
-            "jobProcessDetails": _process_details(row["by_status"]),
+            "jobProcessDetails": _process_details(row["by_status"], row["processing_targets"]),
             "timeoutConfig": {"inProgressTimeoutInMinutes": timeout} if timeout else None,
             "namespaceId": spec.get("namespace_id"),
             "jobTemplateArn": spec.get("job_template_arn"),
-            "isConcurrent": False,
+            "isConcurrent": _is_concurrent(row),
             **(spec.get("config") or {}),
         }
     )
@@ -272,7 +281,7 @@ async def list_jobs(request: web.Request) -> web.Response:
                 "createdAt": r["created_at"],
                 "lastUpdatedAt": r["last_updated_at"],
                 "completedAt": r["completed_at"],
-                "isConcurrent": False,
+                "isConcurrent": _is_concurrent(r),
             }
         )
         for r in page

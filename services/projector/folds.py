@@ -72,11 +72,22 @@ async def apply(conn: Executor, event: Any, seq: int) -> None:
                 event.created_at,
                 seq,
             )
+        case job.JobRolloutProgressed():
+            await conn.execute(
+                """UPDATE jobs SET processing_targets = $2, last_updated_at = $3, seq = $4
+                   WHERE job_id = $1 AND seq < $4""",
+                event.job_id,
+                event.processing,
+                event.at,
+                seq,
+            )
         case (
             job.JobExecutionRecorded()
             | job.JobExecutionForgotten()
             | job.JobExecutionAdded()
             | job.JobTargetsReleased()
+            | job.JobRolledOut()
+            | job.JobExecutionRetried()
         ):
             await conn.execute(
                 "UPDATE jobs SET last_updated_at = $2, seq = $3 WHERE job_id = $1 AND seq < $3",

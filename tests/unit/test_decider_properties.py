@@ -404,7 +404,7 @@ def test_job_decider_properties(steps: list[tuple[Any, int]]) -> None:
             else:
                 released = list(command.things)
                 assert [s.key for s in decision.sends] == [f"thing/{name}" for name in command.things]
-                assert {s.command for s in decision.sends} <= {QueueExecution("job1", DOC)}
+                assert {s.command for s in decision.sends} <= {QueueExecution("job1", DOC, queued_at=now)}
         else:
             assert decision.reply is None and decision.sends == ()
 

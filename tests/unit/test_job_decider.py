@@ -63,8 +63,13 @@ def when(state: j.JobState, command: Any, now: float = NOW) -> Decision:
     return j.decide(state, command, Context(now=now))
 
 
-def created(things: list[str], selection: str = j.SNAPSHOT) -> j.JobCreated:
-    return j.JobCreated(JOB, spec(selection), things, T0)
+def created(things: list[str], selection: str = j.SNAPSHOT) -> tuple[Any, ...]:
+    """A job created on `things`, each released at once (no rollout rate)."""
+    return j.JobCreated(JOB, spec(selection), things, T0), rolled_out(len(things))
+
+
+def rolled_out(count: int, at: float = T0) -> j.JobRolledOut:
+    return j.JobRolledOut(JOB, count, at, at + 60)
 
 
 def recorded(thing: str, status: str, n: int = 1, at: float = NOW) -> j.JobExecutionRecorded:
@@ -85,17 +90,14 @@ def test_create_job_records_it_and_queues_an_execution_on_each_thing() -> None:
 
     assert decision == Decision(
         reply=j.JobCreatedReply(JOB, "roll out 1.2"),
-        events=(j.JobCreated(JOB, the_spec, ["t1", "t2"], T0, RELEASE),),
-        sends=(
-            Send("thing/t1", QueueExecution(JOB, DOC, in_progress_timeout_minutes=30, namespace_id="ns1")),
-            Send("thing/t2", QueueExecution(JOB, DOC, in_progress_timeout_minutes=30, namespace_id="ns1")),
-        ),
+        events=(j.JobCreated(JOB, the_spec, ["t1", "t2"], T0, RELEASE), rolled_out(2)),
+        sends=tuple(Send(f"thing/{t}", QueueExecution(JOB, DOC, 30, "ns1", queued_at=T0)) for t in ("t1", "t2")),
     )
     assert all(send.forward_reply is False for send in decision.sends)
 
 
 def test_created_job_is_in_progress_with_every_thing_queued() -> None:
-    state = given(created(["t1", "t2"]))
+    state = given(*created(["t1", "t2"]))
     assert state.exists
     assert (state.status, state.created_at, state.last_updated_at, state.completed_at) == (
         j.IN_PROGRESS,
@@ -108,13 +110,13 @@ def test_created_job_is_in_progress_with_every_thing_queued() -> None:
 
 
 def test_create_an_existing_job_is_rejected_as_already_existing() -> None:
-    decision = when(given(created(["t1"])), j.CreateJob(JOB, spec(), ["t1"]))
+    decision = when(given(*created(["t1"])), j.CreateJob(JOB, spec(), ["t1"]))
     assert decision == Decision(reply=Rejection("ResourceAlreadyExists", "Job j1 already exists", {"resourceId": "j1"}))
 
 
 def test_create_even_an_identical_job_twice_is_rejected() -> None:
     # There are no idempotency tokens (§0.9): a second create is a 409.
-    decision = when(given(j.JobCreated(JOB, spec(), ["t1"], T0)), j.CreateJob(JOB, spec(), ["t1"]))
+    decision = when(given(*created(["t1"])), j.CreateJob(JOB, spec(), ["t1"]))
     assert isinstance(decision.reply, Rejection)
     assert decision.reply.kind == "ResourceAlreadyExists"
 
@@ -143,45 +145,45 @@ def test_create_job_without_description_replies_none() -> None:
 
 
 def test_record_a_status_change() -> None:
-    decision = when(given(created(["t1", "t2"])), record("t1", IN_PROGRESS))
+    decision = when(given(*created(["t1", "t2"])), record("t1", IN_PROGRESS))
     assert decision == Decision(events=(recorded("t1", IN_PROGRESS),))
-    state = given(created(["t1", "t2"]), *decision.events)
+    state = given(*created(["t1", "t2"]), *decision.events)
     assert dict(state.executions) == {"t1": IN_PROGRESS, "t2": QUEUED}
     assert state.last_updated_at == NOW
 
 
 def test_snapshot_job_does_not_complete_while_a_thing_is_pending() -> None:
-    state = given(created(["t1", "t2", "t3"]), recorded("t1", SUCCEEDED), recorded("t2", IN_PROGRESS))
+    state = given(*created(["t1", "t2", "t3"]), recorded("t1", SUCCEEDED), recorded("t2", IN_PROGRESS))
     assert when(state, record("t3", FAILED)) == Decision(events=(recorded("t3", FAILED),))
 
 
 @pytest.mark.parametrize("last", sorted(TERMINAL))
 def test_snapshot_job_completes_when_every_thing_is_terminal(last: str) -> None:
-    state = given(created(["t1", "t2"]), recorded("t1", SUCCEEDED))
+    state = given(*created(["t1", "t2"]), recorded("t1", SUCCEEDED))
 
     decision = when(state, record("t2", last))
 
     assert decision == Decision(events=(recorded("t2", last), j.JobCompleted(JOB, NOW)))
-    after = given(created(["t1", "t2"]), recorded("t1", SUCCEEDED), *decision.events)
+    after = given(*created(["t1", "t2"]), recorded("t1", SUCCEEDED), *decision.events)
     assert (after.status, after.completed_at, after.last_updated_at) == (j.COMPLETED, NOW, NOW)
 
 
 def test_continuous_job_never_completes() -> None:
-    state = given(created(["t1"], j.CONTINUOUS))
+    state = given(*created(["t1"], j.CONTINUOUS))
     assert when(state, record("t1", SUCCEEDED)) == Decision(events=(recorded("t1", SUCCEEDED),))
 
 
 def test_a_completed_job_records_but_does_not_complete_again() -> None:
-    state = given(created(["t1"]), recorded("t1", FAILED), j.JobCompleted(JOB, NOW))
+    state = given(*created(["t1"]), recorded("t1", FAILED), j.JobCompleted(JOB, NOW))
     assert when(state, record("t1", TIMED_OUT, n=2)) == Decision(events=(recorded("t1", TIMED_OUT, n=2),))
 
 
 def test_record_for_a_thing_the_job_never_released_to_is_ignored() -> None:
-    assert when(given(created(["t1"])), record("t9", SUCCEEDED)) == Decision()
+    assert when(given(*created(["t1"])), record("t9", SUCCEEDED)) == Decision()
 
 
 def test_record_of_an_unchanged_status_is_ignored() -> None:
-    state = given(created(["t1", "t2"]), recorded("t1", IN_PROGRESS))
+    state = given(*created(["t1", "t2"]), recorded("t1", IN_PROGRESS))
     assert when(state, record("t1", IN_PROGRESS)) == Decision()
     assert when(state, record("t2", QUEUED)) == Decision()
 
@@ -192,12 +194,12 @@ def test_record_for_a_job_that_does_not_exist_is_ignored() -> None:
 
 @pytest.mark.parametrize("status", [REJECTED, REMOVED, CANCELED])
 def test_every_terminal_status_counts_toward_completion(status: str) -> None:
-    state = given(created(["t1"]))
+    state = given(*created(["t1"]))
     assert j.JobCompleted(JOB, NOW) in when(state, record("t1", status)).events
 
 
 def test_job_state_round_trips_through_a_dict() -> None:
-    state = given(created(["t1", "t2"]), recorded("t1", SUCCEEDED), recorded("t2", FAILED), j.JobCompleted(JOB, NOW))
+    state = given(*created(["t1", "t2"]), recorded("t1", SUCCEEDED), recorded("t2", FAILED), j.JobCompleted(JOB, NOW))
     assert j.JobState.from_dict(state.to_dict()) == state
 
 
@@ -218,7 +220,7 @@ def test_a_new_job_queues_its_named_things_and_asks_each_target_group_for_its_me
     the_spec = {**spec(), "targets": [G1, "arn:aws:iot:us-east-1:123456789012:thing/a:b", G2]}
     decision = when(given(), j.CreateJob(JOB, the_spec, ["a:b"]), now=T0)
     assert decision.sends == (
-        Send("thing/a:b", QueueExecution(JOB, DOC)),
+        Send("thing/a:b", QueueExecution(JOB, DOC, queued_at=T0)),
         Send("group/g1", TargetGroup("g1", JOB, RELEASE, False, "g1")),
         Send("group/g2", TargetGroup("g2", JOB, RELEASE, False, "g2")),
     )
@@ -238,8 +240,10 @@ def test_a_snapshot_job_completes_only_once_every_stream_has_ended() -> None:
     assert not any(isinstance(e, j.JobCompleted) for e in first.events)
 
     chunk = when(given(*history), ReleaseTargets(JOB, ["t1", "t2"], RELEASE, last=False, path="g1"))
-    assert chunk.events == (j.JobTargetsReleased(JOB, ["t1", "t2"], False, NOW, "g1", []),)
-    assert chunk.sends == tuple(Send(f"thing/{t}", QueueExecution(JOB, DOC, via="g1")) for t in ("t1", "t2"))
+    assert chunk.events == (j.JobTargetsReleased(JOB, ["t1", "t2"], False, NOW, "g1", []), rolled_out(2, NOW))
+    assert chunk.sends == tuple(
+        Send(f"thing/{t}", QueueExecution(JOB, DOC, via="g1", queued_at=NOW)) for t in ("t1", "t2")
+    )
     history += chunk.events
     for thing in ("t1", "t2"):
         reported = when(given(*history), record(thing, SUCCEEDED))
@@ -268,7 +272,7 @@ def state_events(state: j.JobState) -> list[Any]:
 
 def test_a_thing_that_left_every_target_loses_its_execution_unless_it_is_back_in_one() -> None:
     named = "arn:aws:iot:us-east-1:123456789012:thing/t7"
-    state = given(j.JobCreated(JOB, {**spec(), "targets": [G1, named]}, ["t1", "t7"], T0, RELEASE))
+    state = given(j.JobCreated(JOB, {**spec(), "targets": [G1, named]}, ["t1", "t7"], T0, RELEASE), rolled_out(2))
     assert when(state, CheckReach(JOB, "t1", ["g2"])) == Decision(
         sends=(Send("thing/t1", RemoveExecutions([JOB], ["g1"])),)
     )

@@ -123,9 +123,13 @@ SPEC = j.JobSpec(targets=["arn"], document="{}", description="d").__dict__
 
 
 def job_given(*events: Any) -> j.JobState:
+    """The job after `events`, each JobCreated's things released at once (no rollout rate)."""
     state = j.initial("job/j1")
     for event in events:
         state = j.evolve(state, event)
+        if isinstance(event, j.JobCreated):
+            state = j.evolve(state, j.JobRolledOut("j1", len(event.things), event.created_at, event.created_at + 60))
+            state = j.fold(state, j.decide(state, j.RolloutTick("j1"), CTX).events)  # what it still rolls out
     return state
 
 
@@ -253,8 +257,9 @@ def test_a_continuous_job_never_completes_on_its_own() -> None:
 def test_associate_targets_adds_new_targets_and_releases_to_their_things() -> None:
     new = "arn:aws:iot:r:123456789012:thing/b"
     decision = j.decide(job_given(CONT), j.AssociateTargets("j1", [new, CONT_SPEC.targets[0]], ["b"]), CTX)
-    assert decision.events[0] == j.JobTargetsAssociated("j1", [new], None, CTX.now)
-    assert decision.events[1] == j.JobExecutionAdded("j1", "b", CTX.now)
+    assert decision.events[0] == j.JobTargetsAssociated("j1", [new], None, CTX.now, ["b"])
+    assert decision.events[1] == j.JobRolledOut("j1", 1, CTX.now, CTX.now + 60)
+    assert [s.key for s in decision.sends if isinstance(s.command, t.QueueExecution)] == ["thing/b"]
     assert not any(isinstance(send.command, targets.TargetGroup) for send in decision.sends), "g is known"
     assert kind(j.decide(job_given(CREATED), j.AssociateTargets("j1", [new], ["b"]), CTX)) == "InvalidRequest"
     too_many = [f"arn:aws:iot:r:123456789012:thing/t{i}" for i in range(100)]

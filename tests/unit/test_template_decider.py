@@ -166,14 +166,14 @@ JOB_SPEC = {"targets": ["arn:aws:iot:us-east-1:123456789012:thing/t1"], "documen
 def test_create_job_with_tags_records_them_after_the_job() -> None:
     command = j.CreateJob("j1", {**JOB_SPEC, "tags": {"team": "ops"}}, ["t1"])
     decision = j.decide(job_state(), command, Context(now=NOW))
-    assert [type(e) for e in decision.events] == [j.JobCreated, tagging.TagsChanged]
+    assert [type(e) for e in decision.events] == [j.JobCreated, tagging.TagsChanged, j.JobRolledOut]
     assert decision.events[1] == tagging.TagsChanged(tagging.JOB, "j1", {"team": "ops"})
     assert job_state(*decision.events).tags == {"team": "ops"}
 
 
 def test_create_job_without_tags_emits_no_tag_event() -> None:
     decision = j.decide(job_state(), j.CreateJob("j1", dict(JOB_SPEC), ["t1"]), Context(now=NOW))
-    assert [type(e) for e in decision.events] == [j.JobCreated]
+    assert [type(e) for e in decision.events] == [j.JobCreated, j.JobRolledOut]
 
 
 def test_tag_and_untag_a_job() -> None:

@@ -552,21 +552,29 @@ def decide(state: JobState, command: Any, ctx: Context) -> Decision:
         case targets.CheckReach():
             return _check_reach(state, command)
         case RolloutTick():
-            return _settled(state, ctx) if state.exists else Decision()
+            return _settled(state, ctx, release=True) if state.exists else Decision()
         case tagging.TagResource() | tagging.UntagResource():
             return tagging.decide(state.exists, state.tags, command, f"Job {state.job_id}")
     raise TypeError(f"job aggregate cannot handle {type(command).__name__}")
 
 
 def _settled(
-    state: JobState, ctx: Context, events: list[Any] | None = None, sends: list[Send] | None = None, reply: Any = None
+    state: JobState,
+    ctx: Context,
+    events: list[Any] | None = None,
+    sends: list[Send] | None = None,
+    reply: Any = None,
+    release: bool = False,
 ) -> Decision:
-    """A decision's `events` followed by what they lead to: the things the rollout rate lets go now, the
-    targets still rolling out, and completion."""
+    """A decision's `events` followed by what they lead to: if `release` (a rollout tick, or things joining the
+    rollout), the things the rollout rate lets go now; the targets still rolling out; completion.
+
+    A rate that changes (UpdateJob, an exponential rate's step) applies from the next tick, as AWS words it:
+    the rollout releases at its ticks and when things arrive, not whenever a count moves."""
     events = list(events or [])
     sends = list(sends or [])
     after = fold(state, events)
-    if after.status == IN_PROGRESS and after.backlog:
+    if release and after.status == IN_PROGRESS and after.backlog:
         limit = rollout.rate(after.spec.get("config"), after.notified, after.counts.get(SUCCEEDED, 0))
         room = rollout.allowance(limit, after.recent, ctx.now)
         count, released = _take(after, room)
@@ -631,7 +639,8 @@ def _create(state: JobState, command: CreateJob, ctx: Context) -> Decision:
     continuous = spec.target_selection == CONTINUOUS
     groups = targets.target_names(spec.targets)[1]
     reach = [Send(group_key(g), targets.TargetGroup(g, command.job_id, release, continuous, g)) for g in groups]
-    return _settled(state, ctx, events, reach, reply=JobCreatedReply(command.job_id, spec.description))
+    reply = JobCreatedReply(command.job_id, spec.description)
+    return _settled(state, ctx, events, reach, reply=reply, release=True)
 
 
 def _queue(
@@ -661,7 +670,7 @@ def _release_targets(state: JobState, command: targets.ReleaseTargets, ctx: Cont
         return Decision()  # canceled or being deleted meanwhile: the rest of its things are not queued
     things = _newcomers(state, command.thing_names)
     released = JobTargetsReleased(command.job_id, things, command.last, ctx.now, command.path, list(command.streams))
-    return _settled(state, ctx, [released])
+    return _settled(state, ctx, [released], release=True)
 
 
 def _newcomers(state: JobState, names: list[str]) -> list[str]:
@@ -765,7 +774,6 @@ def _update(state: JobState, command: UpdateJob, ctx: Context) -> Decision:
         problem = _retry_change_problem((state.spec.get("config") or {}).get(RETRY_CONFIG), retry)
         if problem:
             return _refused(ErrorKind.INVALID_REQUEST, f"{RETRY_CONFIG}: {problem}")
-    # A new rollout rate applies from this decision on: the next release is measured against it.
     return _settled(state, ctx, [JobUpdated(command.job_id, dict(command.changes), ctx.now)], reply=Done())
 
 
@@ -912,7 +920,7 @@ def _associate(state: JobState, command: AssociateTargets, ctx: Context) -> Deci
         for g in targets.target_names(new)[1]
         if g not in known
     ]
-    return _settled(state, ctx, [associated], reach, reply=reply)
+    return _settled(state, ctx, [associated], reach, reply=reply, release=True)
 
 
 # --- timers -----------------------------------------------------------------------------------
@@ -924,5 +932,8 @@ def timers(state: JobState) -> list[Timer]:
         return []
     limit = rollout.rate(state.spec.get("config"), state.notified, state.counts.get(SUCCEEDED, 0))
     due = rollout.next_release(limit, state.recent)
-    # No due time: there is room already (a restore after the window passed): tick at once.
-    return [Timer(due if due is not None else (state.last_updated_at or 0.0), RolloutTick(state.job_id))]
+    if due is None:
+        # There is room (the rate rose, or a restore came after the window passed): the next tick is when
+        # the oldest release leaves the window, or at once if none is in it.
+        due = min((until for until, _count in state.recent), default=state.last_updated_at or 0.0)
+    return [Timer(due, RolloutTick(state.job_id))]

@@ -34,6 +34,17 @@ def resolve(url: str, s3_endpoint: str) -> str:
     return url
 
 
+async def _read_at_most(body: aiohttp.StreamReader, limit: int) -> bytes:
+    """The body up to `limit` bytes: one read returns whatever has arrived, which may be a part of it."""
+    raw = bytearray()
+    while len(raw) < limit:
+        chunk = await body.read(limit - len(raw))
+        if not chunk:
+            break
+        raw += chunk
+    return bytes(raw)
+
+
 async def fetch(url: str, s3_endpoint: str, timeout: float) -> str:
     """The document at `url`, checked like an inline document; InvalidRequest naming the reason otherwise."""
     target = resolve(url, s3_endpoint)
@@ -44,7 +55,7 @@ async def fetch(url: str, s3_endpoint: str, timeout: float) -> str:
         ):
             if response.status != 200:
                 raise invalid(f"documentSource {url} could not be read: HTTP {response.status}")
-            raw = await response.content.read(v.MAX_DOCUMENT_CHARS * 4 + 1)
+            raw = await _read_at_most(response.content, v.MAX_DOCUMENT_CHARS * 4 + 1)
     except (aiohttp.ClientError, TimeoutError) as exc:
         raise invalid(f"documentSource {url} could not be read: {exc.__class__.__name__} {exc}") from None
     try:

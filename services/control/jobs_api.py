@@ -352,16 +352,15 @@ async def list_job_executions_for_job(request: web.Request) -> web.Response:
     filters = {"job": job_id, "status": query_enum(request, "status", ALL_STATUSES)}
     limit = page_size(request.query.get("maxResults"))
     after = decode_token(request.query.get("nextToken"), filters, (float, str))
-    # Each thing's latest execution, in queue order: an index range walk that stops after the page (migration
-    # 007). The page's start is in the index condition only when it is written as one, hence two statements.
+    # Every execution (retries and re-runs too), in queue order: an index range walk that stops after the page
+    # (migration 007). The page's start is in the index condition only when it is written as one, hence two
+    # statements. Two executions of one thing are never queued at the same instant.
     after_page = "AND (queued_at, thing_name) > ($3::float8, $4::text)"
     if after is None:
         after_page = "AND $3::float8 IS NULL AND $4::text IS NULL"  # every parameter must appear
     rows = await ctl.pool.fetch(
         f"""SELECT thing_name, {SUMMARY_COLUMNS} FROM job_executions e
            WHERE job_id = $1 {after_page}
-             AND NOT EXISTS (SELECT 1 FROM job_executions newer WHERE newer.job_id = e.job_id
-                             AND newer.thing_name = e.thing_name AND newer.execution_number > e.execution_number)
              AND ($2::text IS NULL OR status = $2)
            ORDER BY queued_at, thing_name LIMIT $5""",
         job_id,
@@ -402,10 +401,7 @@ async def list_job_executions_for_thing(request: web.Request) -> web.Response:
     rows = await ctl.pool.fetch(
         f"""SELECT job_id, {SUMMARY_COLUMNS} FROM job_executions e
            WHERE thing_name = $1
-             AND ($2::text IS NOT NULL AND job_id = $2
-                  OR $2::text IS NULL AND execution_number = (
-                      SELECT max(execution_number) FROM job_executions l
-                      WHERE l.job_id = e.job_id AND l.thing_name = e.thing_name))
+             AND ($2::text IS NULL OR job_id = $2)
              AND ($3::text IS NULL OR status = $3)
              AND ($4::text IS NULL OR namespace_id = $4)
              AND ($5::float8 IS NULL OR (queued_at, job_id, execution_number) > ($5::float8, $6::text, $7::bigint))

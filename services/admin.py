@@ -1,4 +1,4 @@
-"""Operator commands: `migrate`, `topics`, `rebuild`, `dead-letters`."""
+"""Operator commands: `migrate`, `topics`, `rebuild`, `dead-letters`, `clock`."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer
 
-from iotjobs.runtime import logs, pg
+from iotjobs.runtime import logs, pg, test_clock
 from iotjobs.runtime.settings import Settings
 from iotjobs.runtime.topics import Topics, ensure_topics, partitions_of
 from services.projector.projector import rebuild
@@ -67,13 +67,48 @@ def _parked(record: Any) -> dict[str, Any]:
     }
 
 
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def duration(text: str) -> float:
+    """`90`, `90s`, `30m`, `2h` or `7d` as seconds (real ones: IOTJOBS_SECONDS_PER_MINUTE does not apply)."""
+    unit = DURATION_UNITS.get(text[-1:])
+    try:
+        seconds = float(text[:-1]) * unit if unit else float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a duration such as 90s, 30m, 2h or 7d") from None
+    if not seconds > 0:
+        raise argparse.ArgumentTypeError(f"'{text}' must be a positive duration")
+    return seconds
+
+
+async def _clock(settings: Settings, advance: float | None) -> float:
+    """The test clock's offset, after moving it `advance` seconds forward if asked."""
+    if not test_clock.enabled(settings):
+        raise SystemExit("the test clock is off: set IOTJOBS_TEST_CLOCK=on for every service and for this command")
+    await ensure_topics(settings)
+    offset = await test_clock.current_offset(settings)
+    if advance is not None:
+        offset += advance
+        await test_clock.publish(settings, offset)
+    return offset
+
+
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="iotjobs-admin")
-    parser.add_argument("command", choices=["migrate", "topics", "rebuild", "dead-letters"])
+    parser = argparse.ArgumentParser(prog="iotjobs-admin", description=__doc__)
+    parser.add_argument(
+        "command",
+        choices=["migrate", "topics", "rebuild", "dead-letters", "clock"],
+        help="clock: show the test clock's offset, or move every service's clock with --advance",
+    )
+    parser.add_argument("--advance", type=duration, help="clock: how far to move forward (90s, 30m, 2h, 7d)")
     args = parser.parse_args(argv)
     settings = Settings.from_env()
     logs.configure(settings.log_level)
-    if args.command == "migrate":
+    if args.command == "clock":
+        offset = asyncio.run(_clock(settings, args.advance))
+        print(f"test clock offset: {offset:.0f} s")
+    elif args.command == "migrate":
         applied = asyncio.run(pg.migrate(settings.pg_dsn))
         print(f"migrations applied: {', '.join(applied) or 'none needed'}")
     elif args.command == "topics":

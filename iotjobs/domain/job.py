@@ -7,7 +7,7 @@ from typing import Any
 
 from immutables import Map
 
-from iotjobs.domain import rollout, tagging, targets
+from iotjobs.domain import rollout, schedule, tagging, targets
 from iotjobs.domain.decision import Context, Decision, Done, Send, Timer
 from iotjobs.domain.errors import DomainError, ErrorKind
 from iotjobs.domain.execution import (
@@ -25,6 +25,9 @@ from iotjobs.domain.thing import CancelExecution, DeleteExecution, QueueExecutio
 from iotjobs.domain.thing import key_for as thing_key
 
 IN_PROGRESS = "IN_PROGRESS"
+SCHEDULED = "SCHEDULED"
+RUNNING = (IN_PROGRESS, SCHEDULED)
+"""Statuses of a job that has not ended: SCHEDULED before its start time and outside maintenance windows."""
 COMPLETED = "COMPLETED"
 CANCELED = "CANCELED"
 DELETION_IN_PROGRESS = "DELETION_IN_PROGRESS"
@@ -107,6 +110,13 @@ class RolloutTick:
     job_id: str
 
 
+@dataclass(frozen=True)
+class ScheduleTick:
+    """A job's schedule timer: its start time, a maintenance window's edge or its end time has come."""
+
+    job_id: str
+
+
 # --- events -----------------------------------------------------------------------------------
 
 
@@ -151,6 +161,36 @@ class JobRolloutProgressed:
 
     job_id: str
     processing: list[str]
+    at: float
+
+
+@dataclass(frozen=True)
+class JobScheduleChanged:
+    """The schedule moved the job to `status` (SCHEDULED before its start time or outside its maintenance
+    windows, IN_PROGRESS inside); `flip_at` is the next window edge, `started` whether the start time passed."""
+
+    job_id: str
+    status: str
+    at: float
+    flip_at: float | None
+    started: bool
+
+
+@dataclass(frozen=True)
+class JobRolloutEnded:
+    """The end time came with endBehavior STOP_ROLLOUT: nothing more rolls out; executions run on."""
+
+    job_id: str
+    at: float
+
+
+@dataclass(frozen=True)
+class JobThingsJoined:
+    """Things that joined a target group of a CONTINUOUS job that has yet to start: they wait for it."""
+
+    job_id: str
+    things: list[str]
+    via: str | None
     at: float
 
 
@@ -257,6 +297,7 @@ COMMANDS = (
     targets.ReleaseTargets,
     targets.CheckReach,
     RolloutTick,
+    ScheduleTick,
 )
 EVENTS = (
     JobCreated,
@@ -273,6 +314,9 @@ EVENTS = (
     JobRolledOut,
     JobRolloutProgressed,
     JobExecutionRetried,
+    JobScheduleChanged,
+    JobRolloutEnded,
+    JobThingsJoined,
 )
 REPLIES = (JobCreatedReply,)
 
@@ -324,6 +368,12 @@ class JobState:
     """Per thing, the retries each retry criterion (failureType) has paid for."""
     processing: tuple[str, ...] = ()
     """The targets still being rolled out, as last announced (JobRolloutProgressed)."""
+    started: bool = True
+    """Its start time has passed (or it has none)."""
+    flip_at: float | None = None
+    """The next maintenance-window edge, where the schedule moves it between SCHEDULED and IN_PROGRESS."""
+    ended: bool = False
+    """Its end time passed with STOP_ROLLOUT: it rolls out nothing more and completes when its executions do."""
 
     def _with_statuses(self, statuses: dict[str, str], new: bool = False) -> JobState:
         """`statuses` for the things' current executions, or (`new`) for new executions that follow theirs:
@@ -399,6 +449,9 @@ class JobState:
             "counts": self.counts,
             "retried": dict(self.retried),
             "processing": list(self.processing),
+            "started": self.started,
+            "flip_at": self.flip_at,
+            "ended": self.ended,
         }
 
     @staticmethod
@@ -461,6 +514,7 @@ def evolve(state: JobState, event: Any) -> JobState:
                 tags=state.tags,
                 release=event.release,
                 streams=dict.fromkeys(targets.target_names(arns)[1], False),
+                started=schedule.plan_start(event.spec.get("config")) is None,
             )._waiting_for(_named(arns, event.things))
         case JobTargetsReleased():
             streams = {**state.streams, **{path: state.streams.get(path, False) for path in event.streams}}
@@ -475,6 +529,14 @@ def evolve(state: JobState, event: Any) -> JobState:
             return replace(state, last_updated_at=event.at)._rolled_out(event)
         case JobRolloutProgressed():
             return replace(state, processing=tuple(event.processing))
+        case JobScheduleChanged():
+            return replace(state, status=event.status, flip_at=event.flip_at, started=event.started)
+        case JobRolloutEnded():
+            return replace(state, status=IN_PROGRESS, ended=True, flip_at=None, last_updated_at=event.at)._stopped()
+        case JobThingsJoined():
+            index = _target_indexes(state.spec.get("targets", [])).get(f"thinggroup/{event.via}", 0)
+            joined: list[Waiting] = [(name, event.via, index) for name in event.things]
+            return replace(state, last_updated_at=event.at)._waiting_for(joined)
         case JobExecutionRetried():
             used = dict(state.retried.get(event.thing_name, {}))
             used[event.criterion] = used.get(event.criterion, 0) + 1
@@ -553,6 +615,8 @@ def decide(state: JobState, command: Any, ctx: Context) -> Decision:
             return _check_reach(state, command)
         case RolloutTick():
             return _settled(state, ctx, release=True) if state.exists else Decision()
+        case ScheduleTick():
+            return _on_schedule(state, ctx)
         case tagging.TagResource() | tagging.UntagResource():
             return tagging.decide(state.exists, state.tags, command, f"Job {state.job_id}")
     raise TypeError(f"job aggregate cannot handle {type(command).__name__}")
@@ -639,6 +703,7 @@ def _create(state: JobState, command: CreateJob, ctx: Context) -> Decision:
     continuous = spec.target_selection == CONTINUOUS
     groups = targets.target_names(spec.targets)[1]
     reach = [Send(group_key(g), targets.TargetGroup(g, command.job_id, release, continuous, g)) for g in groups]
+    events.extend(_schedule_changes(evolve(state, created), ctx))
     reply = JobCreatedReply(command.job_id, spec.description)
     return _settled(state, ctx, events, reach, reply=reply, release=True)
 
@@ -666,8 +731,8 @@ def _queue(
 def _release_targets(state: JobState, command: targets.ReleaseTargets, ctx: Context) -> Decision:
     """The next chunk of a target group's things joins the rollout (a stream for an earlier job of the same
     id does not match the job's release and changes nothing)."""
-    if command.release != state.release or state.status != IN_PROGRESS:
-        return Decision()  # canceled or being deleted meanwhile: the rest of its things are not queued
+    if command.release != state.release or state.status not in RUNNING or state.ended:
+        return Decision()  # ended, canceled or being deleted meanwhile: the rest of its things are not queued
     things = _newcomers(state, command.thing_names)
     released = JobTargetsReleased(command.job_id, things, command.last, ctx.now, command.path, list(command.streams))
     return _settled(state, ctx, [released], release=True)
@@ -700,7 +765,7 @@ def _record(state: JobState, command: RecordExecutionStatus, ctx: Context) -> De
     events: list[Any] = [recorded]
     sends: list[Send] = []
     after = evolve(state, recorded)
-    if after.status == IN_PROGRESS and command.status in COMPLETED_STATUSES:
+    if after.status in RUNNING and command.status in COMPLETED_STATUSES:
         aborted = _abort(after, ctx)
         if aborted is not None:
             canceled, cancels = aborted
@@ -864,11 +929,47 @@ def _forget(state: JobState, command: ForgetExecution, ctx: Context) -> Decision
 
 def _completes(before: JobState, after: JobState) -> bool:
     """A SNAPSHOT job completes when it has rolled out to everything it reaches and every execution it
-    still tracks is terminal."""
+    still tracks is terminal; a job whose end time stopped its rollout (CONTINUOUS too) once the executions
+    it made are."""
     snapshot = after.spec.get("target_selection", SNAPSHOT) == SNAPSHOT
-    streamed = all(after.streams.values()) and not after.backlog
-    running = before.status in (None, IN_PROGRESS) and after.status == IN_PROGRESS  # None: created just now
-    return running and snapshot and streamed and after.all_terminal()
+    streamed = (all(after.streams.values()) and not after.backlog) or after.ended
+    running = before.status in (None, *RUNNING) and after.status in RUNNING  # None: created just now
+    return running and after.started and (snapshot or after.ended) and streamed and after.all_terminal()
+
+
+# --- schedule ---------------------------------------------------------------------------------
+
+
+def _on_schedule(state: JobState, ctx: Context) -> Decision:
+    """The start time, a window edge or the end time: the job's status follows its schedule, and what it
+    may roll out now goes."""
+    if state.status not in RUNNING or state.ended:
+        return Decision()
+    the_plan = schedule.plan(state.spec.get("config"), ctx.seconds_per_minute)
+    if the_plan.end_at is not None and ctx.now >= the_plan.end_at:
+        if the_plan.end_behavior == schedule.STOP_ROLLOUT:
+            return _settled(state, ctx, [JobRolloutEnded(state.job_id, ctx.now)])
+        force = the_plan.end_behavior == schedule.FORCE_CANCEL
+        return _cancel(state, CancelJob(state.job_id, force=force, comment="endTime reached"), ctx)
+    return _settled(state, ctx, _schedule_changes(state, ctx), release=True)
+
+
+def _schedule_changes(state: JobState, ctx: Context) -> list[Any]:
+    """JobScheduleChanged if the schedule puts the job in another status (or names another window edge) now."""
+    config = state.spec.get("config")
+    if not schedule.is_scheduled(config):
+        return []
+    the_plan = schedule.plan(config, ctx.seconds_per_minute)
+    started = the_plan.start_at is None or ctx.now >= the_plan.start_at
+    status, flip_at = IN_PROGRESS, None
+    if not started:
+        status = SCHEDULED
+    elif the_plan.windows:
+        closes = the_plan.open_until(ctx.now)
+        status, flip_at = (IN_PROGRESS, closes) if closes is not None else (SCHEDULED, the_plan.next_open(ctx.now))
+    if (status, flip_at, started) == (state.status, state.flip_at, state.started):
+        return []
+    return [JobScheduleChanged(state.job_id, status, ctx.now, flip_at, started)]
 
 
 def _release(
@@ -885,8 +986,11 @@ def _release(
 
 
 def _add_things(state: JobState, command: targets.AddThingsToJob, ctx: Context) -> Decision:
-    if state.status != IN_PROGRESS or state.spec.get("target_selection") != CONTINUOUS:
+    if state.status not in RUNNING or state.ended or state.spec.get("target_selection") != CONTINUOUS:
         return Decision()  # only a running CONTINUOUS job follows its groups
+    if not state.started:
+        joiners = _newcomers(state, command.thing_names)
+        return _settled(state, ctx, [JobThingsJoined(state.job_id, joiners, command.via, ctx.now)] if joiners else [])
     events, sends = _release(state, command.thing_names, ctx, command.via)
     return _settled(state, ctx, events, sends)
 
@@ -894,11 +998,11 @@ def _add_things(state: JobState, command: targets.AddThingsToJob, ctx: Context) 
 def _associate(state: JobState, command: AssociateTargets, ctx: Context) -> Decision:
     if not state.exists:
         return _missing(command.job_id)
-    if state.spec.get("target_selection") != CONTINUOUS or state.status != IN_PROGRESS:
+    if state.spec.get("target_selection") != CONTINUOUS or state.status not in RUNNING:
         return _refused(
             ErrorKind.INVALID_REQUEST,
             f"Job {command.job_id} is {state.spec.get('target_selection')} and {state.status}; targets can be "
-            "associated only with a CONTINUOUS job that is IN_PROGRESS",
+            "associated only with a CONTINUOUS job that is IN_PROGRESS or SCHEDULED",
         )
     current = list(state.spec.get("targets", []))
     new = [arn for arn in dict.fromkeys(command.targets) if arn not in current]
@@ -927,7 +1031,21 @@ def _associate(state: JobState, command: AssociateTargets, ctx: Context) -> Deci
 
 
 def timers(state: JobState) -> list[Timer]:
-    """The next rollout tick, while things wait for room in the rolling minute."""
+    """The next schedule edge (start, window, end), and the next rollout tick while things wait for room in
+    the rolling minute."""
+    found: list[Timer] = []
+    if state.status in RUNNING and not state.ended:
+        config = state.spec.get("config")
+        block = (config or {}).get(schedule.SCHEDULING) or {}
+        start = None if state.started else schedule.plan_start(config)
+        end = schedule.parse_time(block["endTime"], "endTime") if block.get("endTime") else None
+        edges = [at for at in (start, end, state.flip_at) if at is not None]
+        if edges:
+            found.append(Timer(min(edges), ScheduleTick(state.job_id)))
+    return found + _rollout_timers(state)
+
+
+def _rollout_timers(state: JobState) -> list[Timer]:
     if state.status != IN_PROGRESS or not state.backlog:
         return []
     limit = rollout.rate(state.spec.get("config"), state.notified, state.counts.get(SUCCEEDED, 0))

@@ -217,6 +217,7 @@ class DeciderRuntime:
         self._restore_lock = asyncio.Lock()
         self._timer_heap: list[tuple[float, int, str]] = []
         self._timer_wakeup = asyncio.Event()
+        self._forget_clock: Callable[[], None] = lambda: None
         self._tasks: list[asyncio.Task[None]] = []
         self._running = False
         self._follow_always = serves_reads
@@ -267,6 +268,7 @@ class DeciderRuntime:
 
     async def start(self) -> None:
         self._running = True
+        self._forget_clock = clock.on_change(self._timer_wakeup.set)  # the test clock jumped: timers may be due
         await self._producer.start()
         await self._snapshots.start()
         await self._tail.start()
@@ -288,6 +290,7 @@ class DeciderRuntime:
 
     async def stop(self) -> None:
         self._running = False
+        self._forget_clock()
         self._timer_wakeup.set()
         for task in self._acquiring.values():
             task.cancel()

@@ -15,6 +15,7 @@ CHOICES = {
     "event_loop": ("uvloop", "asyncio"),
     "consistency": ("strict", "eventual"),
     "access_log": ("off", "on"),
+    "test_clock": ("off", "on"),
 }
 
 
@@ -68,6 +69,10 @@ class Settings:
     s3_endpoint: str = ""
     """An S3-compatible endpoint (e.g. http://127.0.0.1:9000) that CreateJob's S3 documentSource URLs are read from."""
     document_fetch_timeout_seconds: float = 10.0
+    test_clock: str = "off"
+    """`on`: an operator may move every service's clock forward (`iotjobs-admin clock --advance`, or
+    `POST /_iotjobs/clock` on control), to run scheduled starts, maintenance windows and long timeouts in
+    seconds. For test environments only."""
     public_jobs_endpoint: str = ""
     """host[:port] devices use for the iot-jobs-data API (DescribeEndpoint iot:Jobs); default: the dataplane's."""
     public_mqtt_endpoint: str = ""

@@ -62,6 +62,10 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
         "segment.ms": "60000",
         "min.cleanable.dirty.ratio": "0.1",
     }
+    # The test clock's offset (iotjobs/runtime/test_clock.py): one record, one partition, only when enabled.
+    clock_topic = (
+        [NewTopic(settings.topic("clock"), 1, 1, topic_configs=compacted)] if settings.test_clock == "on" else []
+    )
     return [
         # The events are the system of record: kept for ever.
         NewTopic(t.events, n, 1, topic_configs={"retention.ms": "-1", "retention.bytes": "-1"}),
@@ -74,6 +78,7 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
         NewTopic(t.replies, n, 1, topic_configs={"retention.ms": str(3600 * 1000)}),
         # Commands no owner could decide, kept until an operator has looked (`iotjobs-admin dead-letters`).
         NewTopic(t.dead_letters, n, 1, topic_configs={"retention.ms": "-1", "max.message.bytes": str(STATE_MAX_BYTES)}),
+        *clock_topic,
     ]
 
 

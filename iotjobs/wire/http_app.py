@@ -10,9 +10,10 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from iotjobs.domain.errors import DomainError, invalid
-from iotjobs.runtime import logs
+from iotjobs.runtime import logs, test_clock
 from iotjobs.runtime.deciders import DeciderRuntime
 from iotjobs.runtime.settings import Settings
+from iotjobs.runtime.topics import ensure_topics
 from iotjobs.wire.http_errors import ApiError, error_response, from_rejection, unknown_operation
 
 log = logs.get("iotjobs.http")
@@ -29,9 +30,22 @@ def service_app(settings: Settings, errors: dict[str, tuple[str, int]], resource
     app = web.Application(middlewares=[error_middleware(errors)])
     app[SETTINGS_KEY] = settings
     app[CHECKS_KEY] = {}
+    if test_clock.enabled(settings):
+        app.cleanup_ctx.append(_follow_the_test_clock)  # before anything decides or answers with `now`
     app.cleanup_ctx.append(resources)
     app.router.add_get("/health", health)
     return app
+
+
+async def _follow_the_test_clock(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS_KEY]
+    await ensure_topics(settings)
+    follower = test_clock.ClockFollower(settings)
+    await follower.start()
+    try:
+        yield
+    finally:
+        await follower.stop()
 
 
 def serve(app: web.Application, settings: Settings, host: str, port: int) -> None:

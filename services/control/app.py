@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from iotjobs.domain.arns import Arns
-from iotjobs.runtime import pg
+from iotjobs.runtime import pg, test_clock
 from iotjobs.runtime.bus import CommandBus
 from iotjobs.runtime.deciders import DeciderRuntime
 from iotjobs.runtime.projection import ProjectionWaiter
@@ -15,6 +15,7 @@ from iotjobs.runtime.settings import Settings
 from iotjobs.runtime.topics import Topics, ensure_topics
 from iotjobs.wire.http_app import CHECKS_KEY, RUNTIME_KEY, SETTINGS_KEY, service_app
 from iotjobs.wire.http_errors import CONTROL
+from services.control import clock_api
 from services.control.context import CONTROL_KEY, Control
 from services.control.operations import add_routes
 
@@ -52,5 +53,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
 
 def create_app(settings: Settings) -> web.Application:
     app = service_app(settings, CONTROL, _resources)
+    if test_clock.enabled(settings):
+        clock_api.add_routes(app)
     add_routes(app)
     return app

@@ -10,7 +10,7 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
-from iotjobs.domain import config_blocks, job, tagging
+from iotjobs.domain import config_blocks, job, schedule, tagging
 from iotjobs.domain import validation as v
 from iotjobs.domain.arns import Arns
 from iotjobs.domain.errors import invalid, not_found
@@ -146,6 +146,10 @@ async def create_job(request: web.Request) -> web.Response:
             ),
         }
     command, groups = parse_create_job(job_id, body, ctl.arns)
+    try:
+        schedule.check(command.spec.get("config"), clock.now(), ctl.settings.seconds_per_minute)
+    except schedule.ScheduleError as problem:
+        raise invalid(str(problem)) from None
     await check_targets_exist(ctl, command.things, groups)
     reply = await ctl.write(job.key_for(job_id), command)
     return json_response(_compact({"jobArn": ctl.arns.job(job_id), "jobId": job_id, "description": reply.description}))
@@ -170,6 +174,14 @@ def _process_details(by_status: dict[str, int] | None, processing: list[str]) ->
     if processing:
         counts["processingTargets"] = list(processing)
     return counts
+
+
+def _scheduled_rollouts(ctl: Control, config: dict[str, Any] | None) -> list[dict[str, str]] | None:
+    """The next seven maintenance-window starts of a job that has windows (aws-iot-jobs.md §6.8)."""
+    plan = schedule.plan(config, ctl.settings.seconds_per_minute)
+    if not plan.windows:
+        return None
+    return [{"startTime": schedule.format_time(at)} for at in plan.rollouts(clock.now())]
 
 
 def _is_concurrent(row: asyncpg.Record) -> bool:
@@ -211,6 +223,7 @@ async def describe_job(request: web.Request) -> web.Response:
             "jobTemplateArn": spec.get("job_template_arn"),
             "isConcurrent": _is_concurrent(row),
             **(spec.get("config") or {}),
+            "scheduledJobRollouts": _scheduled_rollouts(ctl, spec.get("config")),
         }
     )
     return json_response(_compact({"job": described, "documentSource": spec.get("document_source")}))

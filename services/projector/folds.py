@@ -72,6 +72,15 @@ async def apply(conn: Executor, event: Any, seq: int) -> None:
                 event.created_at,
                 seq,
             )
+        case job.JobScheduleChanged() | job.JobRolloutEnded():
+            status = event.status if isinstance(event, job.JobScheduleChanged) else job.IN_PROGRESS
+            await conn.execute(
+                """UPDATE jobs SET status = $2, last_updated_at = $3, seq = $4 WHERE job_id = $1 AND seq < $4""",
+                event.job_id,
+                status,
+                event.at,
+                seq,
+            )
         case job.JobRolloutProgressed():
             await conn.execute(
                 """UPDATE jobs SET processing_targets = $2, last_updated_at = $3, seq = $4
@@ -88,6 +97,7 @@ async def apply(conn: Executor, event: Any, seq: int) -> None:
             | job.JobTargetsReleased()
             | job.JobRolledOut()
             | job.JobExecutionRetried()
+            | job.JobThingsJoined()
         ):
             await conn.execute(
                 "UPDATE jobs SET last_updated_at = $2, seq = $3 WHERE job_id = $1 AND seq < $3",

@@ -78,6 +78,8 @@ class RecordExecutionStatus:
     thing_name: str
     execution_number: int
     status: str
+    new: bool = False
+    """A new execution the job did not count when it sent it (QueueExecution.counted false)."""
 
 
 @dataclass(frozen=True)

@@ -213,6 +213,8 @@ class JobExecutionRecorded:
     execution_number: int
     status: str
     at: float
+    new: bool = False
+    """A new execution of the thing's (RecordExecutionStatus.new), counted beside its earlier one."""
 
 
 @dataclass(frozen=True)
@@ -544,7 +546,8 @@ def evolve(state: JobState, event: Any) -> JobState:
             after = replace(state, retried=retried, last_updated_at=event.at)
             return after._with_statuses({event.thing_name: QUEUED}, new=True)
         case JobExecutionRecorded():
-            return replace(state, last_updated_at=event.at)._with_statuses({event.thing_name: event.status})
+            after = replace(state, last_updated_at=event.at)
+            return after._with_statuses({event.thing_name: event.status}, new=event.new)
         case JobCompleted():
             return replace(state, status=COMPLETED, completed_at=event.completed_at, last_updated_at=event.completed_at)
         case tagging.TagsChanged():
@@ -755,12 +758,12 @@ def _check_reach(state: JobState, command: targets.CheckReach) -> Decision:
 
 
 def _record(state: JobState, command: RecordExecutionStatus, ctx: Context) -> Decision:
-    if not state.exists or command.thing_name not in state.executions:
+    if not state.exists or (command.thing_name not in state.executions and not command.new):
         return Decision()  # the job was deleted meanwhile; nothing left to count
-    if state.executions[command.thing_name] == command.status:
+    if not command.new and state.executions[command.thing_name] == command.status:
         return Decision()
     recorded = JobExecutionRecorded(
-        command.job_id, command.thing_name, command.execution_number, command.status, ctx.now
+        command.job_id, command.thing_name, command.execution_number, command.status, ctx.now, command.new
     )
     events: list[Any] = [recorded]
     sends: list[Send] = []
@@ -975,14 +978,20 @@ def _schedule_changes(state: JobState, ctx: Context) -> list[Any]:
 def _release(
     state: JobState, thing_names: list[str], ctx: Context, via: str | None = None
 ) -> tuple[list[Any], list[Send]]:
-    """Queue an execution at once (no rollout rate) on each thing that has none pending for this job."""
-    things = [
-        thing
-        for thing in dict.fromkeys(thing_names)
-        if (status := state.executions.get(thing)) is None or status in TERMINAL
-    ]
+    """Queue an execution at once (no rollout rate) on each thing that has none pending for this job. One the
+    job believes pending is asked too, uncounted: its execution may have been REMOVED on its way back into
+    the group, and the thing says so if it makes a new one."""
+    things: list[str] = []
+    pending: list[str] = []
+    for thing in dict.fromkeys(thing_names):
+        status = state.executions.get(thing)
+        (things if status is None or status in TERMINAL else pending).append(thing)
     events: list[Any] = [JobExecutionAdded(state.job_id, thing, ctx.now) for thing in things]
-    return events, _queue(state.job_id, state.spec, things, via, queued_at=ctx.now)
+    sends = _queue(state.job_id, state.spec, things, via, queued_at=ctx.now)
+    for thing in pending:
+        ask = replace(_queue(state.job_id, state.spec, [thing], via, queued_at=ctx.now)[0].command, counted=False)
+        sends.append(Send(thing_key(thing), ask))
+    return events, sends
 
 
 def _add_things(state: JobState, command: targets.AddThingsToJob, ctx: Context) -> Decision:

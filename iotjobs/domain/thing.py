@@ -86,6 +86,9 @@ class QueueExecution:
     queued_at: float | None = None
     """When the job released it (its rollout counts releases by this time); None: on arrival."""
     retry_attempt: int = 0
+    counted: bool = True
+    """False: the job still counts an execution pending here (a CONTINUOUS joiner it may have just lost to
+    REMOVED); if the thing has none pending it makes one and tells the job, else nothing happens."""
 
 
 @dataclass(frozen=True)
@@ -481,7 +484,7 @@ def decide(state: ThingState, command: Any, ctx: Context) -> Decision:
     return Decision(
         reply=reply,
         events=tuple(events),
-        sends=(*_status_reports(state, after), *_registry_sends(state, after, command)),
+        sends=(*_status_reports(state, after, command), *_registry_sends(state, after, command)),
         effects=tuple(_notifications(state, after, _plain(ctx))),
     )
 
@@ -621,7 +624,7 @@ def _registry_sends(before: ThingState, after: ThingState, command: Any) -> list
             return sends
         case DeleteThing() if before.registered and not after.registered:
             return [Send(_group_key(group), MemberLeft(group, after.name)) for group in before.groups]
-        case QueueExecution() if _refuses(before, command):
+        case QueueExecution() if command.counted and _refuses(before, command):
             return [Send(f"job/{command.job_id}", ForgetExecution(command.job_id, after.name, 0))]
     return []
 
@@ -851,7 +854,8 @@ def _delete(state: ThingState, command: DeleteExecution) -> tuple[list[Any], Any
 # --- consequences of a change -----------------------------------------------------------------
 
 
-def _status_reports(before: ThingState, after: ThingState) -> list[Send]:
+def _status_reports(before: ThingState, after: ThingState, command: Any = None) -> list[Send]:
+    uncounted = isinstance(command, QueueExecution) and not command.counted
     sends = [
         Send(f"job/{job_id}", ForgetExecution(job_id, after.name, gone.execution_number))
         for job_id, gone in before.executions.items()
@@ -860,14 +864,13 @@ def _status_reports(before: ThingState, after: ThingState) -> list[Send]:
     for job_id, execution in after.executions.items():
         previous = before.executions.get(job_id)
         if previous is None or previous.execution_number != execution.execution_number:
-            if execution.status != QUEUED:
-                # released and settled in one step (a late release to a deleted thing)
-                sends.append(
-                    Send(
-                        f"job/{job_id}",
-                        RecordExecutionStatus(job_id, after.name, execution.execution_number, execution.status),
-                    )
+            if execution.status != QUEUED or uncounted:
+                # released and settled in one step (a late release to a deleted thing), or one the job has
+                # yet to count
+                record = RecordExecutionStatus(
+                    job_id, after.name, execution.execution_number, execution.status, new=uncounted
                 )
+                sends.append(Send(f"job/{job_id}", record))
             continue  # a new execution: the job counted it when it released it
         if previous.status != execution.status:
             sends.append(

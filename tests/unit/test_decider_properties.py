@@ -31,6 +31,7 @@ from iotjobs.domain.execution import (
     IN_PROGRESS,
     QUEUED,
     REJECTED,
+    REMOVED,
     SUCCEEDED,
     TIMED_OUT,
     ForgetExecution,
@@ -582,7 +583,9 @@ def test_things_groups_and_jobs_agree_once_every_command_is_delivered(actions: l
             # A pending execution is one the job's targets reach; a CONTINUOUS job reaches every such thing.
             assert not pending or reached, f"{name} keeps {job_id} without being targeted"
             if continuous and job.status == j.IN_PROGRESS:
-                assert not reached or execution is not None, f"{name} is targeted by {job_id} but has none"
+                # A thing back in a target group gets a new execution if its last one was REMOVED on leaving.
+                live = execution is not None and execution.status != REMOVED
+                assert not reached or live, f"{name} is targeted by {job_id} but has no execution: {execution}"
         if not continuous and job.status == j.IN_PROGRESS:
             assert not job.all_terminal()
     for run in world.runs.values():
@@ -632,3 +635,31 @@ def test_a_child_stream_that_ends_before_its_parent_names_it_does_not_complete_t
     world.drain(T0)
     job = world.state("job/j1")
     assert (dict(job.executions), job.streams) == ({"a": QUEUED}, {"g0": True, "g0/g1": True})
+
+
+def test_a_thing_that_leaves_and_rejoins_at_once_gets_a_new_execution_of_a_continuous_job() -> None:
+    world = World()
+    spec = {"targets": [group_arn("g0")], "document": DOC, "target_selection": j.CONTINUOUS}
+    for key, command in [
+        ("thing/a", t.CreateThing("a", "id-a")),
+        ("group/g0", g.CreateThingGroup("g0", "gid-0")),
+        ("group/g0", g.AddThingToThingGroup("a", "g0")),
+        ("job/j1", j.CreateJob("j1", spec, [])),
+    ]:
+        world.submit(key, command, T0)
+        world.drain(T0)
+    assert world.state("thing/a").executions["j1"].status == QUEUED
+    world.submit("group/g0", g.RemoveThingFromThingGroup("a", "g0"), T0)
+    world.deliver_from("group/g0", "thing/a", T0)  # "a" leaves: it asks the job whether it still reaches it
+    world.deliver_from("thing/a", "job/j1", T0)
+    world.deliver_from("job/j1", "thing/a", T0)  # it does not: the execution is REMOVED, the job not yet told
+    assert world.state("thing/a").executions["j1"].status == REMOVED
+    world.submit("group/g0", g.AddThingToThingGroup("a", "g0"), T0 + 1)
+    world.deliver_from("group/g0", "thing/a", T0 + 1)  # "a" is back in g0
+    world.deliver_from("thing/a", "group/g0", T0 + 1)  # MemberLeft
+    world.deliver_from("thing/a", "group/g0", T0 + 1)  # MemberJoined: the group tells the job
+    world.deliver_from("group/g0", "job/j1", T0 + 1)  # before the thing's REMOVED reaches the job
+    world.drain(T0 + 1)
+    execution = world.state("thing/a").executions["j1"]
+    assert (execution.status, execution.execution_number) == (QUEUED, 2)
+    assert world.state("job/j1").executions["a"] == QUEUED

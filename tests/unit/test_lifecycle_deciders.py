@@ -244,7 +244,9 @@ def test_a_continuous_job_releases_to_joiners_without_a_pending_execution() -> N
     assert decision.events == (j.JobExecutionAdded("j1", "a", CTX.now), j.JobExecutionAdded("j1", "b", CTX.now))
     assert {s.key for s in decision.sends} == {"thing/a", "thing/b"}
     busy = job_given(CONT)
-    assert j.decide(busy, targets.AddThingsToJob("j1", ["a"]), CTX) == Decision()
+    asked = j.decide(busy, targets.AddThingsToJob("j1", ["a"]), CTX)
+    assert asked.events == (), "the job counts a's pending execution already"
+    assert [(s.key, s.command.counted) for s in asked.sends] == [("thing/a", False)], "a is asked, uncounted"
     snapshot = job_given(CREATED)
     assert j.decide(snapshot, targets.AddThingsToJob("j1", ["c"]), CTX) == Decision()
 

@@ -89,3 +89,6 @@ class ForgetExecution:
     job_id: str
     thing_name: str
     execution_number: int
+    status: str | None = None
+    past: bool = False
+    """An earlier execution than the thing's latest was deleted (its `status` leaves the job's counts)."""

@@ -244,6 +244,8 @@ class JobExecutionForgotten:
     job_id: str
     thing_name: str
     at: float
+    past_status: str | None = None
+    """An earlier execution than the thing's latest was deleted: only the counts change."""
 
 
 @dataclass(frozen=True)
@@ -566,6 +568,9 @@ def evolve(state: JobState, event: Any) -> JobState:
             )._stopped()
         case JobDeletionStarted():
             return replace(state, status=DELETION_IN_PROGRESS, last_updated_at=event.at)._stopped()
+        case JobExecutionForgotten() if event.past_status is not None:
+            counts = {**state.counts, event.past_status: state.counts.get(event.past_status, 0) - 1}
+            return replace(state, counts={s: n for s, n in counts.items() if n > 0}, last_updated_at=event.at)
         case JobExecutionForgotten():
             status = state.executions.get(event.thing_name)
             if status is None:
@@ -920,6 +925,8 @@ def _forget_groups(state: JobState) -> list[Send]:
 
 
 def _forget(state: JobState, command: ForgetExecution, ctx: Context) -> Decision:
+    if command.past and command.status is not None and state.exists:
+        return Decision(events=(JobExecutionForgotten(command.job_id, command.thing_name, ctx.now, command.status),))
     if not state.exists or command.thing_name not in state.executions:
         return Decision()
     events: list[Any] = [JobExecutionForgotten(command.job_id, command.thing_name, ctx.now)]

@@ -332,6 +332,9 @@ class ThingState:
     """The registry version: 1 when created, one more on each group it joins or leaves."""
     groups: dict[str, list[str]] = field(default_factory=dict)
     """The groups it is in, each with its ancestors (root first)."""
+    past: dict[str, dict[str, str]] = field(default_factory=dict)
+    """Per job, the earlier executions (executionNumber as text, to its terminal status) a retry or a re-run
+    followed: each stays until DeleteJobExecution or DeleteJob deletes it (every execution is kept)."""
 
     @property
     def registered(self) -> bool:
@@ -364,6 +367,7 @@ class ThingState:
             "attributes": self.attributes,
             "version": self.version,
             "groups": self.groups,
+            "past": self.past,
         }
 
     @staticmethod
@@ -380,6 +384,7 @@ class ThingState:
             attributes=data.get("attributes", {}),
             version=data.get("version", 0),
             groups=data.get("groups", {}),
+            past=data.get("past", {}),
         )
 
     def reach(self) -> list[str]:
@@ -433,11 +438,17 @@ def evolve(state: ThingState, event: Any) -> ThingState:
                 namespace_id=event.namespace_id,
                 retry_attempt=event.retry_attempt,
             )
+            past = state.past
+            earlier = state.executions.get(event.job_id)
+            if earlier is not None:
+                kept = {**past.get(event.job_id, {}), str(earlier.execution_number): earlier.status}
+                past = {**past, event.job_id: kept}
             return replace(
                 state,
                 executions={**state.executions, event.job_id: execution},
                 next_seq=max(state.next_seq, event.seq + 1),
                 execution_numbers={**state.execution_numbers, event.job_id: event.execution_number},
+                past=past,
             )
         case ExecutionUpdated():
             current = state.executions[event.job_id]
@@ -461,8 +472,15 @@ def evolve(state: ThingState, event: Any) -> ThingState:
                 tokens[event.request_key] = [event.job_id, event.version_number]
             return replace(state, executions={**state.executions, event.job_id: updated}, applied_tokens=tokens)
         case ExecutionDeleted():
-            remaining = {k: e for k, e in state.executions.items() if k != event.job_id}
-            return replace(state, executions=remaining)
+            latest = state.executions.get(event.job_id)
+            if latest is not None and latest.execution_number == event.execution_number:
+                remaining = {k: e for k, e in state.executions.items() if k != event.job_id}
+                return replace(state, executions=remaining)
+            others = {
+                n: status for n, status in state.past.get(event.job_id, {}).items() if n != str(event.execution_number)
+            }
+            past = {job: kept for job, kept in {**state.past, event.job_id: others}.items() if kept}
+            return replace(state, past=past)
     raise TypeError(f"thing aggregate cannot apply {type(event).__name__}")
 
 
@@ -834,10 +852,15 @@ def _cancel(state: ThingState, command: CancelExecution, ctx: Context) -> tuple[
 
 def _delete(state: ThingState, command: DeleteExecution) -> tuple[list[Any], Any]:
     execution = state.executions.get(command.job_id)
+    earlier = state.past.get(command.job_id, {})
     if command.from_job:
-        if execution is None:
-            return [], None
-        return [ExecutionDeleted(state.name, command.job_id, execution.execution_number)], None
+        # DeleteJob: every execution of the job here, the earlier ones first.
+        events = [ExecutionDeleted(state.name, command.job_id, int(n)) for n in sorted(earlier, key=int)]
+        if execution is not None:
+            events.append(ExecutionDeleted(state.name, command.job_id, execution.execution_number))
+        return events, None
+    if str(command.execution_number) in earlier:
+        return [ExecutionDeleted(state.name, command.job_id, int(command.execution_number or 0))], Done()
     if execution is None or execution.execution_number != command.execution_number:
         raise not_found(
             f"Job execution {command.execution_number} of job {command.job_id} on thing {state.name} does not exist"
@@ -857,6 +880,12 @@ def _delete(state: ThingState, command: DeleteExecution) -> tuple[list[Any], Any
 def _status_reports(before: ThingState, after: ThingState, command: Any = None) -> list[Send]:
     uncounted = isinstance(command, QueueExecution) and not command.counted
     sends = [
+        Send(f"job/{job_id}", ForgetExecution(job_id, after.name, int(number), status, past=True))
+        for job_id, earlier in before.past.items()
+        for number, status in earlier.items()
+        if number not in after.past.get(job_id, {})  # deleted: an earlier execution never comes back
+    ]
+    sends += [
         Send(f"job/{job_id}", ForgetExecution(job_id, after.name, gone.execution_number))
         for job_id, gone in before.executions.items()
         if job_id not in after.executions

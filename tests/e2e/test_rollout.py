@@ -218,3 +218,61 @@ async def test_a_failed_execution_is_retried_as_a_new_execution_number(stack: St
         s["jobExecutionSummary"]["executionNumber"]: s["jobExecutionSummary"] for s in listed["executionSummaries"]
     }
     assert attempts[2]["retryAttempt"] == 1 and attempts[1]["retryAttempt"] == 0
+
+
+async def test_every_execution_is_kept_listed_and_deleted_one_by_one(stack: Stack) -> None:
+    iot = iot_client(stack)
+    thing = unique("kept")
+    await asyncio.to_thread(iot.create_thing, thingName=thing)
+    job = unique("kept")
+    retry = {"criteriaList": [{"failureType": "ALL", "numberOfRetries": 2}]}
+    await asyncio.to_thread(
+        iot.create_job, jobId=job, targets=[thing_arn(thing)], document="{}", jobExecutionsRetryConfig=retry
+    )
+    async with MqttDevice(stack, thing) as device:
+        for number, outcome in ((1, "FAILED"), (2, "FAILED"), (3, "SUCCEEDED")):
+
+            async def started(number: int = number) -> bool:
+                _, reply = await device.request("start-next", {})
+                return bool((reply.get("execution") or {}).get("executionNumber") == number)
+
+            await until(started, 10, f"execution {number} to start")  # a retry follows its failure at once
+            assert (await device.request(f"{job}/update", {"status": outcome}))[0] == "accepted"
+
+    async def listed() -> list[dict[str, Any]] | None:
+        found = await _executions(iot, job)
+        return found if len(found) == 3 and found[-1]["jobExecutionSummary"]["status"] == "SUCCEEDED" else None
+
+    executions = await until(listed, 10, "three executions listed for the job")
+    assert [e["jobExecutionSummary"]["executionNumber"] for e in executions] == [1, 2, 3]
+    assert [e["jobExecutionSummary"]["retryAttempt"] for e in executions] == [0, 1, 2]
+    for_thing = await asyncio.to_thread(iot.list_job_executions_for_thing, thingName=thing)
+    assert sorted(s["jobExecutionSummary"]["executionNumber"] for s in for_thing["executionSummaries"]) == [1, 2, 3]
+    details = (await asyncio.to_thread(iot.describe_job, jobId=job))["job"]["jobProcessDetails"]
+    assert (details["numberOfFailedThings"], details["numberOfSucceededThings"]) == (2, 1)
+
+    await asyncio.to_thread(iot.delete_job_execution, jobId=job, thingName=thing, executionNumber=1)
+    with pytest.raises(iot.exceptions.ResourceNotFoundException):
+        await asyncio.to_thread(iot.describe_job_execution, jobId=job, thingName=thing, executionNumber=1)
+    with pytest.raises(iot.exceptions.ResourceNotFoundException):
+        await asyncio.to_thread(iot.delete_job_execution, jobId=job, thingName=thing, executionNumber=1)
+    assert [e["jobExecutionSummary"]["executionNumber"] for e in await _executions(iot, job)] == [2, 3]
+    details = (await asyncio.to_thread(iot.describe_job, jobId=job))["job"]["jobProcessDetails"]
+    assert (details["numberOfFailedThings"], details["numberOfSucceededThings"]) == (1, 1)
+
+    await asyncio.to_thread(iot.delete_job, jobId=job)
+
+    async def gone() -> bool:
+        try:
+            await asyncio.to_thread(iot.describe_job, jobId=job)
+        except iot.exceptions.ResourceNotFoundException:
+            return True
+        return False
+
+    await until(gone, 10, "the job and all its executions to be deleted")
+    await asyncio.to_thread(iot.create_job, jobId=job, targets=[thing_arn(thing)], document="{}")
+    fresh = await until(lambda: _all_listed(iot, job, 1), 10, "the re-created job's one execution")
+    assert fresh[0]["jobExecutionSummary"]["status"] == "QUEUED"
+    assert fresh[0]["jobExecutionSummary"]["executionNumber"] == 4, "execution numbers are never reused"
+    details = (await asyncio.to_thread(iot.describe_job, jobId=job))["job"]["jobProcessDetails"]
+    assert (details["numberOfFailedThings"], details["numberOfQueuedThings"]) == (0, 1)

@@ -837,7 +837,7 @@ async def start_ours(args: argparse.Namespace, ctx: dict[str, Any], cleanup: con
         finally:
             await pg.close()
     ctx["servers"] = info
-    stack = Stack(servers)
+    stack = Stack(servers, **ctx.get("stack_settings", {}))
     ctx["stack"] = stack  # for benchmarks that also restart its services
     began = time.monotonic()
 

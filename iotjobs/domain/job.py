@@ -651,7 +651,8 @@ def _settled(
         room = rollout.allowance(limit, after.recent, ctx.now)
         count, released = _take(after, room)
         if count:
-            rolled = JobRolledOut(after.job_id, count, ctx.now, ctx.now + ctx.minutes(1))
+            until = ctx.now + ctx.minutes(1) + rollout.DELIVERY_SECONDS
+            rolled = JobRolledOut(after.job_id, count, ctx.now, until)
             queued = [send for name, via in released for send in _queue(after.job_id, after.spec, [name], via, ctx.now)]
             sends = [*queued, *sends]
             events.append(rolled)

@@ -16,6 +16,13 @@ ROLLOUT_CONFIG = "jobExecutionsRolloutConfig"
 MAX_RATE = 1000
 """The highest rate AWS allows, and the cap of an exponential rate given without `maximumPerMinute`."""
 
+DELIVERY_SECONDS = 1.0
+"""How much longer than a minute a release counts against the rate. A release reaches its things through a
+command topic and the broker, some milliseconds later and not all equally late; without this second the next
+release could reach its devices within a minute of the last of the previous one, and a rolling minute at the
+devices could see more than the rate. It is real time: a scaled minute (IOTJOBS_SECONDS_PER_MINUTE) does not
+shrink the delivery."""
+
 Released = tuple[float, int]
 """(until, count): `count` things released one minute before `until`."""
 

@@ -69,7 +69,7 @@ def created(things: list[str], selection: str = j.SNAPSHOT) -> tuple[Any, ...]:
 
 
 def rolled_out(count: int, at: float = T0) -> j.JobRolledOut:
-    return j.JobRolledOut(JOB, count, at, at + 60)
+    return j.JobRolledOut(JOB, count, at, at + 61)  # a minute and the delivery second
 
 
 def recorded(thing: str, status: str, n: int = 1, at: float = NOW) -> j.JobExecutionRecorded:

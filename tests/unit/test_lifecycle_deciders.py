@@ -260,7 +260,7 @@ def test_associate_targets_adds_new_targets_and_releases_to_their_things() -> No
     new = "arn:aws:iot:r:123456789012:thing/b"
     decision = j.decide(job_given(CONT), j.AssociateTargets("j1", [new, CONT_SPEC.targets[0]], ["b"]), CTX)
     assert decision.events[0] == j.JobTargetsAssociated("j1", [new], None, CTX.now, ["b"])
-    assert decision.events[1] == j.JobRolledOut("j1", 1, CTX.now, CTX.now + 60)
+    assert decision.events[1] == j.JobRolledOut("j1", 1, CTX.now, CTX.now + 61)
     assert [s.key for s in decision.sends if isinstance(s.command, t.QueueExecution)] == ["thing/b"]
     assert not any(isinstance(send.command, targets.TargetGroup) for send in decision.sends), "g is known"
     assert kind(j.decide(job_given(CREATED), j.AssociateTargets("j1", [new], ["b"]), CTX)) == "InvalidRequest"

@@ -128,7 +128,7 @@ def test_windows_flip_the_status_and_hold_the_rollout_between_them() -> None:
     job.fire(at("2026-12-05T12:00"))
     assert job.state.status == j.IN_PROGRESS and len(job.queued()) == 1
     assert job.next_schedule_edge() == at("2026-12-05T12:30")
-    job.fire(at("2026-12-05T12:01"))
+    job.fire(at("2026-12-05T12:01") + 1)  # a minute, and the second a release is given to reach its devices
     assert len(job.queued()) == 2
     job.fire(at("2026-12-05T12:30"))
     assert job.state.status == j.SCHEDULED and job.next_schedule_edge() == at("2026-12-06T12:00")

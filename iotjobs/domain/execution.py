@@ -39,6 +39,8 @@ class Execution:
     namespace_id: str | None = None
     force_canceled: bool = False
     retry_attempt: int = 0
+    scheduled: bool = False
+    """Its job has a schedule (the pending list's cap is 15, not 10)."""
 
     @property
     def deadline(self) -> float | None:

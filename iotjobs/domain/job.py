@@ -733,6 +733,7 @@ def _queue(
         via=via,
         queued_at=queued_at,
         retry_attempt=retry_attempt,
+        scheduled=schedule.is_scheduled(spec.get("config")),
     )
     return [Send(thing_key(thing), release) for thing in things]
 

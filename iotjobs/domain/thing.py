@@ -36,6 +36,9 @@ PLAIN_JOBS = ""
 """The scope of the jobs without a namespace (no namespace id is empty)."""
 APPLIED_TOKENS = 32
 NOTIFY_CAP = 10
+SCHEDULED_NOTIFY_CAP = 15
+"""The pending list a notify or GetPendingJobExecutions shows: 10 executions, 15 when one of them belongs to
+a job with a schedule (aws-iot-jobs.md §8, §9)."""
 
 # --- commands ---------------------------------------------------------------------------------
 
@@ -87,6 +90,8 @@ class QueueExecution:
     """When the job released it (its rollout counts releases by this time); None: on arrival."""
     retry_attempt: int = 0
     counted: bool = True
+    scheduled: bool = False
+    """Its job has a schedule: the thing's pending list shows up to 15 executions instead of 10."""
     """False: the job still counts an execution pending here (a CONTINUOUS joiner it may have just lost to
     REMOVED); if the thing has none pending it makes one and tells the job, else nothing happens."""
 
@@ -202,6 +207,7 @@ class ExecutionQueued:
     in_progress_timeout_minutes: int | None = None
     namespace_id: str | None = None
     retry_attempt: int = 0
+    scheduled: bool = False
 
 
 @dataclass(frozen=True)
@@ -437,6 +443,7 @@ def evolve(state: ThingState, event: Any) -> ThingState:
                 in_progress_timeout_minutes=event.in_progress_timeout_minutes,
                 namespace_id=event.namespace_id,
                 retry_attempt=event.retry_attempt,
+                scheduled=event.scheduled,
             )
             past = state.past
             earlier = state.executions.get(event.job_id)
@@ -530,7 +537,7 @@ def _decide(state: ThingState, command: Any, ctx: Context) -> tuple[list[Any], A
             return _queue(state, command, ctx), None
         case GetPending():
             _require_thing(state)
-            pending = state.pending(_plain(ctx))[:NOTIFY_CAP]
+            pending = _capped(state.pending(_plain(ctx)))
             return [], PendingReply(
                 in_progress=[e.to_dict() for e in pending if e.status == IN_PROGRESS],
                 queued=[e.to_dict() for e in pending if e.status == QUEUED],
@@ -576,6 +583,7 @@ def _queue(state: ThingState, command: QueueExecution, ctx: Context) -> list[Any
             in_progress_timeout_minutes=command.in_progress_timeout_minutes,
             namespace_id=command.namespace_id,
             retry_attempt=command.retry_attempt,
+            scheduled=command.scheduled,
         )
     ]
     if state.deleted:
@@ -911,6 +919,11 @@ def _status_reports(before: ThingState, after: ThingState, command: Any = None) 
     return sends
 
 
+def _capped(pending: list[Execution]) -> list[Execution]:
+    cap = SCHEDULED_NOTIFY_CAP if any(e.scheduled for e in pending) else NOTIFY_CAP
+    return pending[:cap]
+
+
 def _identity(execution: Execution | None) -> tuple[str, int] | None:
     return None if execution is None else (execution.job_id, execution.execution_number)
 
@@ -925,7 +938,7 @@ def _notifications(before: ThingState, after: ThingState, plain: str | None = No
         pending_before = before.pending(scope)
         pending_after = after.pending(scope)
         if {_identity(e) for e in pending_before} != {_identity(e) for e in pending_after}:
-            listed = [e.to_dict() for e in pending_after[:NOTIFY_CAP]]
+            listed = [e.to_dict() for e in _capped(pending_after)]
             effects.append(NotifyPending(after.name, listed, namespace))
         head_before = pending_before[0] if pending_before else None
         head_after = pending_after[0] if pending_after else None

@@ -658,6 +658,17 @@ def test_get_pending_caps_at_ten_executions() -> None:
     assert [e["job_id"] for e in reply.queued] == [f"j{i:02}" for i in range(9)]
 
 
+def test_a_scheduled_job_among_the_pending_raises_the_cap_to_fifteen() -> None:
+    events: list[Any] = [registered()]
+    events += [queued(f"j{i:02}", i) for i in range(19)]
+    events.append(t.ExecutionQueued(THING, "sched", 1, 19, T0, DOC, scheduled=True))
+    state = given(*events)
+    reply = when(state, t.GetPending()).reply
+    assert [e["job_id"] for e in reply.queued] == [f"j{i:02}" for i in range(15)]
+    notify = next(e for e in when(state, t.QueueExecution("late", DOC)).effects if isinstance(e, t.NotifyPending))
+    assert len(notify.executions) == 15
+
+
 def test_get_pending_with_nothing_pending_and_unregistered_thing() -> None:
     assert when(given(registered()), t.GetPending()) == Decision(reply=t.PendingReply([], []))
     rejected(when(given(), t.GetPending()), NOT_FOUND)

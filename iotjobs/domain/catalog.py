@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, is_dataclass
 from typing import Any
 
-from iotjobs.domain import group, job, tagging, template, thing
+from iotjobs.domain import event_config, group, job, tagging, template, thing
 from iotjobs.domain.decision import Context, Decision, Timer
 from iotjobs.domain.errors import Rejection
 from iotjobs.domain.execution import RecordExecutionStatus
@@ -64,6 +64,16 @@ TEMPLATE = Aggregate(
     template.TemplateState.from_dict,
 )
 
+EVENT_CONFIG = Aggregate(
+    "event-configurations",
+    event_config.initial,
+    event_config.decide,
+    event_config.evolve,
+    _no_timers,
+    event_config.EventConfigState.to_dict,
+    event_config.EventConfigState.from_dict,
+)
+
 
 def aggregate_for(key: str) -> Aggregate:
     if key.startswith("thing/"):
@@ -74,6 +84,8 @@ def aggregate_for(key: str) -> Aggregate:
         return GROUP
     if key.startswith(template.PREFIX):
         return TEMPLATE
+    if key.startswith(event_config.PREFIX):
+        return EVENT_CONFIG
     raise KeyError(f"no aggregate owns key {key!r}")
 
 
@@ -94,6 +106,8 @@ MESSAGE_TYPES: dict[str, type] = {
         *template.REPLIES,
         *tagging.COMMANDS,
         *tagging.EVENTS,
+        *event_config.COMMANDS,
+        *event_config.EVENTS,
         RecordExecutionStatus,
         Rejection,
     )

@@ -69,6 +69,7 @@ JOBS_SCOPE: frozenset[str] = frozenset(
         "DeleteDynamicThingGroup",
         "DescribeEndpoint",
         "UpdateEventConfigurations",
+        "DescribeEventConfigurations",
         # tags on jobs and job templates
         "TagResource",
         "UntagResource",

@@ -18,6 +18,7 @@ from iotjobs.domain.execution import ALL_STATUSES
 from iotjobs.runtime import clock
 from iotjobs.wire.http_request import json_body, json_response, optional, query_enum, query_int
 from iotjobs.wire.pagination import decode_token, encode_token, page_size
+from iotjobs.wire.process_details import process_details
 from services.control import document_source, templates_api
 from services.control.context import Control, control
 
@@ -32,16 +33,6 @@ JOB_CONFIG_BLOCKS: dict[str, Callable[[Any, str], Any]] = {
     "jobExecutionsRetryConfig": config_blocks.check_retry_config,
     "schedulingConfig": config_blocks.check_scheduling_config,
     "destinationPackageVersions": config_blocks.check_destination_package_versions,
-}
-COUNTERS = {
-    "CANCELED": "numberOfCanceledThings",
-    "SUCCEEDED": "numberOfSucceededThings",
-    "FAILED": "numberOfFailedThings",
-    "REJECTED": "numberOfRejectedThings",
-    "QUEUED": "numberOfQueuedThings",
-    "IN_PROGRESS": "numberOfInProgressThings",
-    "REMOVED": "numberOfRemovedThings",
-    "TIMED_OUT": "numberOfTimedOutThings",
 }
 
 
@@ -165,17 +156,6 @@ async def _job_row(ctl: Control, job_id: str) -> asyncpg.Record:
     return row
 
 
-def _process_details(by_status: dict[str, int] | None, processing: list[str]) -> dict[str, Any]:
-    """Executions per status (every execution, retries too, as AWS counts them), and the targets the job is
-    still rolling out to while there are any."""
-    counts: dict[str, Any] = dict.fromkeys(COUNTERS.values(), 0)
-    for status, n in (by_status or {}).items():
-        counts[COUNTERS[status]] = n
-    if processing:
-        counts["processingTargets"] = list(processing)
-    return counts
-
-
 def _scheduled_rollouts(ctl: Control, config: dict[str, Any] | None) -> list[dict[str, str]] | None:
     """The next seven maintenance-window starts of a job that has windows (aws-iot-jobs.md §6.8)."""
     plan = schedule.plan(config, ctl.settings.seconds_per_minute)
@@ -217,7 +197,7 @@ async def describe_job(request: web.Request) -> web.Response:
             "createdAt": row["created_at"],
             "lastUpdatedAt": row["last_updated_at"],
             "completedAt": row["completed_at"],
-            "jobProcessDetails": _process_details(row["by_status"], row["processing_targets"]),
+            "jobProcessDetails": process_details(row["by_status"], row["processing_targets"]),
             "timeoutConfig": {"inProgressTimeoutInMinutes": timeout} if timeout else None,
             "namespaceId": spec.get("namespace_id"),
             "jobTemplateArn": spec.get("job_template_arn"),

@@ -9,7 +9,7 @@ from aiohttp import web
 
 from iotjobs.wire.http_model import checked, route_path
 from iotjobs.wire.model import ServiceModel
-from services.control import jobs_api, lifecycle_api, tags_api, templates_api, things_api
+from services.control import events_api, jobs_api, lifecycle_api, tags_api, templates_api, things_api
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -45,6 +45,8 @@ OPERATIONS: tuple[Operation, ...] = (
         "ListThingGroupsForThing", "GET", "/things/{thingName}/thing-groups", things_api.list_thing_groups_for_thing
     ),
     Operation("DescribeEndpoint", "GET", "/endpoint", things_api.describe_endpoint),
+    Operation("UpdateEventConfigurations", "PATCH", "/event-configurations", events_api.update_event_configurations),
+    Operation("DescribeEventConfigurations", "GET", "/event-configurations", events_api.describe_event_configurations),
     Operation("CreateJob", "PUT", "/jobs/{jobId}", jobs_api.create_job),
     Operation("DescribeJob", "GET", "/jobs/{jobId}", jobs_api.describe_job),
     Operation("ListJobs", "GET", "/jobs", jobs_api.list_jobs),

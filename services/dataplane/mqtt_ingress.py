@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections import deque
 from typing import Any
 
 import orjson
@@ -27,6 +26,7 @@ from iotjobs.runtime.bus import CommandBus
 from iotjobs.runtime.deciders import DeciderRuntime, NotOwner, Released, Unavailable
 from iotjobs.runtime.settings import Settings
 from iotjobs.wire import mqtt
+from iotjobs.wire.outgoing import Outgoing
 
 log = logs.get("iotjobs.mqtt")
 
@@ -34,8 +34,6 @@ QOS = 1
 CONNECT_TIMEOUT = 30.0
 RECEIVE_MAXIMUM = 2000
 RECONNECT_DELAY = 1
-WINDOW_RETRY_SECONDS = 0.005
-"""How soon publishing is tried again while the broker's receive window for our publishes is full."""
 PUBACK_SUCCESS = int(PubAckReasonCode.SUCCESS.value)
 PUBACK_FAILED = int(PubAckReasonCode.UNSPECIFIED_ERROR.value)
 
@@ -179,38 +177,6 @@ class MqttIngress:
         for effect in released.effects:
             topic, body = mqtt.notification(effect, now)
             self.outgoing.publish(topic, orjson.dumps(body))
-
-
-class Outgoing:
-    """Replies and notifications, published at QoS 1 in the order they are released.
-
-    The broker's Receive Maximum bounds our unacknowledged publishes, and gmqtt refuses one past it
-    (OverflowError) rather than wait: a job released to a thousand things at once would lose notifications.
-    What does not fit waits here, in order, and goes out as acknowledgements free the window.
-    """
-
-    def __init__(self, client: Client) -> None:
-        self.client = client
-        self.waiting: deque[tuple[str, bytes]] = deque()
-        self._retry: asyncio.TimerHandle | None = None
-
-    def publish(self, topic: str, payload: bytes) -> None:
-        self.waiting.append((topic, payload))
-        if self._retry is None:
-            self._drain()
-
-    def _drain(self) -> None:
-        self._retry = None
-        while self.waiting:
-            topic, payload = self.waiting[0]
-            try:
-                self.client.publish(topic, payload, qos=QOS)
-            except OverflowError:
-                self._retry = asyncio.get_running_loop().call_later(WINDOW_RETRY_SECONDS, self._drain)
-                return
-            except Exception:
-                log.exception("publishing to the broker failed; the message is dropped", topic=topic)
-            self.waiting.popleft()
 
 
 def _settle(handed: asyncio.Future[None], delivery: asyncio.Future[Any]) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from iotjobs.domain import group, job, tagging, template, thing
+from iotjobs.domain import event_config, group, job, tagging, template, thing
 
 
 class Executor(Protocol):
@@ -207,6 +207,18 @@ async def apply(conn: Executor, event: Any, seq: int) -> None:
                 event.job_id,
                 seq,
             )
+        case event_config.EventConfigurationsUpdated():
+            for event_type, enabled in sorted(event.enabled.items()):
+                await conn.execute(
+                    """INSERT INTO event_configurations (event_type, enabled, created_at, updated_at, seq)
+                       VALUES ($1, $2, $3, $3, $4)
+                       ON CONFLICT (event_type) DO UPDATE SET enabled = $2, updated_at = $3, seq = $4
+                       WHERE event_configurations.seq < $4""",
+                    event_type,
+                    enabled,
+                    event.at,
+                    seq,
+                )
         case template.JobTemplateCreated():
             await conn.execute(
                 """INSERT INTO job_templates (template_id, description, spec, created_at, seq)

@@ -16,7 +16,8 @@ from iotjobs.runtime.eventlog import Counting, is_event
 from iotjobs.runtime.projection import NOTIFY_CHANNEL
 from iotjobs.runtime.settings import Settings
 from iotjobs.runtime.topics import Topics, partitions_of
-from services.projector import folds
+from services.projector import folds, job_events
+from services.projector.job_events import Happened, JobEvents
 
 log = logs.get("iotjobs.projector")
 
@@ -58,21 +59,32 @@ class _Statements:
 
 
 async def apply_batch(
-    conn: asyncpg.Connection, topic: str, batches: dict[TopicPartition, list[Any]], markers: dict[int, dict[str, str]]
+    conn: asyncpg.Connection,
+    topic: str,
+    batches: dict[TopicPartition, list[Any]],
+    markers: dict[int, dict[str, str]],
+    events: JobEvents | None = None,
 ) -> None:
     """One Postgres transaction: the rows of the events that count, the offsets and the marker each
-    partition is under, and a notification for read-your-writes waiters. `markers` is updated in place."""
+    partition is under, and a notification for read-your-writes waiters. `markers` is updated in place.
+    With `events`, the JOB and JOB_EXECUTION events the batch causes are published before it commits."""
     offsets: dict[str, int] = {}
     statements = _Statements()
     moved = dict(markers)
+    happened: list[Happened] = []
     for tp, records in batches.items():
         counting = Counting(dict(moved.get(tp.partition) or {}))
         for record in records:
             value = codec.loads(record.value)
             if counting.counts(value) and is_event(value):
-                await folds.apply(statements, from_message(value), value["seq"])
+                event = from_message(value)
+                await folds.apply(statements, event, value["seq"])
+                if events is not None and job_events.wanted(event):
+                    happened.append(Happened(event, f"{topic}/{tp.partition}/{record.offset}"))
         moved[tp.partition] = counting.tokens
     async with conn.transaction():
+        types = await events.enabled(conn) if events is not None and happened else set()
+        before = await events.before(conn, happened) if events is not None and types else {}
         for sql, rows in statements.runs:
             if len(rows) == 1:
                 await conn.execute(sql, *rows[0])
@@ -92,6 +104,8 @@ async def apply_batch(
         await conn.execute(
             "SELECT pg_notify($1, $2)", NOTIFY_CHANNEL, codec.dumps({"topic": topic, "offsets": offsets}).decode()
         )
+        if events is not None and types:
+            await events.publish(await events.messages(conn, happened, types, before))
     markers.update(moved)
 
 
@@ -129,6 +143,7 @@ class Projector:
         )
         self._task: asyncio.Task[None] | None = None
         self.markers: dict[int, dict[str, str]] = {}
+        self.events = JobEvents(settings)
 
     async def start(self) -> None:
         await self.conn.execute("SELECT pg_advisory_lock_shared($1)", PROJECTION_LOCK)
@@ -147,6 +162,7 @@ class Projector:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
         await self.consumer.stop()
+        await self.events.stop()
 
     async def _loop(self) -> None:
         while True:
@@ -162,7 +178,7 @@ class Projector:
                 # Opt-in rehearsal of eventual consistency: rows appear a random while after their events.
                 await asyncio.sleep(random.uniform(0, self.settings.projection_delay_max_seconds))
             try:
-                await apply_batch(self.conn, self.topic, batches, self.markers)
+                await apply_batch(self.conn, self.topic, batches, self.markers, self.events)
             except DATABASE_ERRORS as err:
                 log.warning("projecting a batch failed; retrying from the stored offsets", error=repr(err))
                 await self._recover()

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, is_dataclass
 from typing import Any
 
-from iotjobs.domain import event_config, group, job, tagging, template, thing
+from iotjobs.domain import event_config, group, job, quota, tagging, template, thing
 from iotjobs.domain.decision import Context, Decision, Timer
 from iotjobs.domain.errors import Rejection
 from iotjobs.domain.execution import RecordExecutionStatus
@@ -74,6 +74,10 @@ EVENT_CONFIG = Aggregate(
     event_config.EventConfigState.from_dict,
 )
 
+QUOTA = Aggregate(
+    "quota", quota.initial, quota.decide, quota.evolve, _no_timers, quota.QuotaState.to_dict, quota.QuotaState.from_dict
+)
+
 
 def aggregate_for(key: str) -> Aggregate:
     if key.startswith("thing/"):
@@ -86,6 +90,8 @@ def aggregate_for(key: str) -> Aggregate:
         return TEMPLATE
     if key.startswith(event_config.PREFIX):
         return EVENT_CONFIG
+    if key.startswith(quota.PREFIX):
+        return QUOTA
     raise KeyError(f"no aggregate owns key {key!r}")
 
 
@@ -108,6 +114,9 @@ MESSAGE_TYPES: dict[str, type] = {
         *tagging.EVENTS,
         *event_config.COMMANDS,
         *event_config.EVENTS,
+        *quota.COMMANDS,
+        *quota.EVENTS,
+        quota.SlotAnswer,
         RecordExecutionStatus,
         Rejection,
     )

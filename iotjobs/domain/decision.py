@@ -23,6 +23,8 @@ class Context:
     seconds_per_minute: float = 60.0
     per_namespace_queues: bool = False
     """Opt-in: the plain device topics see only jobs without a namespace (AWS shares one queue per thing)."""
+    max_concurrent_jobs: int = 0
+    """Jobs that may roll out at once (the job-concurrency quota); 0: unlimited."""
 
     def minutes(self, m: float) -> float:
         return m * self.seconds_per_minute

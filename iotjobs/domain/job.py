@@ -7,7 +7,7 @@ from typing import Any
 
 from immutables import Map
 
-from iotjobs.domain import rollout, schedule, tagging, targets
+from iotjobs.domain import quota, rollout, schedule, tagging, targets
 from iotjobs.domain.decision import Context, Decision, Done, Send, Timer
 from iotjobs.domain.errors import DomainError, ErrorKind
 from iotjobs.domain.execution import (
@@ -195,6 +195,15 @@ class JobThingsJoined:
 
 
 @dataclass(frozen=True)
+class JobSlotChanged:
+    """The job's place in the job-concurrency quota: `waiting` for an answer, `held`, or `released`."""
+
+    job_id: str
+    slot: str
+    at: float
+
+
+@dataclass(frozen=True)
 class JobExecutionRetried:
     """A FAILED or TIMED_OUT execution is retried (aws-iot-jobs.md §6.5): a new QUEUED execution on the thing,
     paid for by the retry criterion `criterion`."""
@@ -302,6 +311,7 @@ COMMANDS = (
     targets.CheckReach,
     RolloutTick,
     ScheduleTick,
+    quota.SlotAnswer,
 )
 EVENTS = (
     JobCreated,
@@ -321,6 +331,7 @@ EVENTS = (
     JobScheduleChanged,
     JobRolloutEnded,
     JobThingsJoined,
+    JobSlotChanged,
 )
 REPLIES = (JobCreatedReply,)
 
@@ -378,6 +389,8 @@ class JobState:
     """The next maintenance-window edge, where the schedule moves it between SCHEDULED and IN_PROGRESS."""
     ended: bool = False
     """Its end time passed with STOP_ROLLOUT: it rolls out nothing more and completes when its executions do."""
+    slot: str = ""
+    """Its place in the job-concurrency quota (quota.py): "" never asked, `waiting`, `held`, `released`."""
 
     def _with_statuses(self, statuses: dict[str, str], new: bool = False) -> JobState:
         """`statuses` for the things' current executions, or (`new`) for new executions that follow theirs:
@@ -456,6 +469,7 @@ class JobState:
             "started": self.started,
             "flip_at": self.flip_at,
             "ended": self.ended,
+            "slot": self.slot,
         }
 
     @staticmethod
@@ -537,6 +551,8 @@ def evolve(state: JobState, event: Any) -> JobState:
             return replace(state, status=event.status, flip_at=event.flip_at, started=event.started)
         case JobRolloutEnded():
             return replace(state, status=IN_PROGRESS, ended=True, flip_at=None, last_updated_at=event.at)._stopped()
+        case JobSlotChanged():
+            return replace(state, slot=event.slot)
         case JobThingsJoined():
             index = _target_indexes(state.spec.get("targets", [])).get(f"thinggroup/{event.via}", 0)
             joined: list[Waiting] = [(name, event.via, index) for name in event.things]
@@ -625,6 +641,8 @@ def decide(state: JobState, command: Any, ctx: Context) -> Decision:
             return _settled(state, ctx, release=True) if state.exists else Decision()
         case ScheduleTick():
             return _on_schedule(state, ctx)
+        case quota.SlotAnswer():
+            return _on_slot(state, command, ctx)
         case tagging.TagResource() | tagging.UntagResource():
             return tagging.decide(state.exists, state.tags, command, f"Job {state.job_id}")
     raise TypeError(f"job aggregate cannot handle {type(command).__name__}")
@@ -637,6 +655,7 @@ def _settled(
     sends: list[Send] | None = None,
     reply: Any = None,
     release: bool = False,
+    deniable: bool = False,
 ) -> Decision:
     """A decision's `events` followed by what they lead to: if `release` (a rollout tick, or things joining the
     rollout), the things the rollout rate lets go now; the targets still rolling out; completion.
@@ -646,7 +665,15 @@ def _settled(
     events = list(events or [])
     sends = list(sends or [])
     after = fold(state, events)
-    if release and after.status == IN_PROGRESS and after.backlog:
+    concurrency = ctx.max_concurrent_jobs
+    if concurrency and after.slot in ("", "released") and after.status == IN_PROGRESS and _rolling(after):
+        # It starts rolling out: it takes a slot, or (at a scheduled start) asks for one and waits.
+        wait = deniable and after.slot == ""
+        claimed = JobSlotChanged(after.job_id, "waiting" if wait else "held", ctx.now)
+        events.append(claimed)
+        after = evolve(after, claimed)
+        sends.append(Send(quota.KEY, quota.ClaimSlot(after.job_id, concurrency, force=not wait)))
+    if release and after.status == IN_PROGRESS and after.backlog and after.slot != "waiting":
         limit = rollout.rate(after.spec.get("config"), after.notified, after.counts.get(SUCCEEDED, 0))
         room = rollout.allowance(limit, after.recent, ctx.now)
         count, released = _take(after, room)
@@ -662,9 +689,32 @@ def _settled(
         progressed = JobRolloutProgressed(after.job_id, processing, ctx.now)
         events.append(progressed)
         after = evolve(after, progressed)
+    if after.slot == "held" and (after.status not in RUNNING or not _rolling(after)):
+        freed = JobSlotChanged(after.job_id, "released", ctx.now)
+        events.append(freed)
+        after = evolve(after, freed)
+        sends.append(Send(quota.KEY, quota.ReleaseSlot(after.job_id)))
     if _completes(state, after):
         events.append(JobCompleted(state.job_id, ctx.now))
     return Decision(reply=reply, events=tuple(events), sends=tuple(sends))
+
+
+def _rolling(state: JobState) -> bool:
+    """It has things to roll out, or target groups still to hear from."""
+    return not state.ended and (bool(state.backlog) or not all(state.streams.values()))
+
+
+def _on_slot(state: JobState, answer: quota.SlotAnswer, ctx: Context) -> Decision:
+    """The quota's answer to a scheduled start: roll out, or be CANCELED (aws-iot-jobs.md §6.1)."""
+    if state.slot != "waiting":
+        if answer.granted and state.slot != "held":
+            return Decision(sends=(Send(quota.KEY, quota.ReleaseSlot(state.job_id)),))  # no longer wanted
+        return Decision()
+    if answer.granted:
+        return _settled(state, ctx, [JobSlotChanged(state.job_id, "held", ctx.now)], release=True)
+    comment = f"The job concurrency limit of {answer.limit} was reached when the job was to start"
+    decision = _cancel(state, CancelJob(state.job_id, comment=comment), ctx)
+    return replace(decision, events=(JobSlotChanged(state.job_id, "", ctx.now), *decision.events))
 
 
 def _take(state: JobState, room: int | None) -> tuple[int, list[tuple[str, str | None]]]:
@@ -963,7 +1013,7 @@ def _on_schedule(state: JobState, ctx: Context) -> Decision:
             return _settled(state, ctx, [JobRolloutEnded(state.job_id, ctx.now)])
         force = the_plan.end_behavior == schedule.FORCE_CANCEL
         return _cancel(state, CancelJob(state.job_id, force=force, comment="endTime reached"), ctx)
-    return _settled(state, ctx, _schedule_changes(state, ctx), release=True)
+    return _settled(state, ctx, _schedule_changes(state, ctx), release=True, deniable=True)
 
 
 def _schedule_changes(state: JobState, ctx: Context) -> list[Any]:

@@ -387,6 +387,7 @@ class DeciderRuntime:
             now=clock.now(),
             seconds_per_minute=self.settings.seconds_per_minute,
             per_namespace_queues=self.settings.namespace_queues == "per-namespace",
+            max_concurrent_jobs=self.settings.max_concurrent_jobs,
         )
 
     def _republish(self, part: _Partition, keys: set[str]) -> None:

@@ -69,6 +69,12 @@ class Settings:
     s3_endpoint: str = ""
     """An S3-compatible endpoint (e.g. http://127.0.0.1:9000) that CreateJob's S3 documentSource URLs are read from."""
     document_fetch_timeout_seconds: float = 10.0
+    max_concurrent_jobs: int = 0
+    """Jobs that may roll out at once (AWS's job-concurrency quota); past it CreateJob is LimitExceeded and a
+    scheduled job is CANCELED at its start. 0: unlimited."""
+    max_active_jobs: int = 0
+    """Jobs that may be IN_PROGRESS at once (AWS's active-jobs quota); past it CreateJob is LimitExceeded.
+    0: unlimited."""
     test_clock: str = "off"
     """`on`: an operator may move every service's clock forward (`iotjobs-admin clock --advance`, or
     `POST /_iotjobs/clock` on control), to run scheduled starts, maintenance windows and long timeouts in

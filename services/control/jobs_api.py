@@ -13,7 +13,7 @@ from aiohttp import web
 from iotjobs.domain import config_blocks, job, schedule, tagging
 from iotjobs.domain import validation as v
 from iotjobs.domain.arns import Arns
-from iotjobs.domain.errors import invalid, not_found
+from iotjobs.domain.errors import DomainError, ErrorKind, invalid, not_found
 from iotjobs.domain.execution import ALL_STATUSES
 from iotjobs.runtime import clock
 from iotjobs.wire.http_request import json_body, json_response, optional, query_enum, query_int
@@ -121,6 +121,25 @@ async def check_targets_exist(ctl: Control, things: list[str], groups: list[str]
             raise not_found(f"{what} {missing[0]} does not exist")
 
 
+async def check_job_quotas(ctl: Control) -> None:
+    """The active-jobs and job-concurrency quotas (aws-iot-jobs.md §6.1), when configured: a job that would
+    start past one is LimitExceeded. A scheduled job meets the concurrency quota at its start instead."""
+    active, concurrent = ctl.settings.max_active_jobs, ctl.settings.max_concurrent_jobs
+    if not active and not concurrent:
+        return
+    row = await ctl.pool.fetchrow(
+        """SELECT count(*) AS active, count(*) FILTER (WHERE processing_targets <> '[]'::jsonb) AS concurrent
+           FROM jobs WHERE status = 'IN_PROGRESS'"""
+    )
+    if active and row["active"] >= active:
+        raise DomainError(ErrorKind.LIMIT_EXCEEDED, f"{row['active']} jobs are IN_PROGRESS; the limit is {active}")
+    if concurrent and row["concurrent"] >= concurrent:
+        raise DomainError(
+            ErrorKind.LIMIT_EXCEEDED,
+            f"{row['concurrent']} jobs are rolling out; the job concurrency limit is {concurrent}",
+        )
+
+
 async def create_job(request: web.Request) -> web.Response:
     ctl = control(request)
     job_id = v.check_job_id(request.match_info["jobId"])
@@ -142,6 +161,8 @@ async def create_job(request: web.Request) -> web.Response:
     except schedule.ScheduleError as problem:
         raise invalid(str(problem)) from None
     await check_targets_exist(ctl, command.things, groups)
+    if not schedule.is_scheduled(command.spec.get("config")):
+        await check_job_quotas(ctl)
     reply = await ctl.write(job.key_for(job_id), command)
     return json_response(_compact({"jobArn": ctl.arns.job(job_id), "jobId": job_id, "description": reply.description}))
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from iotjobs.domain import event_config, group, job, tagging, template, thing
+from iotjobs.domain import event_config, group, job, quota, tagging, template, thing
 
 
 class Executor(Protocol):
@@ -278,5 +278,7 @@ async def apply(conn: Executor, event: Any, seq: int) -> None:
             | group.GroupJobRemoved()
         ):
             pass  # the group's own index: the read model's membership is the things' own record
+        case job.JobSlotChanged() | quota.SlotTaken() | quota.SlotFreed():
+            pass  # the job-concurrency quota's bookkeeping: no read model shows it
         case _:
             raise TypeError(f"no read model for {type(event).__name__}")

@@ -275,3 +275,37 @@ async def test_the_test_clock_is_off_unless_enabled(stack: Stack) -> None:
     async with aiohttp.ClientSession() as http, http.post(url, json={"advanceSeconds": 60}) as response:
         assert response.status == 404
         assert response.headers["x-amzn-ErrorType"] == "UnknownOperationException"
+
+
+async def test_the_job_concurrency_quota_refuses_a_job_and_cancels_a_scheduled_start(servers: Servers) -> None:
+    async with running(servers, seconds_per_minute=1.0, test_clock="on", max_concurrent_jobs=1) as limited:
+        iot = iot_client(limited)
+        things = await _things(iot, 20, "quota")
+        rolling = unique("quota")
+        await asyncio.to_thread(
+            iot.create_job,
+            jobId=rolling,
+            targets=[thing_arn(t) for t in things[:18]],
+            document="{}",
+            jobExecutionsRolloutConfig={"maximumPerMinute": 1},
+        )
+        described = await _job(iot, rolling)
+        assert described["isConcurrent"] is True
+        with pytest.raises(iot.exceptions.LimitExceededException, match="concurrency limit is 1"):
+            await asyncio.to_thread(
+                iot.create_job, jobId=unique("refused"), targets=[thing_arn(things[18])], document="{}"
+            )
+        scheduled = unique("quota")
+        start = await _service_now(limited) + timedelta(hours=1)
+        await asyncio.to_thread(
+            iot.create_job,
+            jobId=scheduled,
+            targets=[thing_arn(things[19])],
+            document="{}",
+            schedulingConfig={"startTime": _at(start)},
+        )
+        await _clock(limited, advance=3600 + 60)
+        canceled = await until(lambda: _status_is(iot, scheduled, "CANCELED"), 15, "the start to meet a full quota")
+        assert "concurrency limit of 1" in canceled["comment"]
+        assert await _executions(iot, scheduled) == {}
+        assert (await _job(iot, rolling))["status"] == "IN_PROGRESS"

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from iotjobs.domain import job as j
+from iotjobs.domain import quota as q
 from iotjobs.domain import schedule as s
 from iotjobs.domain.decision import Context
 from iotjobs.domain.execution import IN_PROGRESS, SUCCEEDED, RecordExecutionStatus
@@ -161,3 +162,50 @@ def test_a_continuous_job_keeps_joiners_until_it_starts() -> None:
     assert job.queued() == [] and "late" in job.state.waiting
     job.fire(at("2026-12-05T12:00"))
     assert job.queued() == ["thing/late"]
+
+
+# --- the job-concurrency quota ------------------------------------------------------------------
+
+
+def test_the_quota_grants_up_to_its_limit_forced_claims_beyond_it_and_frees_on_release() -> None:
+    state = q.initial(q.KEY)
+    ctx = Context(now=NOW)
+    for job_id, force, granted in (("a", False, True), ("b", False, False), ("c", True, True), ("a", False, True)):
+        decision = q.decide(state, q.ClaimSlot(job_id, 1, force), ctx)
+        state = q.evolve(state, decision.events[0]) if decision.events else state
+        assert decision.sends[0].command == q.SlotAnswer(job_id, granted, 1)
+    assert state.holders == {"a", "c"}
+    for event in q.decide(state, q.ReleaseSlot("a"), ctx).events:
+        state = q.evolve(state, event)
+    assert state.holders == {"c"} and q.decide(state, q.ReleaseSlot("a"), ctx).events == ()
+
+
+class LimitedJob(Job):
+    def decide(self, command: Any, now: float) -> None:
+        decision = j.decide(self.state, command, Context(now=now, seconds_per_minute=MIN, max_concurrent_jobs=1))
+        self.state = j.fold(self.state, decision.events)
+        self.sends += decision.sends
+
+
+def test_a_scheduled_start_waits_for_a_slot_and_rolls_out_or_is_canceled() -> None:
+    for granted in (True, False):
+        job = LimitedJob({"startTime": "2026-12-05T12:00"}, ["a"])
+        job.fire(at("2026-12-05T12:00"))
+        assert job.state.slot == "waiting" and job.queued() == []
+        assert q.ClaimSlot("j1", 1, force=False) in [send.command for send in job.sends]
+        job.decide(q.SlotAnswer("j1", granted, 1), at("2026-12-05T12:00") + 1)
+        if granted:
+            assert job.queued() == ["thing/a"] and job.state.slot == "released", "rolled out, so no longer held"
+            assert q.ReleaseSlot("j1") in [send.command for send in job.sends]
+        else:
+            assert job.state.status == j.CANCELED and "limit of 1" in (job.state.comment or "")
+
+
+def test_a_job_that_starts_at_creation_takes_a_slot_without_waiting() -> None:
+    job = LimitedJob({}, [], extra={"jobExecutionsRolloutConfig": {"maximumPerMinute": 1}})
+    job.state = j.initial("job/j1")
+    job.sends.clear()
+    spec = {"targets": [], "document": "{}", "config": {"jobExecutionsRolloutConfig": {"maximumPerMinute": 1}}}
+    job.decide(j.CreateJob("j1", spec, ["a", "b"]), NOW)
+    assert job.state.slot == "held" and job.queued() == ["thing/a"]
+    assert q.ClaimSlot("j1", 1, force=True) in [send.command for send in job.sends]

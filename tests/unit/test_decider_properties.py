@@ -478,8 +478,9 @@ class World:
     def state(self, key: str) -> Any:
         return self.run(key).state
 
-    def targets_exist(self, command: j.CreateJob) -> bool:
-        named, groups = targets.target_names(command.spec["targets"])
+    def targets_exist(self, command: j.CreateJob | j.AssociateTargets) -> bool:
+        arns = command.spec["targets"] if isinstance(command, j.CreateJob) else command.targets
+        named, groups = targets.target_names(arns)
         return all(self.state(f"thing/{n}").registered for n in named) and all(
             self.state(f"group/{n}").exists for n in groups
         )
@@ -531,6 +532,15 @@ world_actions = st.one_of(
         st.lists(st.sampled_from(W_GROUPS), unique=True, min_size=1, max_size=2),
     ),
     st.builds(
+        lambda job, things, groups: (
+            "job/" + job,
+            j.AssociateTargets(job, [*map(thing_arn, things), *map(group_arn, groups)], things),
+        ),
+        st.sampled_from(W_JOBS),
+        st.lists(st.sampled_from(W_THINGS), unique=True, max_size=1),
+        st.lists(st.sampled_from(W_GROUPS), unique=True, min_size=1, max_size=2),
+    ),
+    st.builds(
         lambda th, job: ("thing/" + th, t.UpdateExecution(job, SUCCEEDED)),
         st.sampled_from(W_THINGS),
         st.sampled_from(W_JOBS),
@@ -547,7 +557,7 @@ def test_things_groups_and_jobs_agree_once_every_command_is_delivered(actions: l
         now += 1
         if what == "deliver":
             world.deliver(arg, now)
-        elif isinstance(arg, j.CreateJob) and not world.targets_exist(arg):
+        elif isinstance(arg, j.CreateJob | j.AssociateTargets) and not world.targets_exist(arg):
             continue  # the control plane refuses it: ResourceNotFound
         else:
             world.submit(what, arg, now)

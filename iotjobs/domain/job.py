@@ -153,6 +153,8 @@ class JobRolledOut:
     count: int
     at: float
     until: float
+    next_at: float | None = None
+    """The earliest time of the next slice of the rate (rollout.SLICES); None: no rate."""
 
 
 @dataclass(frozen=True)
@@ -374,6 +376,10 @@ class JobState:
     """How many things wait per target index: processingTargets without scanning the backlog."""
     recent: tuple[rollout.Released, ...] = ()
     """Releases that may still be in the rolling minute (rollout.Released)."""
+    next_slice_at: float | None = None
+    """When the next slice of the rate may go (a tenth of a minute after the last)."""
+    releases: int = 0
+    """Releases so far: the position of the next in the rate's slices (rollout.slice_size)."""
     notified: int = 0
     """Things rolled out so far: what an exponential rate with numberOfNotifiedThings steps on."""
     counts: dict[str, int] = field(default_factory=dict)
@@ -462,6 +468,8 @@ class JobState:
             "streams": self.streams,
             "backlog": [list(entry) for entry in self.backlog],
             "recent": [list(item) for item in self.recent],
+            "next_slice_at": self.next_slice_at,
+            "releases": self.releases,
             "notified": self.notified,
             "counts": self.counts,
             "retried": dict(self.retried),
@@ -544,7 +552,8 @@ def evolve(state: JobState, event: Any) -> JobState:
             entries: list[Waiting] = [(name, via, index) for name in event.things]
             return replace(state, streams=streams)._waiting_for(entries)
         case JobRolledOut():
-            return replace(state, last_updated_at=event.at)._rolled_out(event)
+            after = replace(state, last_updated_at=event.at, next_slice_at=event.next_at, releases=state.releases + 1)
+            return after._rolled_out(event)
         case JobRolloutProgressed():
             return replace(state, processing=tuple(event.processing))
         case JobScheduleChanged():
@@ -676,10 +685,16 @@ def _settled(
     if release and after.status == IN_PROGRESS and after.backlog and after.slot != "waiting":
         limit = rollout.rate(after.spec.get("config"), after.notified, after.counts.get(SUCCEEDED, 0))
         room = rollout.allowance(limit, after.recent, ctx.now)
+        if limit is not None and room is not None:
+            # A slice at a time, a tenth of a minute apart, and only a whole one: releasing what one expired
+            # release freed would split the rate into ever smaller slices.
+            early = after.next_slice_at is not None and ctx.now < after.next_slice_at
+            room = 0 if early or room < _slice(after, limit) else _slice(after, limit)
         count, released = _take(after, room)
         if count:
             until = ctx.now + ctx.minutes(1) + rollout.DELIVERY_SECONDS
-            rolled = JobRolledOut(after.job_id, count, ctx.now, until)
+            next_at = None if limit is None else ctx.now + ctx.minutes(1) / rollout.SLICES
+            rolled = JobRolledOut(after.job_id, count, ctx.now, until, next_at)
             queued = [send for name, via in released for send in _queue(after.job_id, after.spec, [name], via, ctx.now)]
             sends = [*queued, *sends]
             events.append(rolled)
@@ -697,6 +712,11 @@ def _settled(
     if _completes(state, after):
         events.append(JobCompleted(state.job_id, ctx.now))
     return Decision(reply=reply, events=tuple(events), sends=tuple(sends))
+
+
+def _slice(state: JobState, limit: int) -> int:
+    """What the next release takes: a tenth of the rate, or what is left of the backlog if less."""
+    return min(rollout.slice_size(limit, state.releases), len(state.backlog))
 
 
 def _rolling(state: JobState) -> bool:
@@ -1117,9 +1137,10 @@ def _rollout_timers(state: JobState) -> list[Timer]:
     if state.status != IN_PROGRESS or not state.backlog:
         return []
     limit = rollout.rate(state.spec.get("config"), state.notified, state.counts.get(SUCCEEDED, 0))
-    due = rollout.next_release(limit, state.recent)
+    due = rollout.next_release(limit, state.recent, _slice(state, limit) if limit is not None else 1)
     if due is None:
-        # There is room (the rate rose, or a restore came after the window passed): the next tick is when
-        # the oldest release leaves the window, or at once if none is in it.
-        due = min((until for until, _count in state.recent), default=state.last_updated_at or 0.0)
+        # There is room in the window: the next slice goes a tenth of a minute after the last (or at once).
+        due = state.next_slice_at if state.next_slice_at is not None else (state.last_updated_at or 0.0)
+    elif state.next_slice_at is not None:
+        due = max(due, state.next_slice_at)
     return [Timer(due, RolloutTick(state.job_id))]

@@ -23,6 +23,10 @@ release could reach its devices within a minute of the last of the previous one,
 devices could see more than the rate. It is real time: a scaled minute (IOTJOBS_SECONDS_PER_MINUTE) does not
 shrink the delivery."""
 
+SLICES = 10
+"""A minute's rate goes out in this many slices, a tenth of a minute apart, not in one burst: a slice reaches
+its devices well within DELIVERY_SECONDS, where a burst of a thousand notifications may not."""
+
 Released = tuple[float, int]
 """(until, count): `count` things released one minute before `until`."""
 
@@ -51,6 +55,16 @@ def rate(config: dict[str, Any] | None, notified: int, succeeded: int) -> int | 
     return min(int(current), cap)
 
 
+def slice_size(limit: int, position: int) -> int:
+    """What the `position`-th release takes at a rate of `limit` a minute: the rate split as evenly as it goes
+    into SLICES slices (into `limit` slices of one below SLICES). A release frees its own size when it leaves
+    the window, which the release at the same position a minute later takes: whole slices, no fragments."""
+    base, extra = divmod(limit, SLICES)
+    sizes = [base + (1 if i < extra else 0) for i in range(SLICES)]
+    sizes = [size for size in sizes if size]
+    return sizes[position % len(sizes)]
+
+
 def in_window(recent: tuple[Released, ...], now: float) -> int:
     """Things released in the rolling minute that ends at `now`."""
     return sum(count for until, count in recent if until > now)
@@ -63,17 +77,17 @@ def allowance(limit: int | None, recent: tuple[Released, ...], now: float) -> in
     return max(0, limit - in_window(recent, now))
 
 
-def next_release(limit: int | None, recent: tuple[Released, ...]) -> float | None:
-    """The first time at which `allowance` is positive, once the window holds `limit` or more; None if it
-    already is (or there is no limit)."""
+def next_release(limit: int | None, recent: tuple[Released, ...], need: int = 1) -> float | None:
+    """The first time at which `allowance` reaches `need`, once the window holds more than `limit - need`;
+    None if it already does (or there is no limit)."""
     if limit is None:
         return None
     used = sum(count for _until, count in recent)
     for until, count in sorted(recent):
-        if used < limit:
+        if used <= limit - need:
             break
         used -= count
-        if used < limit:
+        if used <= limit - need:
             return until
     return None
 

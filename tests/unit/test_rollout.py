@@ -40,10 +40,12 @@ class Rollout:
 
     def __init__(self, config: dict[str, Any] | None, targets: list[str] | None = None) -> None:
         self.state = j.initial(j.key_for(JOB))
+        self.now = T0
         self.queued: list[tuple[float, str]] = []
         self.decide(j.CreateJob(JOB, job_spec(config, targets), []), T0)
 
     def decide(self, command: Any, now: float) -> Decision:
+        self.now = now
         decision = j.decide(self.state, command, Context(now=now, seconds_per_minute=MINUTE))
         self.state = j.fold(self.state, decision.events)
         for send in decision.sends:
@@ -67,8 +69,17 @@ class Rollout:
             self.decide(timer.command, max(timer.due, self.queued[-1][0] if self.queued else T0) + late)
         raise AssertionError("the rollout did not finish")
 
+    def tick_until(self, end: float) -> None:
+        """Fire the job's timers as they fall due, up to `end`."""
+        while (timers := j.timers(self.state)) and min(t.due for t in timers) <= end:
+            timer = min(timers, key=lambda t: t.due)
+            self.decide(timer.command, max(timer.due, self.now))  # a timer due in the past fires now
+
     def most_in_a_rolling_minute(self) -> int:
-        times = [at for at, _thing in self.queued]
+        return self.most_within([at for at, _thing in self.queued])
+
+    @staticmethod
+    def most_within(times: list[float]) -> int:
         most, start = 0, 0
         for end, at in enumerate(times):
             while times[start] <= at - MINUTE:
@@ -100,11 +111,13 @@ def test_no_rollout_config_releases_everything_as_it_arrives() -> None:
 def test_maximum_per_minute_releases_that_many_each_minute_in_order() -> None:
     run = Rollout(paced(maximum=10))
     run.stream(names(35), T0)
-    assert [thing for _, thing in run.queued] == names(10), "the first minute's share goes at once, in order"
-    assert not any(name in run.state.executions for name in names(35)[10:]), "the rest has no execution yet"
+    assert [thing for _, thing in run.queued] == names(1), "a tenth of the rate goes at once"
+    assert not any(name in run.state.executions for name in names(35)[1:]), "the rest has no execution yet"
     run.tick_until_done()
-    assert [thing for _, thing in run.queued] == names(35)
+    assert [thing for _, thing in run.queued] == names(35), "in order"
     assert run.per_minute() == [10, 10, 10, 5]
+    gaps = {round(b[0] - a[0], 3) for a, b in zip(run.queued, run.queued[1:], strict=False)}
+    assert min(gaps) >= MINUTE / 10, "slices a tenth of a minute apart, not bursts"
     assert run.state.status == j.IN_PROGRESS and not run.state.backlog
 
 
@@ -147,7 +160,7 @@ def test_no_rolling_minute_ever_holds_more_than_the_rate(
     run.tick_until_done(jitter)
     assert sorted(name for _, name in run.queued) == things, "every thing released once"
     assert run.most_in_a_rolling_minute() <= rate
-    if not exponential and not jitter and fleet >= rate:
+    if not exponential and not jitter and fleet >= rate and chunks == 1:
         assert run.most_in_a_rolling_minute() == rate, "as close to the rate as the targets allow"
 
 
@@ -155,9 +168,9 @@ def test_update_job_changes_the_rate_from_the_next_tick() -> None:
     run = Rollout(paced(maximum=5))
     run.stream(names(30), T0)
     run.decide(j.UpdateJob(JOB, {"config": paced(maximum=10)}), T0 + 1)
-    assert len(run.queued) == 5
+    assert len(run.queued) == 1, "the update releases nothing itself"
     run.tick_until_done()
-    assert run.per_minute() == [5, 10, 10, 5]
+    assert run.per_minute() == [10, 10, 10], "the next ticks already go at the new rate"
 
 
 # --- exponentialRate ----------------------------------------------------------------------------
@@ -168,11 +181,12 @@ def test_the_documented_exponential_example_50_100_200_400() -> None:
     run = Rollout(paced(exponential=expo))
     run.stream(names(4000), T0)
     run.tick_until_done()
-    minutes = run.per_minute()
-    assert minutes[:20] == [50] * 20  # 0-1000 notified at 50/min
-    assert minutes[20:30] == [100] * 10  # 1000-2000 at 100
-    assert minutes[30:35] == [200] * 5  # 2000-3000 at 200
-    assert minutes[35:] == [400, 400, 200]  # 3000-4000 at 400
+    times = [at for at, _thing in run.queued]
+    for first, rate in ((0, 50), (1000, 100), (2000, 200), (3000, 400)):
+        phase = times[first : first + 1000]
+        assert Rollout.most_within(phase) == rate, f"things {first}-{first + 1000} at {rate} a minute"
+        # and it takes as long as that rate makes it (each minute holds one extra second, rollout.DELIVERY)
+        assert 1000 / rate - 1 <= (phase[-1] - phase[0]) / MINUTE <= 1000 / rate * 61 / 60
 
 
 def test_an_exponential_rate_is_capped_by_maximum_per_minute_and_computed_exactly() -> None:
@@ -192,13 +206,15 @@ def test_an_exponential_rate_is_capped_by_maximum_per_minute_and_computed_exactl
 def test_a_success_criterion_raises_the_rate_as_things_succeed() -> None:
     expo = {"baseRatePerMinute": 2, "incrementFactor": 2, "rateIncreaseCriteria": {"numberOfSucceededThings": 2}}
     run = Rollout(paced(exponential=expo))
-    run.stream(names(10), T0)
-    assert len(run.queued) == 2
+    run.stream(names(40), T0)
+    run.tick_until(T0 + MINUTE - 1)
+    assert len(run.queued) == 2, "two in the first minute"
     for _, name in list(run.queued):
-        run.decide(RecordExecutionStatus(JOB, name, 1, SUCCEEDED), T0 + 1)
-    (timer,) = j.timers(run.state)
-    run.decide(timer.command, timer.due)
-    assert len(run.queued) == 6, "two successes doubled the rate for the next minute"
+        run.decide(RecordExecutionStatus(JOB, name, 1, SUCCEEDED), T0 + MINUTE - 1)
+    run.tick_until(T0 + 4 * MINUTE)
+    later = [at for at, _thing in run.queued[2:]]
+    assert later[0] >= T0 + MINUTE - 1, "from the next tick"
+    assert Rollout.most_within(later) == 4, "two successes doubled the rate"
 
 
 # --- abortConfig --------------------------------------------------------------------------------
@@ -265,7 +281,8 @@ def test_abort_criteria_are_evaluated_in_order_and_all_counts_every_failure_kind
 def test_an_aborted_rollout_stops_releasing() -> None:
     run = Rollout({**paced(maximum=2), "abortConfig": abort(FAILED, 100, 2)})
     run.stream(names(10), T0)
-    finish(run, [FAILED, FAILED], T0 + 1)
+    run.tick_until(T0 + MINUTE / 2)
+    finish(run, [FAILED, FAILED], T0 + MINUTE / 2)
     assert run.state.status == j.CANCELED and j.timers(run.state) == []
     assert len(run.queued) == 2 and run.state.processing == ()
 

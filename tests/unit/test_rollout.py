@@ -15,6 +15,7 @@ from iotjobs.domain.decision import Context, Decision, Send
 from iotjobs.domain.execution import FAILED, IN_PROGRESS, QUEUED, REJECTED, SUCCEEDED, TIMED_OUT, RecordExecutionStatus
 from iotjobs.domain.targets import ReleaseTargets
 from iotjobs.domain.thing import CancelExecution, QueueExecution
+from tests.support.rolling import most_in_window
 
 JOB = "j1"
 T0 = 1_700_000_000.0
@@ -76,16 +77,7 @@ class Rollout:
             self.decide(timer.command, max(timer.due, self.now))  # a timer due in the past fires now
 
     def most_in_a_rolling_minute(self) -> int:
-        return self.most_within([at for at, _thing in self.queued])
-
-    @staticmethod
-    def most_within(times: list[float]) -> int:
-        most, start = 0, 0
-        for end, at in enumerate(times):
-            while times[start] <= at - MINUTE:
-                start += 1
-            most = max(most, end - start + 1)
-        return most
+        return most_in_window([at for at, _thing in self.queued], MINUTE)
 
     def per_minute(self) -> list[int]:
         counts: dict[int, int] = {}
@@ -184,7 +176,7 @@ def test_the_documented_exponential_example_50_100_200_400() -> None:
     times = [at for at, _thing in run.queued]
     for first, rate in ((0, 50), (1000, 100), (2000, 200), (3000, 400)):
         phase = times[first : first + 1000]
-        assert Rollout.most_within(phase) == rate, f"things {first}-{first + 1000} at {rate} a minute"
+        assert most_in_window(phase, MINUTE) == rate, f"things {first}-{first + 1000} at {rate} a minute"
         # and it takes as long as that rate makes it (each minute holds one extra second, rollout.DELIVERY)
         assert 1000 / rate - 1 <= (phase[-1] - phase[0]) / MINUTE <= 1000 / rate * 61 / 60
 
@@ -214,7 +206,7 @@ def test_a_success_criterion_raises_the_rate_as_things_succeed() -> None:
     run.tick_until(T0 + 4 * MINUTE)
     later = [at for at, _thing in run.queued[2:]]
     assert later[0] >= T0 + MINUTE - 1, "from the next tick"
-    assert Rollout.most_within(later) == 4, "two successes doubled the rate"
+    assert most_in_window(later, MINUTE) == 4, "two successes doubled the rate"
 
 
 # --- abortConfig --------------------------------------------------------------------------------

@@ -110,12 +110,6 @@ async def benchmark(args: argparse.Namespace, ctx: dict[str, Any]) -> dict[str, 
         finally:
             await watch.stop()
         seen = list(watch.seen.values())
-        if os.environ.get("ROLLOUT_DEBUG"):
-            first = min(seen)
-            offsets = sorted(at - first for at in seen)
-            for i in range(0, len(offsets), args.rate):
-                chunk = offsets[i : i + args.rate]
-                print(f"  release {i // args.rate}: {chunk[0]:.3f} .. {chunk[-1]:.3f}")
         queued = await queued_times(stack.control_url, job)
         minute = args.seconds_per_minute
         found.update(

@@ -12,6 +12,7 @@ import contextlib
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.errors import KafkaError
 
 from iotjobs.runtime import clock, logs
 from iotjobs.runtime.settings import Settings
@@ -53,7 +54,11 @@ class ClockFollower:
     async def _follow(self) -> None:
         assert self._consumer is not None
         while True:
-            self._apply(await self._consumer.getmany(timeout_ms=1000))
+            try:
+                self._apply(await self._consumer.getmany(timeout_ms=1000))
+            except KafkaError as err:  # the broker is away: the clock stays where it is until it is back
+                log.warning("cannot read the clock topic", error=repr(err))
+                await asyncio.sleep(1.0)
 
     def _apply(self, batches: dict[object, list[object]]) -> None:
         for records in batches.values():

@@ -44,6 +44,14 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation(
         "ListThingGroupsForThing", "GET", "/things/{thingName}/thing-groups", things_api.list_thing_groups_for_thing
     ),
+    Operation("UpdateThing", "PATCH", "/things/{thingName}", things_api.update_thing),
+    Operation("UpdateThingGroup", "PATCH", "/thing-groups/{thingGroupName}", things_api.update_thing_group),
+    Operation(
+        "UpdateThingGroupsForThing",
+        "PUT",
+        "/thing-groups/updateThingGroupsForThing",
+        things_api.update_thing_groups_for_thing,
+    ),
     Operation("DescribeEndpoint", "GET", "/endpoint", things_api.describe_endpoint),
     Operation("CreateJob", "PUT", "/jobs/{jobId}", jobs_api.create_job),
     Operation("DescribeJob", "GET", "/jobs/{jobId}", jobs_api.describe_job),

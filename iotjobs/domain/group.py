@@ -12,11 +12,13 @@ each of which streams its own members to the job.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from immutables import Map
 
+from iotjobs.domain.attributes import updated as updated_attributes
 from iotjobs.domain.decision import Context, Decision, Done, Send
 from iotjobs.domain.errors import DomainError, ErrorKind, check_version, invalid, not_found
 from iotjobs.domain.job import key_for as job_key
@@ -31,7 +33,7 @@ from iotjobs.domain.targets import (
     chunked,
     group_key,
 )
-from iotjobs.domain.thing import JoinGroup, LeaveGroup
+from iotjobs.domain.thing import MAX_GROUPS, JoinGroup, LeaveGroup
 from iotjobs.domain.thing import key_for as thing_key
 
 PREFIX = GROUP_PREFIX
@@ -94,6 +96,19 @@ class DeleteThingGroup:
     expected_version: int | None = None
 
 
+@dataclass(frozen=True)
+class UpdateThingGroup:
+    """UpdateThingGroup: the description and attributes of the group (aws-iot-jobs.md §3.4)."""
+
+    group_name: str
+    description: str | None = None
+    """None: the description stays as it is."""
+    attributes: dict[str, str] | None = None
+    """None: the attributes stay as they are; else merged or replacing, as `merge` says."""
+    merge: bool = False
+    expected_version: int | None = None
+
+
 # --- events -----------------------------------------------------------------------------------
 
 
@@ -114,6 +129,15 @@ class ThingGroupCreated:
 @dataclass(frozen=True)
 class ThingGroupDeleted:
     group_name: str
+
+
+@dataclass(frozen=True)
+class ThingGroupUpdated:
+    """The group's properties after UpdateThingGroup (its version moves on by one)."""
+
+    group_name: str
+    description: str | None
+    attributes: dict[str, str]
 
 
 @dataclass(frozen=True)
@@ -163,6 +187,13 @@ class ThingGroupReply:
     group_id: str
 
 
+@dataclass(frozen=True)
+class ThingGroupVersionReply:
+    """UpdateThingGroup's answer: the group's new version."""
+
+    version: int
+
+
 COMMANDS = (
     CreateThingGroup,
     AdoptChildGroup,
@@ -171,6 +202,7 @@ COMMANDS = (
     AddThingToThingGroup,
     RemoveThingFromThingGroup,
     DeleteThingGroup,
+    UpdateThingGroup,
     MemberJoined,
     MemberLeft,
     TargetGroup,
@@ -185,8 +217,9 @@ EVENTS = (
     GroupMemberRemoved,
     GroupJobAdded,
     GroupJobRemoved,
+    ThingGroupUpdated,
 )
-REPLIES = (ThingGroupReply, Done)
+REPLIES = (ThingGroupReply, ThingGroupVersionReply, Done)
 
 # --- state ------------------------------------------------------------------------------------
 
@@ -269,6 +302,10 @@ def evolve(state: GroupState, event: Any) -> GroupState:
             )
         case ThingGroupDeleted():
             return initial(key_for(state.name))  # the name may be used again
+        case ThingGroupUpdated():
+            return replace(
+                state, description=event.description, attributes=dict(event.attributes), version=state.version + 1
+            )
         case ChildGroupAdded():
             return replace(state, children=_with(state.children, event.child_name))
         case ChildGroupRemoved():
@@ -316,6 +353,8 @@ def _decide(state: GroupState, command: Any, ctx: Context) -> Decision:
             return Decision(sends=(Send(thing_key(command.thing_name), leave, True),))
         case DeleteThingGroup():
             return _delete(state, command)
+        case UpdateThingGroup():
+            return _update(state, command)
         case MemberJoined():
             return _member_joined(state, command)
         case MemberLeft():
@@ -420,6 +459,17 @@ def _delete(state: GroupState, command: DeleteThingGroup) -> Decision:
     return Decision(reply=Done(), events=(ThingGroupDeleted(state.name),), sends=tuple(sends))
 
 
+def _update(state: GroupState, command: UpdateThingGroup) -> Decision:
+    _require(state)
+    check_version(command.expected_version, state.version, f"thing group {state.name}")
+    description = state.description if command.description is None else command.description
+    attributes = state.attributes
+    if command.attributes is not None:
+        attributes = updated_attributes(state.attributes, command.attributes, command.merge)
+    event = ThingGroupUpdated(state.name, description, attributes)
+    return Decision(reply=ThingGroupVersionReply(state.version + 1), events=(event,))
+
+
 def _member_joined(state: GroupState, command: MemberJoined) -> Decision:
     if not state.exists:
         # The thing joined while the group was being deleted: it leaves again.
@@ -451,3 +501,47 @@ def _target(state: GroupState, command: TargetGroup) -> Decision:
         for child, path in zip(state.children, paths, strict=True)
     ]
     return Decision(events=events, sends=tuple(sends))
+
+
+# --- UpdateThingGroupsForThing ----------------------------------------------------------------
+
+
+def membership_changes(
+    thing_name: str, groups: Collection[str], to_add: list[str], to_remove: list[str]
+) -> list[AddThingToThingGroup | RemoveThingFromThingGroup]:
+    """UpdateThingGroupsForThing as the single membership operations it stands for, in order, given the
+    groups the thing is in (aws-iot-jobs.md §3.4, §6.9).
+
+    Joins go first, so a thing moving between two groups one job reaches (two children of its target group)
+    never leaves the job's reach and keeps its execution; only joins that would take the thing past
+    MAX_GROUPS wait until the removals have made room. Every named group gets its command, even one the
+    thing seems to be in (or out of) already: `groups` may be a moment old, and the thing decides.
+    """
+    adding = list(dict.fromkeys(to_add))
+    removing = list(dict.fromkeys(to_remove))
+    if both := sorted(set(adding) & set(removing)):
+        raise invalid(
+            f"thingGroupsToAdd and thingGroupsToRemove both name {', '.join(both)}: "
+            "name each thing group in one of them only"
+        )
+    current = set(groups)
+    after = (current | set(adding)) - set(removing)
+    if len(after) > MAX_GROUPS:
+        raise invalid(
+            f"thingGroupsToAdd would put thing {thing_name} in {len(after)} thing groups; "
+            f"a thing belongs to at most {MAX_GROUPS}"
+        )
+    room = MAX_GROUPS - len(current)
+    first = len(adding)
+    joining = 0
+    for index, name in enumerate(adding):
+        if name not in current:
+            if joining >= room:
+                first = index
+                break
+            joining += 1
+    return [
+        *(AddThingToThingGroup(thing_name, name) for name in adding[:first]),
+        *(RemoveThingFromThingGroup(thing_name, name) for name in removing),
+        *(AddThingToThingGroup(thing_name, name) for name in adding[first:]),
+    ]

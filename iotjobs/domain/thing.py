@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 
 from iotjobs.domain import validation as v
+from iotjobs.domain.attributes import updated as updated_attributes
 from iotjobs.domain.decision import Context, Decision, Done, Send, Timer
 from iotjobs.domain.errors import DomainError, ErrorKind, check_version, invalid, not_found
 from iotjobs.domain.execution import (
@@ -56,6 +57,20 @@ class DeleteThing:
     """Every pending execution is REMOVED, devices are refused, and the thing leaves its groups."""
 
     thing_name: str
+    expected_version: int | None = None
+
+
+@dataclass(frozen=True)
+class UpdateThing:
+    """UpdateThing: the thing type and attributes of the registry record (aws-iot-jobs.md §3.4)."""
+
+    thing_name: str
+    thing_type_name: str | None = None
+    """None: the thing type stays as it is (unless `remove_thing_type`)."""
+    remove_thing_type: bool = False
+    attributes: dict[str, str] | None = None
+    """None: the attributes stay as they are; else merged or replacing, as `merge` says."""
+    merge: bool = False
     expected_version: int | None = None
 
 
@@ -184,6 +199,15 @@ class ThingDeleted:
 
 
 @dataclass(frozen=True)
+class ThingUpdated:
+    """The registry record after UpdateThing (its version moves on by one)."""
+
+    thing_name: str
+    thing_type_name: str | None
+    attributes: dict[str, str]
+
+
+@dataclass(frozen=True)
 class ThingAddedToThingGroup:
     thing_name: str
     group_name: str
@@ -290,6 +314,7 @@ class NotifyNext:
 COMMANDS = (
     CreateThing,
     DeleteThing,
+    UpdateThing,
     JoinGroup,
     LeaveGroup,
     QueueExecution,
@@ -310,6 +335,7 @@ EVENTS = (
     ThingDeleted,
     ThingAddedToThingGroup,
     ThingRemovedFromThingGroup,
+    ThingUpdated,
 )
 REPLIES = (ThingCreatedReply, PendingReply, ExecutionReply, UpdateReply)
 MAX_GROUPS = 10
@@ -335,7 +361,7 @@ class ThingState:
     thing_type_name: str | None = None
     attributes: dict[str, str] = field(default_factory=dict)
     version: int = 0
-    """The registry version: 1 when created, one more on each group it joins or leaves."""
+    """The registry version: 1 when created, one more on each update and each group it joins or leaves."""
     groups: dict[str, list[str]] = field(default_factory=dict)
     """The groups it is in, each with its ancestors (root first)."""
     past: dict[str, dict[str, str]] = field(default_factory=dict)
@@ -423,6 +449,13 @@ def evolve(state: ThingState, event: Any) -> ThingState:
             )
         case ThingDeleted():
             return replace(state, thing_id=None, deleted=True, attributes={}, thing_type_name=None, groups={})
+        case ThingUpdated():
+            return replace(
+                state,
+                thing_type_name=event.thing_type_name,
+                attributes=dict(event.attributes),
+                version=state.version + 1,
+            )
         case ThingAddedToThingGroup():
             groups = {**state.groups, event.group_name: list(event.ancestors)}
             return replace(state, groups=groups, version=state.version + 1)
@@ -525,6 +558,8 @@ def _decide(state: ThingState, command: Any, ctx: Context) -> tuple[list[Any], A
             return _create(state, command)
         case DeleteThing():
             return _delete_thing(state, command, ctx), Done()
+        case UpdateThing():
+            return _update_thing(state, command), Done()
         case JoinGroup():
             return _join(state, command), Done()
         case LeaveGroup():
@@ -622,6 +657,18 @@ def _delete_thing(state: ThingState, command: DeleteThing, ctx: Context) -> list
     check_version(command.expected_version, state.version, f"thing {state.name}")
     events: list[Any] = [_changed(e, ctx, "thing-deleted", status=REMOVED) for e in state.pending()]
     return [*events, ThingDeleted(state.name)]
+
+
+def _update_thing(state: ThingState, command: UpdateThing) -> list[Any]:
+    if command.remove_thing_type and command.thing_type_name is not None:
+        raise invalid("thingTypeName and removeThingType=true cannot be given together: set a thing type or remove it")
+    _require_thing(state)
+    check_version(command.expected_version, state.version, f"thing {state.name}")
+    type_name = None if command.remove_thing_type else command.thing_type_name or state.thing_type_name
+    attributes = state.attributes
+    if command.attributes is not None:
+        attributes = updated_attributes(state.attributes, command.attributes, command.merge)
+    return [ThingUpdated(state.name, type_name, attributes)]
 
 
 def _join(state: ThingState, command: JoinGroup) -> list[Any]:

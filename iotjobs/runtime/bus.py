@@ -31,13 +31,38 @@ class ReplyTimeout(Exception):
 
 
 @dataclass
-class _Effects:
-    """What a traced write has caused so far: decisions still to report, and where their events are."""
+class Effects:
+    """What a traced write has caused so far: decisions still to report, and where their events are.
+
+    Every decision reports its step of the trace (the write itself is "", the i-th command a step caused
+    is `{step}.{i}`) and how many commands it caused. A report can overtake its cause's (a command and a
+    report travel different ways: a topic, or memory): it waits until that one is counted, so the count
+    of decisions outstanding never reaches zero while one is still on its way. A step reported again
+    (a command sent again after an owner's restart) counts once."""
 
     outstanding: int = 1
     reports: int = 0
     positions: Positions = field(default_factory=dict)
     settled: asyncio.Event = field(default_factory=asyncio.Event)
+    counted: set[str] = field(default_factory=set)
+    early: dict[str, list[tuple[str, Positions, int]]] = field(default_factory=dict)
+    """Reports that came before their cause's, by the step they wait for."""
+
+    def report(self, step: str, positions: Positions, caused: int) -> None:
+        cause = step.rpartition(".")[0]
+        if step and cause not in self.counted:
+            self.early.setdefault(cause, []).append((step, positions, caused))
+            return
+        ready = [(step, positions, caused)]
+        while ready:
+            step, positions, caused = ready.pop()
+            if step in self.counted:
+                continue
+            self.counted.add(step)
+            self.outstanding += caused - 1
+            self.reports += 1
+            self.positions = merge_positions(self.positions, positions)
+            ready.extend(self.early.pop(step, []))
 
 
 class CommandBus:
@@ -55,7 +80,7 @@ class CommandBus:
         )
         self._replies: AIOKafkaConsumer | None = None
         self._waiting: dict[str, asyncio.Future[tuple[Any, Positions]]] = {}
-        self._effects: dict[str, _Effects] = {}
+        self._effects: dict[str, Effects] = {}
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -117,7 +142,7 @@ class CommandBus:
         trace = None
         if effects:
             trace = {"instance": self.instance, "id": correlation}
-            self._effects[correlation] = _Effects()
+            self._effects[correlation] = Effects()
         try:
             async with asyncio.timeout_at(deadline):
                 try:
@@ -153,13 +178,11 @@ class CommandBus:
             self._effects.pop(correlation, None)
         return effects.positions
 
-    def progress(self, trace: str, positions: Positions, caused: int) -> None:
+    def progress(self, trace: str, positions: Positions, caused: int, step: str = "") -> None:
         effects = self._effects.get(trace)
         if effects is None:
             return
-        effects.outstanding += caused - 1
-        effects.reports += 1
-        effects.positions = merge_positions(effects.positions, positions)
+        effects.report(step, positions, caused)
         if effects.outstanding <= 0 or effects.reports >= self.settings.consistency_max_things:
             effects.settled.set()
 
@@ -189,7 +212,8 @@ class CommandBus:
                     try:
                         envelope = orjson.loads(record.value)
                         if "progress" in envelope:
-                            self.progress(envelope["progress"], envelope["positions"], envelope["caused"])
+                            step = envelope.get("step", "")
+                            self.progress(envelope["progress"], envelope["positions"], envelope["caused"], step)
                             continue
                         self.resolve(envelope["correlation"], from_message(envelope), envelope.get("positions") or {})
                     except Exception:

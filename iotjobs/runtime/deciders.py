@@ -99,7 +99,7 @@ class ReplyRouter(Protocol):
 
     def resolve(self, correlation: str, reply: Any, positions: Positions) -> None: ...
 
-    def progress(self, trace: str, positions: Positions, caused: int) -> None: ...
+    def progress(self, trace: str, positions: Positions, caused: int, step: str = "") -> None: ...
 
     def fail(self, correlation: str, error: Exception) -> None: ...
 
@@ -819,10 +819,11 @@ class DeciderRuntime:
             await self._producer.send(self.topics.replies, value, key=reply_to["instance"].encode())
 
     async def _report(self, trace: dict[str, Any], positions: Positions, caused: int) -> None:
+        step = trace.get("step", "")
         if self.replies is not None and trace.get("instance") == self.replies.instance:
-            self.replies.progress(trace["id"], positions, caused)
+            self.replies.progress(trace["id"], positions, caused, step)
             return
-        value = orjson.dumps({"progress": trace["id"], "positions": positions, "caused": caused})
+        value = orjson.dumps({"progress": trace["id"], "positions": positions, "caused": caused, "step": step})
         with contextlib.suppress(Exception):  # the writer stops waiting at its timeout
             await self._producer.send(self.topics.replies, value, key=trace["instance"].encode())
 
@@ -1102,10 +1103,17 @@ def _outbox(step: _Step) -> list[dict[str, Any]]:
             "key": send.key,
             "command": _message(send.command),
             "reply_to": request.reply_to if send.forward_reply else None,
-            "trace": request.trace,
+            "trace": _caused_step(request.trace, index),
         }
-        for send in step.decision.sends
+        for index, send in enumerate(step.decision.sends)
     ]
+
+
+def _caused_step(trace: dict[str, Any] | None, index: int) -> dict[str, Any] | None:
+    """The trace a caused command carries on: its own step, so that its report names its cause (bus.Effects)."""
+    if trace is None:
+        return None
+    return {**trace, "step": f"{trace.get('step', '')}.{index}"}
 
 
 def _outbox_chunks(entries: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:

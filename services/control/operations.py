@@ -44,6 +44,14 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation(
         "ListThingGroupsForThing", "GET", "/things/{thingName}/thing-groups", things_api.list_thing_groups_for_thing
     ),
+    Operation("UpdateThing", "PATCH", "/things/{thingName}", things_api.update_thing),
+    Operation("UpdateThingGroup", "PATCH", "/thing-groups/{thingGroupName}", things_api.update_thing_group),
+    Operation(
+        "UpdateThingGroupsForThing",
+        "PUT",
+        "/thing-groups/updateThingGroupsForThing",
+        things_api.update_thing_groups_for_thing,
+    ),
     Operation("DescribeEndpoint", "GET", "/endpoint", things_api.describe_endpoint),
     Operation("UpdateEventConfigurations", "PATCH", "/event-configurations", events_api.update_event_configurations),
     Operation("DescribeEventConfigurations", "GET", "/event-configurations", events_api.describe_event_configurations),

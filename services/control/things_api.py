@@ -38,6 +38,28 @@ def _attributes(payload: Any, member: str) -> dict[str, str]:
     return dict(attributes)
 
 
+def _attribute_changes(payload: Any, member: str) -> tuple[dict[str, str] | None, bool]:
+    """An update's attributePayload: the attributes it sets (None: it leaves them as they are) and whether
+    they are merged with the stored ones rather than replace them."""
+    if payload is None:
+        return None, False
+    if not isinstance(payload, dict):
+        raise invalid(f"{member} must be an object")
+    merge = payload.get("merge")
+    if merge is not None and not isinstance(merge, bool):
+        raise invalid(f"{member}.merge must be true or false")
+    if payload.get("attributes") is None:
+        return None, bool(merge)
+    return _attributes(payload, member), bool(merge)
+
+
+def _description(properties: dict[str, Any]) -> str | None:
+    description: str | None = optional(properties, "thingGroupDescription", str, "a string")
+    if description is not None and (len(description) > 2028 or not all(" " <= ch <= "~" for ch in description)):
+        raise invalid("thingGroupDescription must be at most 2028 printable ASCII characters")
+    return description
+
+
 async def create_thing(request: web.Request) -> web.Response:
     ctl = control(request)
     name = v.check_thing_name(request.match_info["thingName"])
@@ -74,6 +96,27 @@ async def describe_thing(request: web.Request) -> web.Response:
     return json_response(result)
 
 
+async def update_thing(request: web.Request) -> web.Response:
+    ctl = control(request)
+    name = v.check_thing_name(request.match_info["thingName"])
+    body = await json_body(request)
+    # Thing types are not modelled: any well-formed name is taken, as CreateThing takes it.
+    type_name = optional(body, "thingTypeName", str, "a string")
+    if type_name is not None:
+        v.check_name("thingTypeName", type_name, v.THING_NAME, 128)
+    attributes, merge = _attribute_changes(body.get("attributePayload"), "attributePayload")
+    command = thing.UpdateThing(
+        thing_name=name,
+        thing_type_name=type_name,
+        remove_thing_type=optional(body, "removeThingType", bool, "true or false") or False,
+        attributes=attributes,
+        merge=merge,
+        expected_version=optional(body, "expectedVersion", int, "an integer"),
+    )
+    await ctl.write(thing.key_for(name), command)
+    return json_response({})
+
+
 async def create_thing_group(request: web.Request) -> web.Response:
     ctl = control(request)
     name = v.check_group_name(request.match_info["thingGroupName"])
@@ -82,14 +125,11 @@ async def create_thing_group(request: web.Request) -> web.Response:
     if parent is not None:
         v.check_group_name(parent, "parentGroupName")
     props = optional(body, "thingGroupProperties", dict, "an object") or {}
-    description = optional(props, "thingGroupDescription", str, "a string")
-    if description is not None and (len(description) > 2028 or not all(" " <= ch <= "~" for ch in description)):
-        raise invalid("thingGroupDescription must be at most 2028 printable ASCII characters")
     command = group.CreateThingGroup(
         group_name=name,
         group_id=str(uuid.uuid4()),
         parent_group_name=parent,
-        description=description,
+        description=_description(props),
         attributes=_attributes(props.get("attributePayload"), "thingGroupProperties.attributePayload"),
     )
     reply = await ctl.write(group.key_for(name), command)
@@ -115,12 +155,63 @@ def _name_or_arn(body: dict[str, Any], name_member: str, arn_member: str, prefix
     return v.check_name(name_member, name, v.THING_NAME, 128)
 
 
+async def update_thing_group(request: web.Request) -> web.Response:
+    ctl = control(request)
+    name = v.check_group_name(request.match_info["thingGroupName"])
+    body = await json_body(request)
+    props = optional(body, "thingGroupProperties", dict, "an object")
+    if props is None:
+        raise invalid("thingGroupProperties is required")
+    attributes, merge = _attribute_changes(props.get("attributePayload"), "thingGroupProperties.attributePayload")
+    command = group.UpdateThingGroup(
+        group_name=name,
+        description=_description(props),
+        attributes=attributes,
+        merge=merge,
+        expected_version=optional(body, "expectedVersion", int, "an integer"),
+    )
+    reply = await ctl.write(group.key_for(name), command)
+    return json_response({"version": reply.version})
+
+
 async def add_thing_to_thing_group(request: web.Request) -> web.Response:
     ctl = control(request)
     body = await json_body(request)
     group_name = _name_or_arn(body, "thingGroupName", "thingGroupArn", "thinggroup")
     thing_name = _name_or_arn(body, "thingName", "thingArn", "thing")
     await ctl.write(group.key_for(group_name), group.AddThingToThingGroup(thing_name, group_name))
+    return json_response({})
+
+
+def _group_list(body: dict[str, Any], member: str) -> list[str]:
+    names = optional(body, member, list, "a list of thing group names") or []
+    return [v.check_group_name(name, f"{member}[{i}]") for i, name in enumerate(names)]
+
+
+async def update_thing_groups_for_thing(request: web.Request) -> web.Response:
+    """The single AddThingToThingGroup and RemoveThingFromThingGroup writes, one after the other, each
+    answered once its effects are readable (group.membership_changes gives their order). The thing and
+    every named group are looked up first, so a request naming a missing one changes nothing; a change
+    made meanwhile by another request can still stop it part way, as it would a series of single calls."""
+    ctl = control(request)
+    body = await json_body(request)
+    thing_name = optional(body, "thingName", str, "a string")
+    if thing_name is None:
+        raise invalid("thingName is required")
+    v.check_thing_name(thing_name)
+    to_add = _group_list(body, "thingGroupsToAdd")
+    to_remove = _group_list(body, "thingGroupsToRemove")
+    current = await ctl.pool.fetch("SELECT group_name FROM thing_group_members WHERE thing_name = $1", thing_name)
+    changes = group.membership_changes(thing_name, [r["group_name"] for r in current], to_add, to_remove)
+    if not await ctl.pool.fetchval("SELECT 1 FROM things WHERE thing_name = $1", thing_name):
+        raise not_found(f"Thing {thing_name} does not exist")
+    named = list(dict.fromkeys([*to_add, *to_remove]))
+    rows = await ctl.pool.fetch("SELECT group_name FROM thing_groups WHERE group_name = ANY($1::text[])", named)
+    found = {r["group_name"] for r in rows}
+    if missing := [name for name in named if name not in found]:
+        raise not_found(f"Thing group {missing[0]} does not exist")
+    for change in changes:
+        await ctl.write(group.key_for(change.group_name), change)
     return json_response({})
 
 

@@ -43,6 +43,24 @@ async def apply(conn: Executor, event: Any, seq: int) -> None:
                 event.created_at,
                 seq,
             )
+        case thing.ThingUpdated():
+            await conn.execute(
+                """UPDATE things SET thing_type_name = $2, attributes = $3, version = version + 1, seq = $4
+                   WHERE thing_name = $1 AND seq < $4""",
+                event.thing_name,
+                event.thing_type_name,
+                event.attributes,
+                seq,
+            )
+        case group.ThingGroupUpdated():
+            await conn.execute(
+                """UPDATE thing_groups SET description = $2, attributes = $3, version = version + 1, seq = $4
+                   WHERE group_name = $1 AND seq < $4""",
+                event.group_name,
+                event.description,
+                event.attributes,
+                seq,
+            )
         case thing.ThingAddedToThingGroup():
             await conn.execute(
                 """INSERT INTO thing_group_members (group_name, thing_name, seq) VALUES ($1, $2, $3)

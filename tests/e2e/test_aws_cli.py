@@ -190,6 +190,42 @@ def test_describe_thing_group_and_list_things(stack: Stack) -> None:
     assert "(ResourceNotFoundException) when calling the DescribeThingGroup operation" in missing.stderr
 
 
+def test_cli_update_thing_thing_group_and_groups_for_thing(stack: Stack) -> None:
+    iot = iot_client(stack)
+    thing, first, second = unique("cli-upd"), unique("cli-ug"), unique("cli-ug")
+    iot.create_thing(thingName=thing, attributePayload={"attributes": {"a": "1", "b": "2"}})
+    for group in (first, second):
+        iot.create_thing_group(thingGroupName=group)
+    iot.add_thing_to_thing_group(thingGroupName=first, thingName=thing)
+    payload = '{"attributes": {"a": "9", "b": ""}, "merge": true}'
+    properties = '{"thingGroupDescription": "d"}'
+    updates = (
+        ["update-thing", "--thing-name", thing, "--attribute-payload", payload, "--expected-version", "2"],
+        ["update-thing-group", "--thing-group-name", first, "--thing-group-properties", properties],
+        [
+            "update-thing-groups-for-thing",
+            "--thing-name",
+            thing,
+            "--thing-groups-to-add",
+            second,
+            "--thing-groups-to-remove",
+            first,
+        ],
+    )
+    answers = [aws(stack, "iot", *args) for args in updates]
+    assert ok(answers[0]) is None
+    assert ok(answers[1]) == {"version": 2}
+    assert ok(answers[2]) is None
+    described = iot.describe_thing(thingName=thing)
+    assert (described["attributes"], described["version"]) == ({"a": "9"}, 5)
+    assert [g["groupName"] for g in iot.list_thing_groups_for_thing(thingName=thing)["thingGroups"]] == [second]
+    assert iot.describe_thing_group(thingGroupName=first)["thingGroupProperties"]["thingGroupDescription"] == "d"
+
+    stale = aws(stack, "iot", "update-thing", "--thing-name", thing, "--expected-version", "2")
+    assert stale.returncode == 255
+    assert "(VersionConflictException) when calling the UpdateThing operation" in stale.stderr
+
+
 # --- every command of the spec's CLI sections (jobs-api.md "[ CLI (n) ]") ----------------------
 #
 # Each CLI call costs about a second of interpreter start-up, so state is set up with boto3 where the

@@ -111,6 +111,27 @@ def test_membership_changes_reach_a_continuous_job_at_once(strict_stack: Stack) 
     assert _status(iot, job, joiner) == "REMOVED"
 
 
+def test_registry_updates_are_readable_at_once(strict_stack: Stack) -> None:
+    iot = iot_client(strict_stack)
+    thing, group = unique("c-upd"), unique("c-upd-group")
+    iot.create_thing(thingName=thing)
+    iot.create_thing_group(thingGroupName=group)
+    iot.update_thing(thingName=thing, thingTypeName="sensor", attributePayload={"attributes": {"a": "1"}})
+    described = iot.describe_thing(thingName=thing)
+    assert (described["attributes"], described["thingTypeName"], described["version"]) == ({"a": "1"}, "sensor", 2)
+    iot.update_thing_group(thingGroupName=group, thingGroupProperties={"thingGroupDescription": "now"})
+    described = iot.describe_thing_group(thingGroupName=group)
+    assert (described["version"], described["thingGroupProperties"]["thingGroupDescription"]) == (2, "now")
+
+    job = unique("c-continuous")
+    iot.create_job(jobId=job, targets=[group_arn(group)], document="{}", targetSelection="CONTINUOUS")
+    iot.update_thing_groups_for_thing(thingName=thing, thingGroupsToAdd=[group])
+    assert _status(iot, job, thing) == "QUEUED"
+    iot.update_thing_groups_for_thing(thingName=thing, thingGroupsToRemove=[group])
+    assert _status(iot, job, thing) == "REMOVED"
+    assert iot.list_thing_groups_for_thing(thingName=thing)["thingGroups"] == []
+
+
 @pytest.fixture(scope="module")
 async def eventual_stack(servers: Servers) -> AsyncIterator[Stack]:
     async with running(servers, consistency="eventual", projection_delay_max_seconds=DELAY) as stack:

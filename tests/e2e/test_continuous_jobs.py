@@ -102,3 +102,64 @@ async def test_associate_targets_needs_a_continuous_job_in_progress(stack: Stack
     await _call(iot.create_job, jobId=job, targets=[thing_arn(thing)], document="{}")
     with pytest.raises(iot.exceptions.InvalidRequestException, match="CONTINUOUS"):
         await _call(iot.associate_targets_with_job, jobId=job, targets=[thing_arn(thing)])
+
+
+async def test_update_thing_groups_for_thing_moves_a_thing_between_continuous_jobs(stack: Stack) -> None:
+    """Added to two groups and removed from a third, each followed by a CONTINUOUS job: the thing gets the
+    added groups' jobs at once; the removed group's job is REMOVED unless another of its targets reaches it."""
+    iot = iot_client(stack)
+    leaving, joining, also = unique("u-from"), unique("u-to"), unique("u-to")
+    thing = unique("u-mover")
+    for group in (leaving, joining, also):
+        await _call(iot.create_thing_group, thingGroupName=group)
+    await _call(iot.create_thing, thingName=thing)
+    await _call(iot.add_thing_to_thing_group, thingGroupName=leaving, thingName=thing)
+    jobs = {name: unique(f"u-{name}") for name in ("leaving", "joining", "also", "both")}
+    for name, targets in (
+        ("leaving", [leaving]),
+        ("joining", [joining]),
+        ("also", [also]),
+        ("both", [leaving, joining]),
+    ):
+        await _call(
+            iot.create_job,
+            jobId=jobs[name],
+            targets=[group_arn(g) for g in targets],
+            document="{}",
+            targetSelection="CONTINUOUS",
+        )
+
+    async def statuses() -> dict[str, tuple[str, int]]:
+        listed = await _call(iot.list_job_executions_for_thing, thingName=thing)
+        by_job = {job: name for name, job in jobs.items()}
+        return {
+            by_job[e["jobId"]]: (e["jobExecutionSummary"]["status"], e["jobExecutionSummary"]["executionNumber"])
+            for e in listed["executionSummaries"]
+        }
+
+    before = {"leaving": ("QUEUED", 1), "both": ("QUEUED", 1)}
+
+    async def released() -> bool:
+        return await statuses() == before
+
+    await until(released, what="the executions of the jobs targeting the thing's first group")
+
+    await _call(
+        iot.update_thing_groups_for_thing,
+        thingName=thing,
+        thingGroupsToAdd=[joining, also],
+        thingGroupsToRemove=[leaving],
+    )
+    # Strict consistency: every effect is readable once the call answers.
+    assert await statuses() == {
+        "leaving": ("REMOVED", 1),
+        "joining": ("QUEUED", 1),
+        "also": ("QUEUED", 1),
+        "both": ("QUEUED", 1),  # still reached, through the group it joined: the same execution
+    }
+    removed = (await _call(iot.describe_job, jobId=jobs["leaving"]))["job"]
+    assert (removed["status"], removed["jobProcessDetails"]["numberOfRemovedThings"]) == ("IN_PROGRESS", 1)
+
+    # Back again: the removed group's job runs once more, with the next execution number.
+    await _call(iot.update_thing_groups_for_thing, thingName=thing, thingGroupsToAdd=[leaving])
+    assert (await statuses())["leaving"] == ("QUEUED", 2)

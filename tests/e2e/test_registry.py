@@ -362,6 +362,254 @@ def test_membership_errors(stack: Stack) -> None:
         assert code == "InvalidRequestException", kwargs
 
 
+# --- UpdateThing -------------------------------------------------------------------------------
+
+
+def _record(iot: Any, thing: str) -> tuple[dict[str, str], str | None, int]:
+    described = iot.describe_thing(thingName=thing)
+    return described["attributes"], described.get("thingTypeName"), described["version"]
+
+
+def _names(things: list[dict[str, Any]]) -> list[str]:
+    return [t["thingName"] for t in things]
+
+
+def test_update_thing_merges_replaces_and_removes_attributes_and_sets_the_thing_type(stack: Stack) -> None:
+    iot = iot_client(stack)
+    thing, batch = unique("upd"), unique("ub")
+    start = {"site": "a", "rack": "3", "batch": batch}
+    iot.create_thing(thingName=thing, thingTypeName="sensor", attributePayload={"attributes": start})
+
+    merged = {"attributes": {"site": "b", "rack": "", "new": "1"}, "merge": True}
+    assert iot.update_thing(thingName=thing, attributePayload=merged)["ResponseMetadata"]["HTTPStatusCode"] == 200
+    attributes = {"site": "b", "batch": batch, "new": "1"}
+    assert _record(iot, thing) == (attributes, "sensor", 2)
+    listed = iot.list_things(attributeName="batch", attributeValue=batch)["things"]
+    assert listed == [
+        {
+            "thingName": thing,
+            "thingArn": thing_arn(thing),
+            "thingTypeName": "sensor",
+            "attributes": attributes,
+            "version": 2,
+        }
+    ]
+    assert thing not in _names(iot.list_things(attributeName="rack")["things"])
+
+    # Without merge the given attributes replace them all; an empty value is no attribute.
+    iot.update_thing(thingName=thing, attributePayload={"attributes": {"batch": batch, "only": "x", "gone": ""}})
+    assert _record(iot, thing) == ({"batch": batch, "only": "x"}, "sensor", 3)
+    assert thing not in _names(iot.list_things(attributeName="site", attributeValue="b")["things"])
+
+    # A thing type given alone leaves the attributes as they are; removeThingType takes the type away.
+    iot.update_thing(thingName=thing, thingTypeName="gateway")
+    assert _record(iot, thing) == ({"batch": batch, "only": "x"}, "gateway", 4)
+    assert thing in _names(iot.list_things(thingTypeName="gateway")["things"])
+    assert thing not in _names(iot.list_things(thingTypeName="sensor")["things"])
+    iot.update_thing(thingName=thing, removeThingType=True)
+    assert _record(iot, thing) == ({"batch": batch, "only": "x"}, None, 5)
+    assert "thingTypeName" not in iot.list_things(attributeName="batch", attributeValue=batch)["things"][0]
+
+    iot.update_thing(thingName=thing, attributePayload={"attributes": {}})
+    assert _record(iot, thing) == ({}, None, 6)
+
+
+def test_update_thing_checks_the_expected_version_and_its_input(stack: Stack) -> None:
+    iot = iot_client(stack)
+    thing = unique("upv")
+    iot.create_thing(thingName=thing, attributePayload={"attributes": {"a": "1"}})
+
+    code, message = error_of(
+        iot.update_thing, thingName=thing, expectedVersion=2, attributePayload={"attributes": {"a": "2"}}
+    )
+    assert code == "VersionConflictException"
+    assert message == f"expectedVersion 2 does not match the current version 1 of thing {thing}"
+    assert _record(iot, thing) == ({"a": "1"}, None, 1)
+    iot.update_thing(thingName=thing, expectedVersion=1, attributePayload={"attributes": {"b": "2"}, "merge": True})
+    assert _record(iot, thing) == ({"a": "1", "b": "2"}, None, 2)
+
+    missing = unique("nope")
+    code, message = error_of(iot.update_thing, thingName=missing, attributePayload={"attributes": {"a": "1"}})
+    assert (code, message) == ("ResourceNotFoundException", f"Thing {missing} does not exist")
+    for kwargs, needle in (
+        ({"thingTypeName": "sensor", "removeThingType": True}, "removeThingType"),
+        ({"thingTypeName": "bad type"}, "thingTypeName"),
+        ({"attributePayload": {"attributes": {"bad name": "x"}}}, "attributePayload.attributes key"),
+        ({"attributePayload": {"attributes": {"a": "bad value"}}}, "attributePayload.attributes.a"),
+        ({"attributePayload": {"attributes": {"a": "x" * 801}}}, "attributePayload.attributes.a"),
+    ):
+        code, message = error_of(iot.update_thing, thingName=thing, **kwargs)
+        assert (code, needle in message) == ("InvalidRequestException", True), (kwargs, message)
+    code, message = error_of(iot.update_thing, thingName="bad name")
+    assert code == "InvalidRequestException" and "thingName" in message
+    assert _record(iot, thing) == ({"a": "1", "b": "2"}, None, 2)
+
+
+# --- UpdateThingGroup ----------------------------------------------------------------------------
+
+
+def test_update_thing_group(stack: Stack) -> None:
+    iot = iot_client(stack)
+    root, child, _grandchild, sibling = _tree(iot)
+    thing = unique("ugm")
+    iot.create_thing(thingName=thing)
+    iot.add_thing_to_thing_group(thingGroupName=root, thingName=thing)
+
+    properties = {
+        "thingGroupDescription": "renamed",
+        "attributePayload": {"attributes": {"n": "1", "k": ""}, "merge": True},
+    }
+    assert iot.update_thing_group(thingGroupName=root, thingGroupProperties=properties)["version"] == 2
+    described = iot.describe_thing_group(thingGroupName=root)
+    assert described["version"] == 2
+    assert described["thingGroupProperties"] == {
+        "thingGroupDescription": "renamed",
+        "attributePayload": {"attributes": {"n": "1"}},
+    }
+
+    # Without merge the attributes are replaced; a description not given stays as it is.
+    replaced = {"attributePayload": {"attributes": {"z": "9"}}}
+    answer = iot.update_thing_group(thingGroupName=root, thingGroupProperties=replaced, expectedVersion=2)
+    assert answer["version"] == 3
+    described = iot.describe_thing_group(thingGroupName=root)
+    assert (described["version"], described["thingGroupProperties"]) == (
+        3,
+        {"thingGroupDescription": "renamed", "attributePayload": {"attributes": {"z": "9"}}},
+    )
+    # Its place, members and children are untouched.
+    assert iot.list_things_in_thing_group(thingGroupName=root)["things"] == [thing]
+    children = iot.list_thing_groups(parentGroup=root, recursive=False)["thingGroups"]
+    assert [g["groupName"] for g in children] == [child, sibling]
+    assert iot.describe_thing_group(thingGroupName=child)["thingGroupMetadata"]["parentGroupName"] == root
+
+    code, message = error_of(
+        iot.update_thing_group,
+        thingGroupName=root,
+        thingGroupProperties={"thingGroupDescription": "late"},
+        expectedVersion=2,
+    )
+    assert code == "VersionConflictException"
+    assert message == f"expectedVersion 2 does not match the current version 3 of thing group {root}"
+    assert iot.describe_thing_group(thingGroupName=root)["thingGroupProperties"]["thingGroupDescription"] == "renamed"
+    code, _ = error_of(iot.delete_thing_group, thingGroupName=child, expectedVersion=2)
+    assert code == "VersionConflictException"
+
+    missing = unique("nope")
+    code, message = error_of(
+        iot.update_thing_group, thingGroupName=missing, thingGroupProperties={"thingGroupDescription": "x"}
+    )
+    assert (code, message) == ("ResourceNotFoundException", f"Thing group {missing} does not exist")
+    for properties, needle in (
+        ({"thingGroupDescription": "bell\u0007"}, "thingGroupProperties.thingGroupDescription"),
+        ({"attributePayload": {"attributes": {"bad name": "x"}}}, "thingGroupProperties.attributePayload"),
+    ):
+        code, message = error_of(iot.update_thing_group, thingGroupName=root, thingGroupProperties=properties)
+        assert (code, needle in message) == ("InvalidRequestException", True), (properties, message)
+    assert iot.describe_thing_group(thingGroupName=root)["version"] == 3
+
+
+# --- UpdateThingGroupsForThing -------------------------------------------------------------------
+
+
+def _groups_of(iot: Any, thing: str) -> list[str]:
+    return [g["groupName"] for g in iot.list_thing_groups_for_thing(thingName=thing)["thingGroups"]]
+
+
+def test_update_thing_groups_for_thing(stack: Stack) -> None:
+    iot = iot_client(stack)
+    thing = unique("ugt")
+    first, second, third = sorted(unique("ug") for _ in range(3))
+    iot.create_thing(thingName=thing)
+    for group in (first, second, third):
+        iot.create_thing_group(thingGroupName=group)
+    iot.add_thing_to_thing_group(thingGroupName=first, thingName=thing)
+
+    iot.update_thing_groups_for_thing(thingName=thing, thingGroupsToAdd=[second, third], thingGroupsToRemove=[first])
+    assert _groups_of(iot, thing) == [second, third]
+    assert iot.list_things_in_thing_group(thingGroupName=first)["things"] == []
+    assert iot.list_things_in_thing_group(thingGroupName=third)["things"] == [thing]
+    assert iot.describe_thing(thingName=thing)["version"] == 5  # created, one add, two adds and a removal
+
+    # Groups it is already in (or not in) change nothing; neither does a request naming no group.
+    iot.update_thing_groups_for_thing(thingName=thing, thingGroupsToAdd=[second], thingGroupsToRemove=[first])
+    iot.update_thing_groups_for_thing(thingName=thing)
+    assert (_groups_of(iot, thing), iot.describe_thing(thingName=thing)["version"]) == ([second, third], 5)
+
+
+def test_update_thing_groups_for_thing_refuses_bad_input_and_changes_nothing(stack: Stack) -> None:
+    iot = iot_client(stack)
+    thing, kept, other = unique("ugr"), unique("ug"), unique("ug")
+    iot.create_thing(thingName=thing)
+    iot.create_thing_group(thingGroupName=kept)
+    iot.create_thing_group(thingGroupName=other)
+    iot.add_thing_to_thing_group(thingGroupName=kept, thingName=thing)
+    missing_thing, missing_group = unique("nope"), unique("nope")
+
+    for kwargs, error, needle in (
+        ({"thingName": missing_thing, "thingGroupsToAdd": [other]}, "ResourceNotFoundException", missing_thing),
+        (
+            {"thingName": thing, "thingGroupsToAdd": [other, missing_group], "thingGroupsToRemove": [kept]},
+            "ResourceNotFoundException",
+            f"Thing group {missing_group} does not exist",
+        ),
+        (
+            {"thingName": thing, "thingGroupsToRemove": [kept, missing_group]},
+            "ResourceNotFoundException",
+            f"Thing group {missing_group} does not exist",
+        ),
+        (
+            {"thingName": thing, "thingGroupsToAdd": [other], "thingGroupsToRemove": [other, kept]},
+            "InvalidRequestException",
+            f"thingGroupsToAdd and thingGroupsToRemove both name {other}",
+        ),
+        (
+            {"thingName": thing, "thingGroupsToAdd": [other, "bad name"]},
+            "InvalidRequestException",
+            "thingGroupsToAdd[1] 'bad name'",
+        ),
+        (
+            {"thingName": thing, "thingGroupsToRemove": ["x" * 129]},
+            "InvalidRequestException",
+            "thingGroupsToRemove[0] must have at most 128 characters",
+        ),
+        ({"thingName": "bad name", "thingGroupsToAdd": [other]}, "InvalidRequestException", "thingName"),
+        ({"thingGroupsToAdd": [other]}, "InvalidRequestException", "thingName is required"),
+    ):
+        code, message = error_of(iot.update_thing_groups_for_thing, **kwargs)
+        assert (code, needle in message) == (error, True), (kwargs, code, message)
+    assert (_groups_of(iot, thing), iot.describe_thing(thingName=thing)["version"]) == ([kept], 2)
+
+
+def test_update_thing_groups_for_thing_keeps_a_thing_within_ten_groups(stack: Stack) -> None:
+    iot = iot_client(stack)
+    thing = unique("ugl")
+    groups = sorted(unique("ugl") for _ in range(12))
+    iot.create_thing(thingName=thing)
+    for group in groups:
+        iot.create_thing_group(thingGroupName=group)
+    iot.update_thing_groups_for_thing(thingName=thing, thingGroupsToAdd=groups[:9])
+    assert _groups_of(iot, thing) == groups[:9]
+
+    code, message = error_of(iot.update_thing_groups_for_thing, thingName=thing, thingGroupsToAdd=groups[9:11])
+    assert code == "InvalidRequestException"
+    assert message == f"thingGroupsToAdd would put thing {thing} in 11 thing groups; a thing belongs to at most 10"
+    assert _groups_of(iot, thing) == groups[:9]
+
+    # Two in, one out: ten. At ten, a swap works (the removal makes room first); one more does not.
+    iot.update_thing_groups_for_thing(thingName=thing, thingGroupsToAdd=groups[9:11], thingGroupsToRemove=groups[:1])
+    assert _groups_of(iot, thing) == groups[1:11]
+    iot.update_thing_groups_for_thing(thingName=thing, thingGroupsToAdd=groups[11:], thingGroupsToRemove=groups[1:2])
+    assert _groups_of(iot, thing) == groups[2:]
+    code, _ = error_of(iot.update_thing_groups_for_thing, thingName=thing, thingGroupsToAdd=groups[:1])
+    assert code == "InvalidRequestException"
+    code, message = error_of(iot.add_thing_to_thing_group, thingGroupName=groups[0], thingName=thing)
+    assert (code, message) == (
+        "InvalidRequestException",
+        f"Thing {thing} already belongs to 10 thing groups, the most allowed",
+    )
+    assert _groups_of(iot, thing) == groups[2:]
+
+
 # --- effects on jobs (§6.9) -------------------------------------------------------------------
 
 

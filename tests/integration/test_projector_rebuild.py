@@ -73,7 +73,8 @@ async def _workload(stack: Stack) -> str:
 
 
 async def _registry_workload(stack: Stack, group: str, things: list[str]) -> None:
-    """Deletes and a removal, and the REMOVED executions they cause (aws-iot-jobs.md §6.9)."""
+    """Deletes and a removal, and the REMOVED executions they cause (aws-iot-jobs.md §6.9); updates of a
+    thing's and a group's record."""
     iot = iot_client(stack)
     extra, spare, job = unique("t"), unique("g"), unique("j")
     await asyncio.to_thread(iot.create_thing, thingName=extra)
@@ -98,6 +99,12 @@ async def _registry_workload(stack: Stack, group: str, things: list[str]) -> Non
         )
 
     await until(removed, what="the leaver's and the deleted thing's executions to be REMOVED")
+    merged = {"attributes": {"model": "x2", "site": "a"}, "merge": True}
+    await asyncio.to_thread(iot.update_thing, thingName=things[0], thingTypeName="sensor", attributePayload=merged)
+    dropped = {"attributes": {"site": ""}, "merge": True}
+    await asyncio.to_thread(iot.update_thing, thingName=things[0], attributePayload=dropped)
+    properties = {"thingGroupDescription": "rebuilt", "attributePayload": {"attributes": {"k": "v"}}}
+    await asyncio.to_thread(iot.update_thing_group, thingGroupName=group, thingGroupProperties=properties)
 
 
 async def _queued(iot: Any, job: str, count: int) -> bool:
@@ -151,6 +158,15 @@ async def test_rebuild_from_offset_zero_gives_identical_rows(stack: Stack) -> No
     live_counts = {"job_executions": len(live["job_executions"]) - 5, "things": len(live["things"]) - 3}
     assert live_counts == {"job_executions": 10, "things": 4}
     assert len(live["thing_groups"]) == 1 and len(live["thing_group_members"]) == 3
+    (updated_group,) = live["thing_groups"]
+    assert (updated_group["description"], updated_group["attributes"], updated_group["version"]) == (
+        "rebuilt",
+        {"k": "v"},
+        2,
+    )
+    assert [(r["attributes"], r["version"]) for r in live["things"] if r["thing_type_name"] == "sensor"] == [
+        ({"model": "x2"}, 4)
+    ]
     assert sorted(r["status"] for r in live["job_executions"]).count("REMOVED") == 2
     assert len(live["job_templates"]) == 1
     assert sorted(sorted(r["tags"].items()) for r in live["resource_tags"]) == [[("a", "1")], [("k", "v")]]

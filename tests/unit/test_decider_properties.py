@@ -23,8 +23,8 @@ from iotjobs.domain import catalog, targets
 from iotjobs.domain import group as g
 from iotjobs.domain import job as j
 from iotjobs.domain import thing as t
-from iotjobs.domain.decision import Context, Decision, Timer
-from iotjobs.domain.errors import Rejection
+from iotjobs.domain.decision import Context, Decision, Done, Timer
+from iotjobs.domain.errors import DomainError, Rejection
 from iotjobs.domain.execution import (
     ALL_STATUSES,
     FAILED,
@@ -171,7 +171,18 @@ def updates(status: Any, status_details: Any, step: Any) -> Any:
     )
 
 
+update_thing_commands = st.builds(
+    t.UpdateThing,
+    thing_name=st.just("t1"),
+    thing_type_name=st.sampled_from([None, None, "sensor", "gateway"]),
+    remove_thing_type=st.sampled_from([False, False, True]),
+    attributes=st.sampled_from([None, {}, {"a": "1"}, {"a": "", "b": "2"}, {"b": "3", "c": "4"}]),
+    merge=st.booleans(),
+    expected_version=st.sampled_from([None, None, CURRENT, CURRENT, 1, 5]),
+)
+
 thing_commands = st.one_of(
+    update_thing_commands,
     queue_commands,
     queue_commands,
     st.builds(t.StartNext, status_details=good_details, step_timeout_minutes=good_step),
@@ -214,6 +225,8 @@ def resolve_placeholders(state: t.ThingState, command: Any) -> Any:
     if isinstance(command, t.UpdateExecution) and command.expected_version == CURRENT:
         current = state.executions.get(command.job_id)
         return replace(command, expected_version=current.version_number if current else None)
+    if isinstance(command, t.UpdateThing) and command.expected_version == CURRENT:
+        return replace(command, expected_version=state.version)
     return command
 
 
@@ -224,6 +237,8 @@ def _check_thing_step(before: t.ThingState, command: Any, decision: Decision, af
         match event:
             case t.ThingCreated():
                 assert not state.registered
+            case t.ThingUpdated():
+                assert state.registered
             case t.ExecutionQueued():
                 prior = state.executions.get(event.job_id)
                 assert prior is None or prior.is_terminal, "at most one live execution per job"
@@ -305,6 +320,8 @@ def _check_thing_step(before: t.ThingState, command: Any, decision: Decision, af
             shown = pending[:10]
             assert decision.reply.in_progress == [e.to_dict() for e in shown if e.status == IN_PROGRESS]
             assert decision.reply.queued == [e.to_dict() for e in shown if e.status == QUEUED]
+        case t.UpdateThing(), _:
+            _check_update_thing(before, command, decision, after)
         case t.FireTimeout(), None:
             timed = before.executions.get(command.job_id)
             due = (
@@ -315,6 +332,40 @@ def _check_thing_step(before: t.ThingState, command: Any, decision: Decision, af
                 and timed.deadline <= now
             )
             assert [e.status for e in decision.events] == ([TIMED_OUT] if due else [])
+
+
+def _check_update_thing(before: t.ThingState, command: t.UpdateThing, decision: Decision, after: t.ThingState) -> None:
+    """UpdateThing changes the thing type and attributes of a registered thing, its version by one, and nothing
+    else; its refusals name the reason (aws-iot-jobs.md §3.4)."""
+    refused: str | None = None
+    if command.remove_thing_type and command.thing_type_name is not None:
+        refused = "InvalidRequest"
+    elif not before.registered:
+        refused = "ResourceNotFound"
+    elif command.expected_version not in (None, before.version):
+        refused = "VersionConflict"
+    if refused is not None:
+        assert isinstance(decision.reply, Rejection) and decision.reply.kind == refused
+        return
+    assert decision.reply == Done() and after.version == before.version + 1
+    assert replace(after, thing_type_name=None, attributes={}, version=0) == replace(
+        before, thing_type_name=None, attributes={}, version=0
+    ), "only the thing type, the attributes and the version change"
+    if command.remove_thing_type:
+        assert after.thing_type_name is None
+    else:
+        assert after.thing_type_name == (command.thing_type_name or before.thing_type_name)
+    given_attributes = command.attributes
+    if given_attributes is None:
+        assert after.attributes == before.attributes
+        return
+    assert "" not in after.attributes.values(), "an empty value removes its attribute"
+    assert all(after.attributes.get(k) == value for k, value in given_attributes.items() if value)
+    kept = {k: value for k, value in before.attributes.items() if k not in given_attributes}
+    if command.merge:
+        assert all(after.attributes.get(k) == value for k, value in kept.items() if value)
+    else:
+        assert set(after.attributes) == {k for k, value in given_attributes.items() if value}
 
 
 @SETTINGS
@@ -438,6 +489,9 @@ def group_arn(name: str) -> str:
     return f"{ACCOUNT}:thinggroup/{name}"
 
 
+UPDATE_GROUPS = "update thing groups for thing"
+
+
 @dataclass
 class World:
     """Every key of a small registry as a `Run`, and the commands between them in flight: one FIFO per
@@ -477,6 +531,19 @@ class World:
 
     def state(self, key: str) -> Any:
         return self.run(key).state
+
+    def update_groups(self, thing_name: str, adding: list[str], removing: list[str], now: float) -> None:
+        """UpdateThingGroupsForThing as the control plane sends it, when it accepts it: the thing and every
+        named group exist, no group is named twice and the thing stays within MAX_GROUPS."""
+        thing = self.state(f"thing/{thing_name}")
+        if not thing.registered or not all(self.state(f"group/{n}").exists for n in (*adding, *removing)):
+            return
+        try:
+            changes = g.membership_changes(thing_name, list(thing.groups), adding, removing)
+        except DomainError:
+            return
+        for change in changes:
+            self.submit(g.key_for(change.group_name), change, now)
 
     def targets_exist(self, command: j.CreateJob | j.AssociateTargets) -> bool:
         arns = command.spec["targets"] if isinstance(command, j.CreateJob) else command.targets
@@ -545,6 +612,23 @@ world_actions = st.one_of(
         st.sampled_from(W_THINGS),
         st.sampled_from(W_JOBS),
     ),
+    st.builds(
+        lambda th, merge: ("thing/" + th, t.UpdateThing(th, "sensor", attributes={"a": "1", "b": ""}, merge=merge)),
+        st.sampled_from(W_THINGS),
+        st.booleans(),
+    ),
+    st.builds(
+        lambda gr: ("group/" + gr, g.UpdateThingGroup(gr, "d", {"k": "v"}, merge=True)),
+        st.sampled_from(W_GROUPS),
+    ),
+    # UpdateThingGroupsForThing: the single changes the control plane sends, submitted together here (it
+    # sends each once the previous one is done), so that they interleave with everything else.
+    st.builds(
+        lambda th, adding, removing: (UPDATE_GROUPS, (th, adding, removing)),
+        st.sampled_from(W_THINGS),
+        st.lists(st.sampled_from(W_GROUPS), unique=True, max_size=3),
+        st.lists(st.sampled_from(W_GROUPS), unique=True, max_size=2),
+    ),
 )
 
 
@@ -557,6 +641,8 @@ def test_things_groups_and_jobs_agree_once_every_command_is_delivered(actions: l
         now += 1
         if what == "deliver":
             world.deliver(arg, now)
+        elif what == UPDATE_GROUPS:
+            world.update_groups(*arg, now)
         elif isinstance(arg, j.CreateJob | j.AssociateTargets) and not world.targets_exist(arg):
             continue  # the control plane refuses it: ResourceNotFound
         else:

@@ -13,7 +13,7 @@ import pytest
 
 from iotjobs.domain import group as g
 from iotjobs.domain.decision import Context, Decision, Done, Send
-from iotjobs.domain.errors import Rejection
+from iotjobs.domain.errors import DomainError, Rejection
 from iotjobs.domain.targets import (
     TARGETS_CHUNK,
     AddThingsToJob,
@@ -238,9 +238,114 @@ def test_a_continuous_job_is_followed_once_and_forgotten_down_the_hierarchy() ->
     )
 
 
+# --- UpdateThingGroup -------------------------------------------------------------------------
+
+
+def described(description: str | None, attributes: dict[str, str]) -> g.ThingGroupCreated:
+    return g.ThingGroupCreated(NAME, f"gid-{NAME}", None, description, attributes, T0)
+
+
+def test_update_a_groups_description_and_merge_its_attributes() -> None:
+    state = given(described("old", {"k": "v", "gone": "x"}))
+    command = g.UpdateThingGroup(NAME, "new", {"k": "w", "n": "1", "gone": ""}, merge=True)
+    decision = when(state, command)
+    assert decision == Decision(
+        reply=g.ThingGroupVersionReply(2),
+        events=(g.ThingGroupUpdated(NAME, "new", {"k": "w", "n": "1"}),),
+    )
+    after = given(described("old", {"k": "v", "gone": "x"}), *decision.events)
+    assert (after.description, after.attributes, after.version) == ("new", {"k": "w", "n": "1"}, 2)
+    assert when(after, g.UpdateThingGroup(NAME)).reply == g.ThingGroupVersionReply(3)
+
+
+def test_update_a_group_without_merge_replaces_its_attributes_and_keeps_what_is_not_given() -> None:
+    state = given(described("d", {"k": "v", "x": "y"}))
+    assert when(state, g.UpdateThingGroup(NAME, attributes={"a": "1"})).events == (
+        g.ThingGroupUpdated(NAME, "d", {"a": "1"}),
+    )
+    assert when(state, g.UpdateThingGroup(NAME, description="")).events == (
+        g.ThingGroupUpdated(NAME, "", {"k": "v", "x": "y"}),
+    )
+
+
+def test_update_a_group_with_another_version_is_a_version_conflict() -> None:
+    state = given(created())
+    assert when(state, g.UpdateThingGroup(NAME, "d", expected_version=1)).reply == g.ThingGroupVersionReply(2)
+    rejection = rejected(when(state, g.UpdateThingGroup(NAME, "d", expected_version=2)), "VersionConflict")
+    assert rejection.message == f"expectedVersion 2 does not match the current version 1 of thing group {NAME}"
+
+
+def test_update_a_missing_group_is_not_found() -> None:
+    rejection = rejected(when(given(), g.UpdateThingGroup(NAME, "d")), "ResourceNotFound")
+    assert rejection.message == f"Thing group {NAME} does not exist"
+
+
+def test_an_updated_group_keeps_its_members_children_and_jobs_and_tells_no_one() -> None:
+    state = given(created(jobs=("cont",)), g.GroupMemberAdded(NAME, "t1"), g.ChildGroupAdded(NAME, "c"))
+    decision = when(state, g.UpdateThingGroup(NAME, "d", {"a": "1"}))
+    assert decision.sends == ()
+    (event,) = decision.events
+    after = g.evolve(state, event)
+    assert (dict(after.members), after.children, after.jobs) == ({"t1": True}, ("c",), ("cont",))
+
+
+def test_a_group_version_moves_on_with_updates_only_and_delete_checks_it() -> None:
+    state = given(created(), g.ThingGroupUpdated(NAME, None, {}), g.GroupMemberAdded(NAME, "t1"))
+    assert state.version == 2
+    assert rejected(when(state, g.DeleteThingGroup(NAME, 1)), "VersionConflict")
+    assert when(state, g.DeleteThingGroup(NAME, 2)).events == (g.ThingGroupDeleted(NAME),)
+
+
+# --- UpdateThingGroupsForThing as single membership changes -----------------------------------
+
+
+def add(*names: str) -> list[Any]:
+    return [g.AddThingToThingGroup("t1", n) for n in names]
+
+
+def remove(*names: str) -> list[Any]:
+    return [g.RemoveThingFromThingGroup("t1", n) for n in names]
+
+
+def test_membership_changes_join_first_then_leave() -> None:
+    assert g.membership_changes("t1", ["a"], ["b", "c"], ["a"]) == [*add("b", "c"), *remove("a")]
+
+
+def test_membership_changes_name_each_group_once_and_every_named_group() -> None:
+    # Groups the thing seems to be in already (or not in) still get their command: the thing decides.
+    assert g.membership_changes("t1", ["a"], ["a", "b", "b"], ["c", "c"]) == [*add("a", "b"), *remove("c")]
+    assert g.membership_changes("t1", [], [], []) == []
+
+
+def test_membership_changes_let_joins_past_the_limit_wait_for_the_removals() -> None:
+    full = [f"g{i}" for i in range(g.MAX_GROUPS - 1)]
+    changes = g.membership_changes("t1", full, ["x", "y", "g0"], ["g1", "g2"])
+    assert changes == [*add("x"), *remove("g1", "g2"), *add("y", "g0")]
+
+
+def test_membership_changes_past_ten_groups_are_an_invalid_request() -> None:
+    full = [f"g{i}" for i in range(g.MAX_GROUPS)]
+    with pytest.raises(DomainError) as caught:
+        g.membership_changes("t1", full[:-1], ["x", "y"], [])
+    assert caught.value.kind == "InvalidRequest"
+    assert caught.value.message == (
+        "thingGroupsToAdd would put thing t1 in 11 thing groups; a thing belongs to at most 10"
+    )
+    assert g.membership_changes("t1", full, ["x"], ["g0"]) == [*remove("g0"), *add("x")]
+
+
+def test_membership_changes_cannot_add_and_remove_one_group() -> None:
+    with pytest.raises(DomainError) as caught:
+        g.membership_changes("t1", [], ["a", "b", "c"], ["c", "b"])
+    assert caught.value.kind == "InvalidRequest"
+    assert caught.value.message.startswith("thingGroupsToAdd and thingGroupsToRemove both name b, c")
+
+
 def test_group_state_round_trips_through_a_dict() -> None:
     state = given(created(NAME, "p", ("p",), ("cont",)), g.GroupMemberAdded(NAME, "t1"), g.ChildGroupAdded(NAME, "c"))
     assert g.GroupState.from_dict(state.to_dict()) == state
+    updated = g.evolve(state, g.ThingGroupUpdated(NAME, "d", {"a": "1"}))
+    assert g.GroupState.from_dict(updated.to_dict()) == updated
 
 
 def test_unknown_commands_and_events_are_programming_errors() -> None:

@@ -1217,3 +1217,81 @@ def test_delete_a_thing_tells_each_of_its_groups() -> None:
 def test_thing_state_with_its_registry_record_round_trips_through_a_dict() -> None:
     state = given(t.ThingCreated(THING, THING_ID, "sensor", {"a": "b"}), joined("g1", "root"))
     assert t.ThingState.from_dict(state.to_dict()) == state
+
+
+# --- UpdateThing (§3.4) -----------------------------------------------------------------------
+
+
+def typed(attributes: dict[str, str], type_name: str | None = "sensor") -> t.ThingCreated:
+    return t.ThingCreated(THING, THING_ID, type_name, attributes)
+
+
+def test_update_thing_merges_attributes_and_an_empty_value_removes_one() -> None:
+    state = given(typed({"site": "a", "rack": "3", "old": "x"}))
+    command = t.UpdateThing(THING, attributes={"site": "b", "new": "1", "old": ""}, merge=True)
+    decision = when(state, command)
+    attributes = {"site": "b", "rack": "3", "new": "1"}
+    assert decision == Decision(reply=Done(), events=(t.ThingUpdated(THING, "sensor", attributes),))
+    after = t.fold(state, decision.events)
+    assert (after.attributes, after.thing_type_name, after.version) == (attributes, "sensor", 2)
+
+
+def test_update_thing_without_merge_replaces_every_attribute() -> None:
+    state = given(typed({"site": "a", "rack": "3"}))
+    assert when(state, t.UpdateThing(THING, attributes={"site": "b", "gone": ""})).events == (
+        t.ThingUpdated(THING, "sensor", {"site": "b"}),
+    )
+    assert when(state, t.UpdateThing(THING, attributes={})).events == (t.ThingUpdated(THING, "sensor", {}),)
+
+
+def test_update_thing_without_attributes_keeps_them_and_still_moves_the_version_on() -> None:
+    state = given(typed({"site": "a"}))
+    decision = when(state, t.UpdateThing(THING, merge=True))
+    assert decision.events == (t.ThingUpdated(THING, "sensor", {"site": "a"}),)
+    assert t.fold(state, decision.events).version == 2
+
+
+def test_update_thing_sets_or_removes_the_thing_type() -> None:
+    state = given(typed({}, None))
+    assert when(state, t.UpdateThing(THING, "gateway")).events == (t.ThingUpdated(THING, "gateway", {}),)
+    state = given(typed({"a": "1"}))
+    assert when(state, t.UpdateThing(THING, remove_thing_type=True)).events == (
+        t.ThingUpdated(THING, None, {"a": "1"}),
+    )
+
+
+def test_update_thing_cannot_set_and_remove_the_thing_type_at_once() -> None:
+    rejection = rejected(when(given(), t.UpdateThing(THING, "gateway", remove_thing_type=True)), INVALID_REQUEST)
+    assert "thingTypeName" in rejection.message and "removeThingType" in rejection.message
+
+
+def test_update_thing_with_the_current_version_is_accepted_and_another_is_a_version_conflict() -> None:
+    state = given(registered(), joined("g1"))
+    assert when(state, t.UpdateThing(THING, expected_version=2)).events == (t.ThingUpdated(THING, None, {}),)
+    rejection = rejected(when(state, t.UpdateThing(THING, "x", expected_version=1)), "VersionConflict")
+    assert rejection.message == f"expectedVersion 1 does not match the current version 2 of thing {THING}"
+
+
+def test_update_a_missing_or_deleted_thing_is_not_found() -> None:
+    for state in (given(), given(registered(), t.ThingDeleted(THING))):
+        rejection = rejected(when(state, t.UpdateThing(THING, attributes={"a": "1"})), NOT_FOUND)
+        assert rejection.message == f"Thing {THING} does not exist"
+
+
+def test_update_thing_touches_no_execution_and_tells_no_one() -> None:
+    state = given(registered(), joined("g1"), queued("j1", 0))
+    decision = when(state, t.UpdateThing(THING, attributes={"a": "1"}))
+    assert (decision.sends, decision.effects) == ((), ())
+    after = t.fold(state, decision.events)
+    assert (after.executions, after.groups) == (state.executions, state.groups)
+
+
+def test_an_identical_create_after_an_update_compares_with_the_updated_record() -> None:
+    state = given(typed({"site": "a"}), t.ThingUpdated(THING, "sensor", {"site": "b"}))
+    assert when(state, t.CreateThing(THING, "x", "sensor", {"site": "b"})).reply == t.ThingCreatedReply(THING, THING_ID)
+    assert rejected(when(state, t.CreateThing(THING, "x", "sensor", {"site": "a"})), "ResourceAlreadyExists")
+
+
+def test_thing_state_after_an_update_round_trips_through_a_dict() -> None:
+    state = given(typed({"a": "1"}), t.ThingUpdated(THING, None, {"b": "2"}))
+    assert t.ThingState.from_dict(state.to_dict()) == state

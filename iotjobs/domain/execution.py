@@ -39,6 +39,8 @@ class Execution:
     namespace_id: str | None = None
     force_canceled: bool = False
     retry_attempt: int = 0
+    presigned_url_expires_in_sec: int | None = None
+    """The job's presignedUrlConfig.expiresInSec when it was queued (None: AWS's default of an hour)."""
 
     @property
     def deadline(self) -> float | None:

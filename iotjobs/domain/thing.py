@@ -86,6 +86,8 @@ class QueueExecution:
     queued_at: float | None = None
     """When the job released it (its rollout counts releases by this time); None: on arrival."""
     retry_attempt: int = 0
+    presigned_url_expires_in_sec: int | None = None
+    """How long the presigned URLs delivered with its document last (the job's presignedUrlConfig)."""
 
 
 @dataclass(frozen=True)
@@ -199,6 +201,7 @@ class ExecutionQueued:
     in_progress_timeout_minutes: int | None = None
     namespace_id: str | None = None
     retry_attempt: int = 0
+    presigned_url_expires_in_sec: int | None = None
 
 
 @dataclass(frozen=True)
@@ -429,6 +432,7 @@ def evolve(state: ThingState, event: Any) -> ThingState:
                 in_progress_timeout_minutes=event.in_progress_timeout_minutes,
                 namespace_id=event.namespace_id,
                 retry_attempt=event.retry_attempt,
+                presigned_url_expires_in_sec=event.presigned_url_expires_in_sec,
             )
             return replace(
                 state,
@@ -555,6 +559,7 @@ def _queue(state: ThingState, command: QueueExecution, ctx: Context) -> list[Any
             in_progress_timeout_minutes=command.in_progress_timeout_minutes,
             namespace_id=command.namespace_id,
             retry_attempt=command.retry_attempt,
+            presigned_url_expires_in_sec=command.presigned_url_expires_in_sec,
         )
     ]
     if state.deleted:

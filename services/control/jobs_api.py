@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Callable
 from dataclasses import asdict
@@ -13,7 +14,7 @@ from aiohttp import web
 from iotjobs.domain import config_blocks, job, managed_templates, tagging
 from iotjobs.domain import validation as v
 from iotjobs.domain.arns import Arns
-from iotjobs.domain.errors import invalid, not_found
+from iotjobs.domain.errors import DomainError, invalid, not_found
 from iotjobs.domain.execution import ALL_STATUSES
 from iotjobs.runtime import clock
 from iotjobs.wire.http_request import json_body, json_response, optional, query_bool, query_enum, query_int
@@ -231,7 +232,8 @@ async def get_job_document(request: web.Request) -> web.Response:
     arn = row["spec"].get("job_template_arn")
     if query_bool(request, "beforeSubstitution") and (parsed := managed_templates.parse_arn(arn or "")):
         _region, name, version = parsed
-        document = managed_templates.find(name, version).document
+        with contextlib.suppress(DomainError):  # a template no longer in the catalog: the stored document
+            document = managed_templates.find(name, version).document
     return json_response({"document": document})
 
 

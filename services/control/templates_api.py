@@ -231,7 +231,8 @@ def job_body_from_managed_template(ctl: Control, body: dict[str, Any]) -> dict[s
     filled from `documentParameters` (aws-iot-jobs.md §6.11); the template's description unless the request
     gives one."""
     parsed = managed_templates.parse_arn(body["jobTemplateArn"])
-    assert parsed is not None  # the caller checked is_managed_template_arn
+    if parsed is None:
+        raise invalid(f"jobTemplateArn '{body['jobTemplateArn']}' is not an AWS managed job template ARN")
     region, name, version = parsed
     if region != ctl.arns.region:
         raise not_found(f"jobTemplateArn '{body['jobTemplateArn']}' is not in region {ctl.arns.region}")

@@ -48,7 +48,9 @@ class Arns:
         if match["kind"] not in kinds:
             raise invalid(f"{member} '{arn}' names a {match['kind']}; it must be a {' or '.join(kinds)} ARN")
         if match["kind"] == "jobtemplate" and not match["account"]:
-            raise not_found(f"{member} '{arn}' names an AWS managed job template; iotjobs serves none yet")
+            raise not_found(
+                f"{member} '{arn}' names an AWS managed job template, which is not a resource of this account"
+            )
         if (match["region"], match["account"]) != (self.region, self.account):
             raise not_found(f"{member} '{arn}' is not in account {self.account}, region {self.region}")
         return match["kind"], match["name"]

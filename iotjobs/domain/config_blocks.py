@@ -75,6 +75,13 @@ def check_presigned_url_config(value: Any, member: str = "presignedUrlConfig") -
     return block
 
 
+def presigned_url_expiry(config: dict[str, Any] | None) -> int | None:
+    """presignedUrlConfig.expiresInSec of a job's configuration blocks, if it gives one."""
+    block = (config or {}).get("presignedUrlConfig") or {}
+    expires = block.get("expiresInSec")
+    return expires if isinstance(expires, int) and not isinstance(expires, bool) else None
+
+
 def check_rollout_config(value: Any, member: str = "jobExecutionsRolloutConfig") -> dict[str, Any]:
     block = _object(member, value)
     if block.get("maximumPerMinute") is not None:

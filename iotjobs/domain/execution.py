@@ -41,6 +41,8 @@ class Execution:
     retry_attempt: int = 0
     scheduled: bool = False
     """Its job has a schedule (the pending list's cap is 15, not 10)."""
+    presigned_url_expires_in_sec: int | None = None
+    """The job's presignedUrlConfig.expiresInSec when it was queued (None: AWS's default of an hour)."""
 
     @property
     def deadline(self) -> float | None:

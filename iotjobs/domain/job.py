@@ -7,7 +7,7 @@ from typing import Any
 
 from immutables import Map
 
-from iotjobs.domain import quota, rollout, schedule, tagging, targets
+from iotjobs.domain import config_blocks, quota, rollout, schedule, tagging, targets
 from iotjobs.domain.decision import Context, Decision, Done, Send, Timer
 from iotjobs.domain.errors import DomainError, ErrorKind
 from iotjobs.domain.execution import (
@@ -804,6 +804,7 @@ def _queue(
         queued_at=queued_at,
         retry_attempt=retry_attempt,
         scheduled=schedule.is_scheduled(spec.get("config")),
+        presigned_url_expires_in_sec=config_blocks.presigned_url_expiry(spec.get("config")),
     )
     return [Send(thing_key(thing), release) for thing in things]
 

@@ -105,10 +105,12 @@ class QueueExecution:
     """When the job released it (its rollout counts releases by this time); None: on arrival."""
     retry_attempt: int = 0
     counted: bool = True
-    scheduled: bool = False
-    """Its job has a schedule: the thing's pending list shows up to 15 executions instead of 10."""
     """False: the job still counts an execution pending here (a CONTINUOUS joiner it may have just lost to
     REMOVED); if the thing has none pending it makes one and tells the job, else nothing happens."""
+    scheduled: bool = False
+    """Its job has a schedule: the thing's pending list shows up to 15 executions instead of 10."""
+    presigned_url_expires_in_sec: int | None = None
+    """How long the presigned URLs delivered with its document last (the job's presignedUrlConfig)."""
 
 
 @dataclass(frozen=True)
@@ -232,6 +234,7 @@ class ExecutionQueued:
     namespace_id: str | None = None
     retry_attempt: int = 0
     scheduled: bool = False
+    presigned_url_expires_in_sec: int | None = None
 
 
 @dataclass(frozen=True)
@@ -477,6 +480,7 @@ def evolve(state: ThingState, event: Any) -> ThingState:
                 namespace_id=event.namespace_id,
                 retry_attempt=event.retry_attempt,
                 scheduled=event.scheduled,
+                presigned_url_expires_in_sec=event.presigned_url_expires_in_sec,
             )
             past = state.past
             earlier = state.executions.get(event.job_id)
@@ -619,6 +623,7 @@ def _queue(state: ThingState, command: QueueExecution, ctx: Context) -> list[Any
             namespace_id=command.namespace_id,
             retry_attempt=command.retry_attempt,
             scheduled=command.scheduled,
+            presigned_url_expires_in_sec=command.presigned_url_expires_in_sec,
         )
     ]
     if state.deleted:

@@ -67,7 +67,14 @@ class Settings:
     """Per-thing limit on device requests (MQTT and HTTP) per dataplane instance; 0 means unlimited."""
     device_request_burst: int = 10
     s3_endpoint: str = ""
-    """An S3-compatible endpoint (e.g. http://127.0.0.1:9000) that CreateJob's S3 documentSource URLs are read from."""
+    """An S3-compatible endpoint (e.g. http://127.0.0.1:9000) that CreateJob's S3 documentSource URLs are read
+    from, and that the presigned URLs delivered to devices point at."""
+    s3_access_key_id: str = ""
+    """With `s3_secret_access_key`: the credentials presigned URLs are signed with (SigV4). Without them, or
+    without `s3_endpoint`, devices get presigned-URL placeholders unchanged."""
+    s3_secret_access_key: str = ""
+    s3_region: str = ""
+    """The region presigned URLs are signed for; empty: `region`."""
     document_fetch_timeout_seconds: float = 10.0
     max_concurrent_jobs: int = 0
     """Jobs that may roll out at once (AWS's job-concurrency quota); past it CreateJob is LimitExceeded and a

@@ -7,16 +7,13 @@ Any http(s) URL the service can reach works. S3 object URLs (`https://<bucket>.s
 
 from __future__ import annotations
 
-import re
 from urllib.parse import urlsplit
 
 import aiohttp
 
 from iotjobs.domain import validation as v
+from iotjobs.domain.documents import s3_object
 from iotjobs.domain.errors import invalid
-
-_VIRTUAL_HOSTED = re.compile(r"(?P<bucket>[^.]+)\.s3(?:[.-][a-z0-9-]+)?\.amazonaws\.com")
-_PATH_STYLE = re.compile(r"s3(?:[.-][a-z0-9-]+)?\.amazonaws\.com")
 
 
 def resolve(url: str, s3_endpoint: str) -> str:
@@ -26,12 +23,10 @@ def resolve(url: str, s3_endpoint: str) -> str:
         raise invalid(f"documentSource '{url}' is not an http(s) URL")
     if not s3_endpoint:
         return url
-    host = parts.hostname or ""
-    if match := _VIRTUAL_HOSTED.fullmatch(host):
-        return f"{s3_endpoint.rstrip('/')}/{match['bucket']}{parts.path}"
-    if _PATH_STYLE.fullmatch(host):
-        return f"{s3_endpoint.rstrip('/')}{parts.path}"
-    return url
+    target = s3_object(url)
+    if target is None:
+        return url
+    return f"{s3_endpoint.rstrip('/')}/{target.bucket}{target.path}"
 
 
 async def _read_at_most(body: aiohttp.StreamReader, limit: int) -> bytes:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Callable
 from dataclasses import asdict
@@ -10,13 +11,13 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
-from iotjobs.domain import config_blocks, job, schedule, tagging
+from iotjobs.domain import config_blocks, job, managed_templates, schedule, tagging
 from iotjobs.domain import validation as v
 from iotjobs.domain.arns import Arns
 from iotjobs.domain.errors import DomainError, ErrorKind, invalid, not_found
 from iotjobs.domain.execution import ALL_STATUSES
 from iotjobs.runtime import clock
-from iotjobs.wire.http_request import json_body, json_response, optional, query_enum, query_int
+from iotjobs.wire.http_request import json_body, json_response, optional, query_bool, query_enum, query_int
 from iotjobs.wire.pagination import decode_token, encode_token, page_size
 from iotjobs.wire.process_details import process_details
 from services.control import document_source, templates_api
@@ -24,7 +25,7 @@ from services.control.context import Control, control
 
 JOB_STATUSES = ("IN_PROGRESS", "CANCELED", "COMPLETED", "DELETION_IN_PROGRESS", "SCHEDULED")
 TARGET_SELECTIONS = (job.CONTINUOUS, job.SNAPSHOT)
-NOT_YET_SERVED = ("documentParameters",)
+NOT_YET_SERVED: tuple[str, ...] = ()
 # Stored and echoed as given (after the model's checks); what they do at run time is not served yet.
 JOB_CONFIG_BLOCKS: dict[str, Callable[[Any, str], Any]] = {
     "presignedUrlConfig": config_blocks.check_presigned_url_config,
@@ -63,8 +64,7 @@ def parse_targets(body: dict[str, Any], arns: Arns) -> tuple[list[str], list[str
 
 def parse_create_job(job_id: str, body: dict[str, Any], arns: Arns) -> tuple[job.CreateJob, list[str]]:
     """The CreateJob command (with the things named as targets) and the thing groups named as targets."""
-    if body.get("documentParameters") is not None:
-        raise invalid("documentParameters is allowed only with an AWS managed job template, which is not served")
+    parameters = templates_api.document_parameters(body)
     targets, things, groups = parse_targets(body, arns)
     document = body.get("document")
     if document is None:
@@ -75,6 +75,8 @@ def parse_create_job(job_id: str, body: dict[str, Any], arns: Arns) -> tuple[job
         for member, check in JOB_CONFIG_BLOCKS.items()
         if body.get(member) is not None
     }
+    if parameters is not None:
+        config[templates_api.DOCUMENT_PARAMETERS] = dict(parameters)  # echoed by DescribeJob
     description = optional(body, "description", str, "a string")
     if description is not None:
         v.check_free_text("description", description, v.MAX_DESCRIPTION_CHARS)
@@ -144,7 +146,10 @@ async def create_job(request: web.Request) -> web.Response:
     ctl = control(request)
     job_id = v.check_job_id(request.match_info["jobId"])
     body = await json_body(request)
-    if body.get("jobTemplateArn") is not None:
+    templates_api.document_parameters(body)  # refused before any template or documentSource is read
+    if templates_api.is_managed_template_arn(body.get("jobTemplateArn")):
+        body = templates_api.job_body_from_managed_template(ctl, body)
+    elif body.get("jobTemplateArn") is not None:
         body = await templates_api.job_body_from_template(ctl, body, NOT_YET_SERVED)
     if body.get("documentSource") is not None:
         if body.get("document") is not None:
@@ -231,10 +236,19 @@ async def describe_job(request: web.Request) -> web.Response:
 
 
 async def get_job_document(request: web.Request) -> web.Response:
+    """The document as stored: presigned-URL placeholders are never replaced here (aws-iot-jobs.md §6.11).
+    With `beforeSubstitution=true`, a job made from an AWS managed template shows the template's document,
+    its `${aws:iot:parameter:<key>}` placeholders unfilled."""
     ctl = control(request)
     job_id = v.check_job_id(request.match_info["jobId"])
     row = await _job_row(ctl, job_id)
-    return json_response({"document": row["document"]})
+    document = row["document"]
+    arn = row["spec"].get("job_template_arn")
+    if query_bool(request, "beforeSubstitution") and (parsed := managed_templates.parse_arn(arn or "")):
+        _region, name, version = parsed
+        with contextlib.suppress(DomainError):  # a template no longer in the catalog: the stored document
+            document = managed_templates.find(name, version).document
+    return json_response({"document": document})
 
 
 async def list_jobs(request: web.Request) -> web.Response:

@@ -79,6 +79,13 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("DescribeJobTemplate", "GET", "/job-templates/{jobTemplateId}", templates_api.describe_job_template),
     Operation("ListJobTemplates", "GET", "/job-templates", templates_api.list_job_templates),
     Operation("DeleteJobTemplate", "DELETE", "/job-templates/{jobTemplateId}", templates_api.delete_job_template),
+    Operation(
+        "DescribeManagedJobTemplate",
+        "GET",
+        "/managed-job-templates/{templateName}",
+        templates_api.describe_managed_job_template,
+    ),
+    Operation("ListManagedJobTemplates", "GET", "/managed-job-templates", templates_api.list_managed_job_templates),
     Operation("TagResource", "POST", "/tags", tags_api.tag_resource),
     Operation("UntagResource", "POST", "/untag", tags_api.untag_resource),
     Operation("ListTagsForResource", "GET", "/tags", tags_api.list_tags_for_resource),

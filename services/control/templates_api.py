@@ -1,5 +1,6 @@
 """Job templates of the `iot` API (aws-iot-jobs.md §3.3): CreateJobTemplate, DescribeJobTemplate,
-ListJobTemplates, DeleteJobTemplate, and what CreateJob takes from a template (`jobTemplateArn`, §3.2).
+ListJobTemplates, DeleteJobTemplate, the AWS managed templates (DescribeManagedJobTemplate,
+ListManagedJobTemplates), and what CreateJob takes from a template (`jobTemplateArn`, §3.2).
 
 A template is a snapshot. CreateJobTemplate with `jobArn` reads the job from the read model here and sends
 the copied document and configuration in the command; CreateJob with `jobTemplateArn` reads the template
@@ -13,7 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
-from iotjobs.domain import config_blocks, tagging, template
+from iotjobs.domain import config_blocks, managed_templates, tagging, template
 from iotjobs.domain import validation as v
 from iotjobs.domain.errors import invalid, not_found
 from iotjobs.wire.http_request import json_body, json_response, optional
@@ -25,6 +26,7 @@ MAX_TEMPLATE_ARN_CHARS = 1600
 TEMPLATE_ARN = re.compile(r"arn:[!-~]+")
 DOCUMENT_MEMBERS = ("jobArn", "document", "documentSource")
 LIST_FILTERS = {"list": "jobTemplates"}
+DOCUMENT_PARAMETERS = "documentParameters"
 
 
 def check_template_id(value: Any, member: str = "jobTemplateId") -> str:
@@ -155,6 +157,95 @@ async def delete_job_template(request: web.Request) -> web.Response:
     template_id = check_template_id(request.match_info["jobTemplateId"])
     await ctl.write(template.key_for(template_id), template.DeleteJobTemplate(template_id))
     return json_response({})
+
+
+# --- AWS managed templates --------------------------------------------------------------------
+
+
+def _managed_summary(found: managed_templates.ManagedTemplate, region: str) -> dict[str, Any]:
+    return {
+        "templateArn": found.arn(region),
+        "templateName": found.name,
+        "description": found.description,
+        "environments": list(found.environments),
+        "templateVersion": found.version,
+    }
+
+
+async def describe_managed_job_template(request: web.Request) -> web.Response:
+    ctl = control(request)
+    found = managed_templates.find(request.match_info["templateName"], request.query.get("templateVersion"))
+    return json_response(
+        {
+            **_managed_summary(found, ctl.arns.region),
+            "documentParameters": [
+                {
+                    "key": p.key,
+                    "description": p.description,
+                    "regex": p.regex,
+                    "example": p.example,
+                    "optional": p.optional,
+                }
+                for p in found.parameters
+            ],
+            "document": found.document,
+        }
+    )
+
+
+async def list_managed_job_templates(request: web.Request) -> web.Response:
+    ctl = control(request)
+    name = request.query.get("templateName")
+    filters = {"list": "managedJobTemplates", "templateName": name}
+    limit = page_size(request.query.get("maxResults"))
+    after = decode_token(request.query.get("nextToken"), filters, (str, str))
+    remaining = [t for t in managed_templates.listed(name) if after is None or (t.name, t.version) > tuple(after)]
+    page = remaining[:limit]
+    result: dict[str, Any] = {"managedJobTemplates": [_managed_summary(t, ctl.arns.region) for t in page]}
+    if len(remaining) > limit:
+        result["nextToken"] = encode_token([page[-1].name, page[-1].version], filters)
+    return json_response(result)
+
+
+def is_managed_template_arn(arn: Any) -> bool:
+    return isinstance(arn, str) and managed_templates.parse_arn(arn) is not None
+
+
+def document_parameters(body: dict[str, Any]) -> dict[str, str] | None:
+    """CreateJob's documentParameters: allowed only with an AWS managed template (aws-iot-jobs.md §3.2)."""
+    parameters = body.get(DOCUMENT_PARAMETERS)
+    if parameters is None:
+        return None
+    if not is_managed_template_arn(body.get("jobTemplateArn")):
+        raise invalid(
+            "documentParameters can only be used with an AWS managed job template: give its ARN "
+            "(arn:aws:iot:<region>::jobtemplate/<name>:<version>) as jobTemplateArn"
+        )
+    if not isinstance(parameters, dict):
+        raise invalid("documentParameters must be a map of parameter names to strings")
+    return parameters
+
+
+def job_body_from_managed_template(ctl: Control, body: dict[str, Any]) -> dict[str, Any]:
+    """The CreateJob body with the managed template's document, its `${aws:iot:parameter:<key>}` placeholders
+    filled from `documentParameters` (aws-iot-jobs.md §6.11); the template's description unless the request
+    gives one."""
+    parsed = managed_templates.parse_arn(body["jobTemplateArn"])
+    if parsed is None:
+        raise invalid(f"jobTemplateArn '{body['jobTemplateArn']}' is not an AWS managed job template ARN")
+    region, name, version = parsed
+    if region != ctl.arns.region:
+        raise not_found(f"jobTemplateArn '{body['jobTemplateArn']}' is not in region {ctl.arns.region}")
+    for member in ("document", "documentSource"):
+        if body.get(member) is not None:
+            raise invalid(
+                f"{member} cannot be given together with jobTemplateArn: the job takes the template's document"
+            )
+    found = managed_templates.find(name, version)
+    merged = {**body, "document": managed_templates.fill(found, document_parameters(body) or {})}
+    if body.get("description") is None:
+        merged["description"] = found.description
+    return merged
 
 
 # --- CreateJob with jobTemplateArn ------------------------------------------------------------

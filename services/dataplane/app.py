@@ -15,6 +15,7 @@ from iotjobs.runtime.topics import Topics, ensure_topics
 from iotjobs.wire.http_app import CHECKS_KEY, RUNTIME_KEY, SETTINGS_KEY, service_app
 from iotjobs.wire.http_errors import DATA
 from services.dataplane import jobs_data_api
+from services.dataplane.documents import DeviceDocuments
 from services.dataplane.mqtt_ingress import MqttIngress
 
 
@@ -24,7 +25,8 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     await ensure_topics(settings)
     bus = CommandBus(settings)
     await bus.start()
-    ingress = MqttIngress(settings, bus)
+    documents = DeviceDocuments(settings)
+    ingress = MqttIngress(settings, bus, documents)
     runtime = DeciderRuntime(
         settings,
         role="dataplane",
@@ -46,6 +48,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     app[jobs_data_api.PROJECTION_KEY] = jobs_data_api.Projection(projection)
     app[CHECKS_KEY].update(mqtt=lambda: ingress.ready, replies=lambda: bus.alive)
     app[jobs_data_api.BUS_KEY] = bus
+    app[jobs_data_api.DOCUMENTS_KEY] = documents
     app[jobs_data_api.THROTTLE_KEY] = Throttle(settings.device_requests_per_second, settings.device_request_burst)
     try:
         yield

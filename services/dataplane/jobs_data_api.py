@@ -20,6 +20,7 @@ from iotjobs.wire.http_request import json_response
 from iotjobs.wire.model import ServiceModel
 from iotjobs.wire.mqtt import summary
 from iotjobs.wire.writes import consistent_write
+from services.dataplane.documents import DeviceDocuments
 
 
 @dataclass(frozen=True)
@@ -32,11 +33,17 @@ class Projection:
 BUS_KEY = web.AppKey("bus", CommandBus)
 THROTTLE_KEY = web.AppKey("throttle", Throttle)
 PROJECTION_KEY = web.AppKey("projection", Projection)
+DOCUMENTS_KEY = web.AppKey("documents", DeviceDocuments)
 MODEL = ServiceModel.load("iot-jobs-data")
 
 
 async def _decide(request: web.Request, thing_name: str, command: Any, *, write: bool = False) -> Any:
-    """A read is answered from the owner's memory; a write as the consistency setting says."""
+    """A read is answered from the owner's memory; a write as the consistency setting says. The reply's job
+    document is the one the device gets (presigned URLs signed now)."""
+    return request.app[DOCUMENTS_KEY].for_device(await _decided(request, thing_name, command, write=write))
+
+
+async def _decided(request: web.Request, thing_name: str, command: Any, *, write: bool) -> Any:
     if not request.app[THROTTLE_KEY].allow(thing_name, clock.now()):
         raise from_rejection(
             DomainError(ErrorKind.THROTTLED, f"too many requests for thing {thing_name}").rejection(), DATA

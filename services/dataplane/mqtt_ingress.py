@@ -27,6 +27,7 @@ from iotjobs.runtime.deciders import DeciderRuntime, NotOwner, Released, Unavail
 from iotjobs.runtime.settings import Settings
 from iotjobs.wire import mqtt
 from iotjobs.wire.outgoing import Outgoing
+from services.dataplane.documents import DeviceDocuments
 
 log = logs.get("iotjobs.mqtt")
 
@@ -39,9 +40,10 @@ PUBACK_FAILED = int(PubAckReasonCode.UNSPECIFIED_ERROR.value)
 
 
 class MqttIngress:
-    def __init__(self, settings: Settings, bus: CommandBus) -> None:
+    def __init__(self, settings: Settings, bus: CommandBus, documents: DeviceDocuments) -> None:
         self.settings = settings
         self.bus = bus
+        self.documents = documents
         self.runtime: DeciderRuntime | None = None
         group = f"{settings.topic_prefix}-dataplane"
         self.filters = mqtt.ingress_filters(settings.mqtt_ingress, group)
@@ -166,7 +168,7 @@ class MqttIngress:
             delivery.add_done_callback(functools.partial(_settle, handed))
 
     def publish_reply(self, topic: str, client_token: str | None, reply: Any) -> None:
-        outcome, body = mqtt.reply_payload(reply, client_token, clock.now())
+        outcome, body = mqtt.reply_payload(self.documents.for_device(reply), client_token, clock.now())
         self.outgoing.publish(f"{topic}/{outcome}", orjson.dumps(body))
 
     async def on_released(self, released: Released) -> None:
@@ -175,7 +177,7 @@ class MqttIngress:
                 self.publish_reply(reply_to["topic"], reply_to.get("token"), reply)
         now = clock.now()
         for effect in released.effects:
-            topic, body = mqtt.notification(effect, now)
+            topic, body = mqtt.notification(self.documents.for_device(effect), now)
             self.outgoing.publish(topic, orjson.dumps(body))
 
 

@@ -479,7 +479,7 @@ def test_cli_create_job_with_every_documented_option_then_describe_job_and_get_j
             "--timeout-config",
             "inProgressTimeoutInMinutes=0",
         ),
-        # documentParameters need an AWS managed template (cli-iot-create-job.txt), which is not served
+        # documentParameters need an AWS managed template (cli-iot-create-job.txt); this job has a document
         (
             "iot",
             "create-job",

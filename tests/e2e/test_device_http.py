@@ -116,3 +116,15 @@ async def test_device_http_errors_carry_their_codes_and_statuses(stack: Stack) -
     assert (code, status) == ("InvalidRequestException", 400) and "1024" in response["Error"]["Message"]
     nothing = await asyncio.to_thread(data.start_next_pending_job_execution, thingName=thing)
     assert set(nothing) == {"ResponseMetadata"}
+
+
+async def test_without_an_s3_signer_presigned_url_placeholders_reach_devices_unchanged(stack: Stack) -> None:
+    """This stack has no IOTJOBS_S3_* settings: the device gets the document as it was stored (a warning is
+    logged); tests/e2e/test_presigned_urls.py covers a stack that signs."""
+    document = '{"url": "${aws:iot:s3-presigned-url:https://s3.amazonaws.com/bucket/key.bin}"}'
+    thing, (job,) = await _thing_with_jobs(stack, document)
+    data = data_client(stack)
+    described = await asyncio.to_thread(data.describe_job_execution, thingName=thing, jobId=job)
+    assert described["execution"]["jobDocument"] == document
+    started = await asyncio.to_thread(data.start_next_pending_job_execution, thingName=thing)
+    assert started["execution"]["jobDocument"] == document

@@ -351,9 +351,14 @@ def test_a_template_without_timeout_gives_a_job_without_one(stack: Stack) -> Non
             "eu-west-1",
         ),
         (
-            {"jobTemplateArn": "arn:aws:iot:us-east-1::jobtemplate/AWS-Reboot:1.0"},
+            {"jobTemplateArn": "arn:aws:iot:us-east-1::jobtemplate/AWS-No-Such-Template:1.0"},
             "ResourceNotFoundException",
-            "managed",
+            "AWS-No-Such-Template",
+        ),
+        (
+            {"jobTemplateArn": template_arn("TEMPLATE"), "documentParameters": {"k": "v"}},
+            "InvalidRequestException",
+            "documentParameters can only be used with an AWS managed job template",
         ),
         ({"jobTemplateArn": "not-an-arn"}, "InvalidRequestException", "jobTemplateArn"),
         ({"jobTemplateArn": thing_arn("t1")}, "InvalidRequestException", "jobTemplateArn"),

@@ -96,6 +96,20 @@ def test_create_job_records_it_and_queues_an_execution_on_each_thing() -> None:
     assert all(send.forward_reply is False for send in decision.sends)
 
 
+def test_each_execution_carries_the_lifetime_of_its_presigned_urls() -> None:
+    with_config = {
+        **spec(),
+        "config": {"presignedUrlConfig": {"roleArn": "arn:aws:iam::1:role/r", "expiresInSec": 600}},
+    }
+    without_expiry = {**spec(), "config": {"presignedUrlConfig": {"roleArn": "arn:aws:iam::1:role/r"}}}
+
+    sends = when(given(), j.CreateJob(JOB, with_config, ["t1"]), now=T0).sends
+    default = when(given(), j.CreateJob(JOB, without_expiry, ["t1"]), now=T0).sends
+
+    assert sends == (Send("thing/t1", QueueExecution(JOB, DOC, queued_at=T0, presigned_url_expires_in_sec=600)),)
+    assert default == (Send("thing/t1", QueueExecution(JOB, DOC, queued_at=T0)),)
+
+
 def test_created_job_is_in_progress_with_every_thing_queued() -> None:
     state = given(*created(["t1", "t2"]))
     assert state.exists

@@ -7,6 +7,7 @@ References: aws-iot-jobs.md §6.2 (state machine), §6.3 (versions), §6.4 (time
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -863,6 +864,23 @@ def test_queue_a_first_execution() -> None:
     assert decision.events == (queued("j1", 0, at=NOW, timeout=7),)
     first = execution("j1", 0, queued_at=NOW, timeout=7)
     assert decision.effects == (t.NotifyPending(THING, [first]), t.NotifyNext(THING, first))
+
+
+def test_an_execution_keeps_the_lifetime_of_its_presigned_urls_for_every_delivery() -> None:
+    decision = when(given(registered()), t.QueueExecution("j1", DOC, presigned_url_expires_in_sec=900), now=NOW)
+    assert decision.events == (replace(queued("j1", 0, at=NOW), presigned_url_expires_in_sec=900),)
+    state = given(registered(), *decision.events)
+    assert state.executions["j1"].presigned_url_expires_in_sec == 900
+    started = when(state, t.StartNext()).reply
+    assert isinstance(started, t.ExecutionReply) and started.execution is not None
+    assert started.execution["presigned_url_expires_in_sec"] == 900
+    assert t.ThingState.from_dict(state.to_dict()) == state
+
+
+def test_an_execution_stored_before_presigned_url_lifetimes_reads_as_the_default() -> None:
+    old_image = given(registered(), queued("j1", 0)).to_dict()
+    del old_image["executions"]["j1"]["presigned_url_expires_in_sec"]
+    assert t.ThingState.from_dict(old_image).executions["j1"].presigned_url_expires_in_sec is None
 
 
 def test_an_execution_for_a_thing_never_created_is_refused_and_the_job_forgets_it() -> None:

@@ -810,6 +810,14 @@ def _describe(state: ThingState, command: DescribeExecution, ctx: Context) -> Ex
     if command.job_id == NEXT:
         head = state.head(_plain(ctx) if command.namespace_id is None else command.namespace_id)
         return ExecutionReply(head.to_dict() if head else None, command.include_document)
+    earlier = state.past.get(command.job_id, {}).get(str(command.execution_number))
+    if earlier is not None:
+        # An execution a retry or a re-run followed: terminal, like any the device asks about too late.
+        raise DomainError(
+            ErrorKind.TERMINAL_STATE,
+            f"Job execution {command.execution_number} of job {command.job_id} on thing {state.name} is in "
+            f"terminal state {earlier}",
+        )
     execution = _find(state, command.job_id, command.execution_number, command.namespace_id)
     if execution.is_terminal:
         raise DomainError(

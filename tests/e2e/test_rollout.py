@@ -15,7 +15,7 @@ import orjson
 import pytest
 from gmqtt import Client
 
-from tests.support.clients import MqttDevice, group_arn, iot_client, thing_arn, unique
+from tests.support.clients import MqttDevice, data_client, group_arn, iot_client, thing_arn, unique
 from tests.support.rolling import most_in_window
 from tests.support.stack import Stack
 from tests.support.waiting import until
@@ -241,6 +241,10 @@ async def test_every_execution_is_kept_listed_and_deleted_one_by_one(stack: Stac
     assert sorted(s["jobExecutionSummary"]["executionNumber"] for s in for_thing["executionSummaries"]) == [1, 2, 3]
     details = (await asyncio.to_thread(iot.describe_job, jobId=job))["job"]["jobProcessDetails"]
     assert (details["numberOfFailedThings"], details["numberOfSucceededThings"]) == (2, 1)
+
+    data = data_client(stack)
+    with pytest.raises(data.exceptions.TerminalStateException, match=r"1 of job .* terminal state FAILED"):
+        await asyncio.to_thread(data.describe_job_execution, jobId=job, thingName=thing, executionNumber=1)
 
     await asyncio.to_thread(iot.delete_job_execution, jobId=job, thingName=thing, executionNumber=1)
     with pytest.raises(iot.exceptions.ResourceNotFoundException):

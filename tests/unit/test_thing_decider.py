@@ -1313,3 +1313,19 @@ def test_an_identical_create_after_an_update_compares_with_the_updated_record() 
 def test_thing_state_after_an_update_round_trips_through_a_dict() -> None:
     state = given(typed({"a": "1"}), t.ThingUpdated(THING, None, {"b": "2"}))
     assert t.ThingState.from_dict(state.to_dict()) == state
+
+
+def test_an_earlier_execution_is_described_as_terminal_and_deleted_by_its_number() -> None:
+    retried = t.ExecutionQueued(THING, "j1", 2, 1, T0 + 5, DOC, retry_attempt=1)
+    state = given(registered(), queued("j1", 0), updated("j1", FAILED, 2), retried)
+    assert state.past == {"j1": {"1": FAILED}}
+    described = when(state, t.DescribeExecution("j1", 1, True))
+    assert isinstance(described.reply, Rejection) and described.reply.kind == "TerminalState"
+    assert "terminal state FAILED" in described.reply.message
+    deleted = when(state, t.DeleteExecution("j1", 1))
+    assert deleted.events == (t.ExecutionDeleted(THING, "j1", 1),)
+    forget = [s.command for s in deleted.sends]
+    assert forget == [ForgetExecution("j1", THING, 1, FAILED, past=True)], "the job's counts lose a FAILED"
+    after = t.fold(state, deleted.events)
+    assert after.past == {} and after.executions["j1"].execution_number == 2
+    rejected(when(after, t.DeleteExecution("j1", 1)), NOT_FOUND)

@@ -652,7 +652,15 @@ def _create(state: ThingState, command: CreateThing) -> tuple[list[Any], Any]:
             {"resourceId": state.thing_id},
         )
     created = ThingCreated(state.name, command.thing_id, command.thing_type_name, dict(command.attributes))
-    return [created], ThingCreatedReply(state.name, command.thing_id)
+    # A thing created again under a deleted one's name inherits none of its executions (aws-iot-jobs.md
+    # §6.9): they are deleted, and their jobs stop counting them. Their numbers are still not used again.
+    gone = [
+        ExecutionDeleted(state.name, job_id, int(number))
+        for job_id, earlier in sorted(state.past.items())
+        for number in sorted(earlier, key=int)
+    ]
+    gone += [ExecutionDeleted(state.name, e.job_id, e.execution_number) for e in state.executions.values()]
+    return [*gone, created], ThingCreatedReply(state.name, command.thing_id)
 
 
 def _delete_thing(state: ThingState, command: DeleteThing, ctx: Context) -> list[Any]:

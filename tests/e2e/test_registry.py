@@ -12,7 +12,7 @@ import orjson
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.support.clients import MqttDevice, group_arn, iot_client, thing_arn, unique
+from tests.support.clients import MqttDevice, data_client, group_arn, iot_client, thing_arn, unique
 from tests.support.stack import Stack
 from tests.support.waiting import until, until_sync
 
@@ -785,3 +785,23 @@ def test_describe_endpoint(stack: Stack) -> None:
     for endpoint_type in ("iot:CredentialProvider", "bogus", "x" * 129):
         code, message = error_of(iot.describe_endpoint, endpointType=endpoint_type)
         assert code == "InvalidRequestException" and "endpointType" in message
+
+
+async def test_a_thing_created_again_starts_with_no_execution_history(stack: Stack) -> None:
+    iot = iot_client(stack)
+    name = unique("again")
+    await asyncio.to_thread(iot.create_thing, thingName=name)
+    job = unique("again")
+    await asyncio.to_thread(iot.create_job, jobId=job, targets=[thing_arn(name)], document="{}")
+    await asyncio.to_thread(iot.delete_thing, thingName=name)
+    described = await asyncio.to_thread(iot.describe_job_execution, jobId=job, thingName=name)
+    assert described["execution"]["status"] == "REMOVED"
+
+    await asyncio.to_thread(iot.create_thing, thingName=name)
+    listed = await asyncio.to_thread(iot.list_job_executions_for_thing, thingName=name)
+    assert listed["executionSummaries"] == []
+    data = data_client(stack)
+    with pytest.raises(data.exceptions.ResourceNotFoundException):
+        await asyncio.to_thread(data.describe_job_execution, jobId=job, thingName=name)
+    details = (await asyncio.to_thread(iot.describe_job, jobId=job))["job"]["jobProcessDetails"]
+    assert details["numberOfRemovedThings"] == 0, "the job no longer counts the old thing's execution"

@@ -1108,8 +1108,11 @@ def test_an_execution_released_to_a_deleted_thing_is_removed_at_once_and_reporte
 def test_a_recreated_thing_inherits_no_pending_execution_and_never_reuses_a_number() -> None:
     deleted = (*IN_PROGRESS_J1, removed("j1", 3, cause="thing-deleted"), t.ThingDeleted(THING))
     decision = when(given(*deleted), t.CreateThing(THING, "id-new"), now=NOW)
-    assert decision.events == (t.ThingCreated(THING, "id-new"),)
+    assert decision.events == (t.ExecutionDeleted(THING, "j1", 1), t.ThingCreated(THING, "id-new"))
+    assert [s.command for s in decision.sends] == [ForgetExecution("j1", THING, 1)], "the job stops counting it"
     recreated = given(*deleted, *decision.events)
+    assert recreated.executions == {} and recreated.past == {}
+    rejected(when(recreated, t.DescribeExecution("j1", None, True)), NOT_FOUND)
     assert (recreated.registered, recreated.deleted) == (True, False)
     assert when(recreated, t.GetPending()).reply == t.PendingReply(in_progress=[], queued=[])
     assert when(recreated, t.StartNext()).reply == t.ExecutionReply(None)

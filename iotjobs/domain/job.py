@@ -21,7 +21,13 @@ from iotjobs.domain.execution import (
     RecordExecutionStatus,
 )
 from iotjobs.domain.targets import group_key
-from iotjobs.domain.thing import CancelExecution, DeleteExecution, QueueExecution, RemoveExecutions
+from iotjobs.domain.thing import (
+    CancelExecution,
+    DeleteExecution,
+    QueueExecution,
+    RemoveExecutions,
+    SetExecutionTimeout,
+)
 from iotjobs.domain.thing import key_for as thing_key
 
 IN_PROGRESS = "IN_PROGRESS"
@@ -920,7 +926,13 @@ def _update(state: JobState, command: UpdateJob, ctx: Context) -> Decision:
         problem = _retry_change_problem((state.spec.get("config") or {}).get(RETRY_CONFIG), retry)
         if problem:
             return _refused(ErrorKind.INVALID_REQUEST, f"{RETRY_CONFIG}: {problem}")
-    return _settled(state, ctx, [JobUpdated(command.job_id, dict(command.changes), ctx.now)], reply=Done())
+    sends: list[Send] = []
+    if "in_progress_timeout_minutes" in command.changes:
+        # Executions not started yet start with the new timeout (aws-iot-jobs.md §6.4, §10 #13).
+        minutes = command.changes["in_progress_timeout_minutes"]
+        queued = sorted(thing for thing, status in state.executions.items() if status == QUEUED)
+        sends = [Send(thing_key(thing), SetExecutionTimeout(command.job_id, minutes)) for thing in queued]
+    return _settled(state, ctx, [JobUpdated(command.job_id, dict(command.changes), ctx.now)], sends, reply=Done())
 
 
 def _updated_spec(spec: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:

@@ -155,6 +155,15 @@ class FireTimeout:
 
 
 @dataclass(frozen=True)
+class SetExecutionTimeout:
+    """From a job whose in-progress timeout UpdateJob changed: a QUEUED execution starts with the new one
+    (aws-iot-jobs.md §6.4; one already IN_PROGRESS keeps its deadline)."""
+
+    job_id: str
+    minutes: int | None
+
+
+@dataclass(frozen=True)
 class CancelExecution:
     """CancelJobExecution from the control plane (replies), or CancelJob fanned out by the job (does not)."""
 
@@ -259,6 +268,14 @@ class ExecutionUpdated:
 
 
 @dataclass(frozen=True)
+class ExecutionTimeoutChanged:
+    thing_name: str
+    job_id: str
+    execution_number: int
+    minutes: int | None
+
+
+@dataclass(frozen=True)
 class ExecutionDeleted:
     thing_name: str
     job_id: str
@@ -329,6 +346,7 @@ COMMANDS = (
     CancelExecution,
     DeleteExecution,
     RemoveExecutions,
+    SetExecutionTimeout,
 )
 EVENTS = (
     ThingCreated,
@@ -339,6 +357,7 @@ EVENTS = (
     ThingAddedToThingGroup,
     ThingRemovedFromThingGroup,
     ThingUpdated,
+    ExecutionTimeoutChanged,
 )
 REPLIES = (ThingCreatedReply, PendingReply, ExecutionReply, UpdateReply)
 MAX_GROUPS = 10
@@ -515,6 +534,10 @@ def evolve(state: ThingState, event: Any) -> ThingState:
                     del tokens[next(iter(tokens))]  # the oldest
                 tokens[event.request_key] = [event.job_id, event.version_number]
             return replace(state, executions={**state.executions, event.job_id: updated}, applied_tokens=tokens)
+        case ExecutionTimeoutChanged():
+            current = state.executions[event.job_id]
+            changed = replace(current, in_progress_timeout_minutes=event.minutes)
+            return replace(state, executions={**state.executions, event.job_id: changed})
         case ExecutionDeleted():
             latest = state.executions.get(event.job_id)
             if latest is not None and latest.execution_number == event.execution_number:
@@ -593,6 +616,13 @@ def _decide(state: ThingState, command: Any, ctx: Context) -> tuple[list[Any], A
             return _cancel(state, command, ctx)
         case DeleteExecution():
             return _delete(state, command)
+        case SetExecutionTimeout():
+            execution = state.executions.get(command.job_id)
+            if execution is None or execution.status != QUEUED:
+                return [], None
+            return [
+                ExecutionTimeoutChanged(state.name, command.job_id, execution.execution_number, command.minutes)
+            ], None
         case RemoveExecutions():
             if set(command.unless_in).intersection(state.reach()):
                 return [], None  # it joined one of the job's groups again since it asked

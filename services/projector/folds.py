@@ -296,7 +296,7 @@ async def apply(conn: Executor, event: Any, seq: int) -> None:
             | group.GroupJobRemoved()
         ):
             pass  # the group's own index: the read model's membership is the things' own record
-        case job.JobSlotChanged() | quota.SlotTaken() | quota.SlotFreed():
-            pass  # the job-concurrency quota's bookkeeping: no read model shows it
+        case job.JobSlotChanged() | quota.SlotTaken() | quota.SlotFreed() | thing.ExecutionTimeoutChanged():
+            pass  # the quota's bookkeeping, a queued execution's timeout to come: no read model shows them
         case _:
             raise TypeError(f"no read model for {type(event).__name__}")

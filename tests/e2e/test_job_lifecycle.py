@@ -237,3 +237,41 @@ async def test_at_most_ten_jobs_are_being_deleted_at_once(servers: Servers) -> N
         await asyncio.to_thread(iot.delete_job, jobId=jobs[10], force=True)
     finally:
         await stack.stop()
+
+
+async def test_an_updated_timeout_reaches_the_executions_that_start_afterwards(stack: Stack) -> None:
+    iot = iot_client(stack)
+    early, late, untimed = unique("tmo"), unique("tmo"), unique("tmo")
+    for name in (early, late, untimed):
+        await asyncio.to_thread(iot.create_thing, thingName=name)
+    job = unique("tmo")
+    await asyncio.to_thread(
+        iot.create_job,
+        jobId=job,
+        targets=[thing_arn(early), thing_arn(late)],
+        document="{}",
+        timeoutConfig={"inProgressTimeoutInMinutes": 60},
+    )
+    bare = unique("tmo")
+    await asyncio.to_thread(iot.create_job, jobId=bare, targets=[thing_arn(untimed)], document="{}")
+
+    async def started(thing: str) -> dict[str, Any]:
+        async with MqttDevice(stack, thing) as device:
+            outcome, reply = await device.request("start-next", {})
+            assert outcome == "accepted"
+            return dict(reply["execution"])
+
+    await started(early)
+    await asyncio.to_thread(iot.update_job, jobId=job, timeoutConfig={"inProgressTimeoutInMinutes": 120})
+    await asyncio.to_thread(iot.update_job, jobId=bare, timeoutConfig={"inProgressTimeoutInMinutes": 120})
+    await started(late)
+    await started(untimed)
+
+    async def seconds_left(job_id: str, thing: str) -> int:
+        described = await asyncio.to_thread(iot.describe_job_execution, jobId=job_id, thingName=thing)
+        return int(described["execution"]["approximateSecondsBeforeTimedOut"])
+
+    # A minute lasts a second here: 60 and 120 minutes are 60 and 120 seconds.
+    assert await seconds_left(job, early) <= 60, "started before the update: the old timeout"
+    assert 60 < await seconds_left(job, late) <= 120, "started after it: the new one"
+    assert 60 < await seconds_left(bare, untimed) <= 120, "a job given a timeout by UpdateJob times out too"

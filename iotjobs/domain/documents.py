@@ -1,7 +1,8 @@
 """Placeholders in job documents (aws-iot-jobs.md §6.11), found and replaced without any I/O.
 
-- `${aws:iot:s3-presigned-url:<S3 object URL>}` is replaced with a presigned GET URL each time a document
-  reaches a device; the signing itself is the caller's (`presign`), so this module stays pure.
+- `${aws:iot:s3-presigned-url:<S3 object URL>}`, and the `s3-presigned-url-v2` form AWS's guide now shows,
+  are replaced with a presigned GET URL each time a document reaches a device; the signing itself is the
+  caller's (`presign`), so this module stays pure.
 - `${aws:iot:parameter:<key>}` is filled from CreateJob's `documentParameters` once, at creation, in the
   documents of AWS managed templates (iotjobs.domain.managed_templates).
 
@@ -17,9 +18,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
-PRESIGNED_PREFIX = "${aws:iot:s3-presigned-url:"
+PRESIGNED_PREFIX = "${aws:iot:s3-presigned-url"
+"""Both forms: `s3-presigned-url:` and `s3-presigned-url-v2:`."""
 PARAMETER_PREFIX = "${aws:iot:parameter:"
-_PRESIGNED = re.compile(r"\$\{aws:iot:s3-presigned-url:(?P<url>[^}]*)\}")
+_PRESIGNED = re.compile(r"\$\{aws:iot:s3-presigned-url(?:-v2)?:(?P<url>[^}]*)\}")
 _PARAMETER = re.compile(r"\$\{aws:iot:parameter:(?P<key>[^}]*)\}")
 
 # S3 object URLs as AWS writes them: https://<bucket>.s3[.<region>|-<region>].amazonaws.com/<key> (virtual
@@ -46,6 +48,9 @@ def s3_object(url: str) -> S3Object | None:
         parts = urlsplit(url)
     except ValueError:
         return None
+    if parts.scheme == "s3":  # s3://<bucket>/<key>, which the -v2 placeholders may name
+        bucket, path = parts.netloc, parts.path
+        return S3Object(bucket, path) if bucket and len(path) >= 2 else None
     if parts.scheme not in ("http", "https"):
         return None
     host = (parts.hostname or "").lower()

@@ -11,7 +11,7 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
-from iotjobs.domain import config_blocks, job, managed_templates, schedule, tagging
+from iotjobs.domain import config_blocks, documents, job, managed_templates, schedule, tagging
 from iotjobs.domain import validation as v
 from iotjobs.domain.arns import Arns
 from iotjobs.domain.errors import DomainError, ErrorKind, invalid, not_found
@@ -77,6 +77,12 @@ def parse_create_job(job_id: str, body: dict[str, Any], arns: Arns) -> tuple[job
     }
     if parameters is not None:
         config[templates_api.DOCUMENT_PARAMETERS] = dict(parameters)  # echoed by DescribeJob
+    if documents.has_presigned_urls(document) and not (config.get("presignedUrlConfig") or {}).get("roleArn"):
+        # AWS signs as that role: a job whose document has presigned-URL placeholders must name one.
+        raise invalid(
+            "the job document has presigned-URL placeholders (${aws:iot:s3-presigned-url...}); "
+            "presignedUrlConfig.roleArn is required"
+        )
     description = optional(body, "description", str, "a string")
     if description is not None:
         v.check_free_text("description", description, v.MAX_DESCRIPTION_CHARS)

@@ -23,6 +23,8 @@ async def _thing_with_jobs(stack: Stack, *documents: str, timeout: int | None = 
     for document in documents:
         job = unique("hjob")
         extra: dict[str, Any] = {"timeoutConfig": {"inProgressTimeoutInMinutes": timeout}} if timeout else {}
+        if "s3-presigned-url" in document:
+            extra["presignedUrlConfig"] = {"roleArn": "arn:aws:iam::123456789012:role/presign"}
         await asyncio.to_thread(iot.create_job, jobId=job, targets=[thing_arn(thing)], document=document, **extra)
         jobs.append(job)
     data = data_client(stack)
@@ -128,3 +130,12 @@ async def test_without_an_s3_signer_presigned_url_placeholders_reach_devices_unc
     assert described["execution"]["jobDocument"] == document
     started = await asyncio.to_thread(data.start_next_pending_job_execution, thingName=thing)
     assert started["execution"]["jobDocument"] == document
+
+
+async def test_a_document_with_presigned_url_placeholders_needs_a_role(stack: Stack) -> None:
+    iot = iot_client(stack)
+    thing = unique("norole")
+    await asyncio.to_thread(iot.create_thing, thingName=thing)
+    document = '{"url": "${aws:iot:s3-presigned-url-v2:https://s3.amazonaws.com/bucket/key.bin}"}'
+    with pytest.raises(iot.exceptions.InvalidRequestException, match=r"presignedUrlConfig\.roleArn is required"):
+        await asyncio.to_thread(iot.create_job, jobId=unique("norole"), targets=[thing_arn(thing)], document=document)

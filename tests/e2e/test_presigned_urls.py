@@ -123,10 +123,22 @@ async def _check_document(
     assert delivered["other"] == NOT_S3  # no S3 object URL: delivered as it is
 
 
+ROLE = "arn:aws:iam::123456789012:role/presign"
+
+
 async def _job(stack: Stack, thing: str, **extra: Any) -> str:
+    """A job on `thing` with the placeholders' document; its presignedUrlConfig names a role, as it must."""
     job = unique("psjob")
     iot = iot_client(stack)
-    await asyncio.to_thread(iot.create_job, jobId=job, targets=[thing_arn(thing)], document=DOCUMENT, **extra)
+    config = {"roleArn": ROLE, **extra.pop("presignedUrlConfig", {})}
+    await asyncio.to_thread(
+        iot.create_job,
+        jobId=job,
+        targets=[thing_arn(thing)],
+        document=DOCUMENT,
+        presignedUrlConfig=config,
+        **extra,
+    )
     return job
 
 
@@ -173,7 +185,7 @@ async def test_every_mqtt_delivery_signs_fresh_urls_and_the_control_plane_keeps_
     before_substitution = await asyncio.to_thread(iot.get_job_document, jobId=job, beforeSubstitution=True)
     assert before_substitution["document"] == DOCUMENT
     described_job = (await asyncio.to_thread(iot.describe_job, jobId=job))["job"]
-    assert described_job["presignedUrlConfig"] == {"expiresInSec": 600}
+    assert described_job["presignedUrlConfig"] == {"roleArn": ROLE, "expiresInSec": 600}
 
 
 # --- HTTP (iot-jobs-data) ------------------------------------------------------------------------

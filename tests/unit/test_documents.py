@@ -201,3 +201,12 @@ def test_templates_are_found_by_name_and_version_and_arns_parsed() -> None:
     assert m.parse_arn("arn:aws:iot:us-east-1::jobtemplate/AWS-Reboot:1.0") == ("us-east-1", "AWS-Reboot", "1.0")
     assert m.parse_arn("arn:aws:iot:us-east-1::jobtemplate/AWS-Reboot") == ("us-east-1", "AWS-Reboot", None)
     assert m.parse_arn("arn:aws:iot:us-east-1:123456789012:jobtemplate/mine") is None
+
+
+def test_the_v2_placeholder_form_is_read_and_replaced_like_the_first() -> None:
+    document = json.dumps({"a": "${aws:iot:s3-presigned-url-v2:https://s3.us-east-1.amazonaws.com/b/k.bin}"})
+    assert d.presigned_urls(document) == ["https://s3.us-east-1.amazonaws.com/b/k.bin"]
+    signed = d.substitute_presigned_urls(document, lambda _url, obj: f"https://signed/{obj.key}" if obj else None)
+    assert json.loads(signed) == {"a": "https://signed/k.bin"}
+    assert d.s3_object("s3://bucket/dir/fw%201.bin") == d.S3Object("bucket", "/dir/fw%201.bin")
+    assert d.s3_object("s3://bucket/") is None

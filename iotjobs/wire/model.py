@@ -101,6 +101,10 @@ def _bounds(shape: dict[str, Any], size: float, where: str, unit: str) -> None:
         raise invalid(f"{where} must have at most {shape['max']} {unit}, got {size}")
 
 
+INTEGER_RANGES = {"integer": (32, -(2**31), 2**31 - 1), "long": (64, -(2**63), 2**63 - 1)}
+"""What AWS's models mean by integer and long (Java's int and long): a value outside cannot be stored."""
+
+
 def _scalar(shape: dict[str, Any], value: Any, where: str) -> None:
     kind = shape["type"]
     if kind == "string":
@@ -115,6 +119,9 @@ def _scalar(shape: dict[str, Any], value: Any, where: str) -> None:
     elif kind in ("integer", "long"):
         if isinstance(value, bool) or not isinstance(value, int):
             raise invalid(f"{where} must be an integer")
+        bits, low, high = INTEGER_RANGES[kind]
+        if not low <= value <= high:
+            raise invalid(f"{where} must be a {bits}-bit integer, from {low} to {high}, got {value}")
         _range(shape, value, where)
     elif kind in ("double", "float"):
         if isinstance(value, bool) or not isinstance(value, int | float):

@@ -139,3 +139,16 @@ async def test_a_document_with_presigned_url_placeholders_needs_a_role(stack: St
     document = '{"url": "${aws:iot:s3-presigned-url-v2:https://s3.amazonaws.com/bucket/key.bin}"}'
     with pytest.raises(iot.exceptions.InvalidRequestException, match=r"presignedUrlConfig\.roleArn is required"):
         await asyncio.to_thread(iot.create_job, jobId=unique("norole"), targets=[thing_arn(thing)], document=document)
+
+
+async def test_an_execution_number_beyond_a_64_bit_integer_is_an_invalid_request_on_both_planes(stack: Stack) -> None:
+    thing, (job,) = await _thing_with_jobs(stack, "{}")
+    too_big = 2**63
+    data, iot = data_client(stack), iot_client(stack)
+    for client in (data, iot):
+        with pytest.raises(client.exceptions.InvalidRequestException, match="executionNumber must be a 64-bit"):
+            await asyncio.to_thread(client.describe_job_execution, jobId=job, thingName=thing, executionNumber=too_big)
+    with pytest.raises(iot.exceptions.InvalidRequestException, match="executionNumber must be a 64-bit"):
+        await asyncio.to_thread(
+            iot.delete_job_execution, jobId=job, thingName=thing, executionNumber=too_big, force=True
+        )

@@ -91,6 +91,17 @@ def test_a_valid_request_passes() -> None:
         ("CancelJob", {"jobId": "j", "reasonCode": "ÉTÉ"}, "reasonCode 'ÉTÉ' does not match"),
         ("CreateThingGroup", {"thingGroupName": "g", "thingGroupProperties": {"thingGroupDescription": "é"}}, "é"),
         ("ListJobs", {"maxResults": 251}, "maxResults must be at most 250, got 251"),
+        (
+            "DescribeJobExecution",
+            {"jobId": "j", "thingName": "t", "executionNumber": 2**63},
+            "executionNumber must be a 64-bit integer, from -9223372036854775808 to 9223372036854775807",
+        ),
+        (
+            "CreateJob",
+            {"jobId": "j", "targets": ["a"], "timeoutConfig": {"inProgressTimeoutInMinutes": 2**63}},
+            "inProgressTimeoutInMinutes must be a 64-bit integer",
+        ),
+        ("ListJobs", {"maxResults": 2**31}, "maxResults must be a 32-bit integer"),
     ],
 )
 def test_each_rule_names_the_member_and_the_rule(operation: str, params: dict[str, Any], needle: str) -> None:

@@ -6,6 +6,7 @@ import logging
 import uuid
 from collections.abc import AsyncIterator, Callable
 
+import asyncpg
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
@@ -14,9 +15,17 @@ from iotjobs.runtime import logs, test_clock
 from iotjobs.runtime.deciders import DeciderRuntime
 from iotjobs.runtime.settings import Settings
 from iotjobs.runtime.topics import ensure_topics
-from iotjobs.wire.http_errors import ApiError, error_response, from_rejection, unknown_operation
+from iotjobs.wire.http_errors import ApiError, error_response, from_rejection, unavailable, unknown_operation
 
 log = logs.get("iotjobs.http")
+
+DATABASE_UNAVAILABLE = (
+    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,  # shutting down, starting up (CannotConnectNowError)
+    asyncpg.exceptions.InterfaceError,  # a connection the server closed
+    asyncpg.exceptions.TooManyConnectionsError,
+    ConnectionError,
+)
 
 SETTINGS_KEY = web.AppKey("settings", Settings)
 RUNTIME_KEY = web.AppKey("runtime", DeciderRuntime)
@@ -85,6 +94,12 @@ def error_middleware(table: dict[str, tuple[str, int]]) -> Middleware:
         except DomainError as err:
             api = from_rejection(err, table)
             response = error_response(api.name, api.status, api.message, api.extra)
+        except DATABASE_UNAVAILABLE as err:
+            # The read models' database is restarting or out of reach: the caller may retry (503), it did
+            # nothing wrong (400) and nothing is broken here (500).
+            log.warning("the database is unavailable", method=request.method, path=request.path, error=repr(err))
+            api = unavailable("the read models are unavailable for a moment; retry the request")
+            response = error_response(api.name, api.status, api.message)
         except Exception:
             log.exception("unhandled error", method=request.method, path=request.path)
             name, status = table["Internal"]

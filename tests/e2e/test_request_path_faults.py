@@ -508,3 +508,31 @@ async def test_notifications_a_killed_dataplane_never_published_are_published_by
             watcher.loop_stop()
             watcher.disconnect()
         assert heard == set(things)
+
+
+async def test_reads_get_503_while_postgresql_restarts_and_work_again_after(private: LocalServers) -> None:
+    async with _running(private) as stack:
+        (_thing,), job = await _fleet(stack, "pgdown", 1)
+        iot = iot_client(stack)
+        await asyncio.to_thread(private.stop_server, "postgres")
+        try:
+            began = time.monotonic()
+            with pytest.raises(ClientError) as refused:
+                await asyncio.to_thread(iot.describe_job, jobId=job)
+            error = refused.value.response
+            assert (error["Error"]["Code"], error["ResponseMetadata"]["HTTPStatusCode"]) == (
+                "ServiceUnavailableException",
+                503,
+            )
+            assert time.monotonic() - began < stack.settings.request_timeout_seconds
+        finally:
+            await asyncio.to_thread(private.start_server, "postgres")
+
+        async def described() -> bool:
+            try:
+                return bool((await asyncio.to_thread(iot.describe_job, jobId=job))["job"]["jobId"] == job)
+            except ClientError as err:
+                assert err.response["ResponseMetadata"]["HTTPStatusCode"] == 503, err.response
+                return False
+
+        await until(described, 60, "DescribeJob to answer again once PostgreSQL is back")

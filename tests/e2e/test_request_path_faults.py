@@ -194,7 +194,7 @@ async def test_dataplane_recovers_its_mqtt_session_after_a_broker_restart_and_a_
         await asyncio.to_thread(private.stop_server, "mosquitto")
         down = await _wait_health(stack, 503, "the dataplane to report the lost MQTT session")
         assert down["checks"]["mqtt"] is False, down
-        await asyncio.to_thread(private.start_server, "mosquitto")  # same port, no persisted sessions
+        await asyncio.to_thread(private.start_server, "mosquitto")  # same port, sessions restored from disk
         up = await _wait_health(stack, 200, "the dataplane to reconnect and resubscribe")
         assert up["checks"]["mqtt"] is True, up
         await _served(stack, thing)
@@ -536,3 +536,44 @@ async def test_reads_get_503_while_postgresql_restarts_and_work_again_after(priv
                 return False
 
         await until(described, 60, "DescribeJob to answer again once PostgreSQL is back")
+
+
+def _session(client_id: str, port: int, topic: str | None, seconds: float) -> list[dict[str, Any]]:
+    """Connect with a persistent session (clean_session false), subscribe to `topic` if given, collect what
+    arrives for `seconds` (or until a message has), then disconnect, leaving the session at the broker."""
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False)
+    received: list[dict[str, Any]] = []
+    subscribed: list[bool] = []
+    client.on_message = lambda _c, _u, message: received.append(orjson.loads(message.payload))
+    client.on_subscribe = lambda *_args: subscribed.append(True)
+    client.connect("127.0.0.1", port, keepalive=30)
+    if topic is not None:
+        client.subscribe(topic, qos=1)
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and client.loop(timeout=0.1) == paho.MQTT_ERR_SUCCESS:
+        if received or (topic is not None and subscribed):
+            break
+    client.disconnect()
+    return received
+
+
+async def test_a_device_away_during_a_broker_restart_still_gets_what_was_queued_for_it(
+    private: LocalServers,
+) -> None:
+    async with _running(private) as stack:
+        iot = iot_client(stack)
+        thing = unique("away")
+        await asyncio.to_thread(iot.create_thing, thingName=thing)
+        device = f"device-{thing}"
+        port = stack.settings.mqtt_port
+        topic = f"$aws/things/{thing}/jobs/notify-next"
+        await asyncio.to_thread(_session, device, port, topic, 10.0)  # subscribed, then away
+        job = unique("away")
+        async with MqttDevice(stack, thing) as watcher:  # sees the notification reach the broker
+            await asyncio.to_thread(iot.create_job, jobId=job, targets=[thing_arn(thing)], document="{}")
+            assert (await watcher.next_notify_next(timeout=15))["execution"]["jobId"] == job
+        # The broker holds a copy for the absent device's session; it must outlive the restart.
+        await asyncio.to_thread(private.restart_server, "mosquitto")
+        await _wait_health(stack, 200, "the dataplane to reconnect after the broker restart")
+        got = await asyncio.to_thread(_session, device, port, None, 15.0)
+        assert [note["execution"]["jobId"] for note in got if note.get("execution")] == [job]

@@ -286,13 +286,17 @@ def test_mqtt_host_names_the_broker_and_its_config(compose, services):
     assert conf["listener"] == [str(s.mqtt_port)], "one listener, on IOTJOBS_MQTT_PORT, all interfaces"
     expected = {
         "allow_anonymous": "true",
-        "persistence": "false",
+        "persistence": "true",
         "set_tcp_nodelay": "true",
         "max_inflight_messages": "1000",
         "max_queued_messages": "100000",
     }
     for key, value in expected.items():
         assert conf.get(key) == [value], f"mosquitto.conf: {key} should be {value}"
+    # Device sessions survive a broker restart: the persistence directory is a named volume.
+    (location,) = conf["persistence_location"]
+    assert location.rstrip("/") in mounts, f"{location} is not mounted"
+    assert mounts[location.rstrip("/")] in (compose.get("volumes") or {}), "the broker's data is not a named volume"
     assert str(s.mqtt_port) in healthcheck_text(broker)
 
 

@@ -40,6 +40,8 @@ class Settings:
     instances of its role: its consumer group membership is then static, so a restarted process takes its
     partitions back at once instead of after the session timeout. Empty: dynamic membership."""
     request_timeout_seconds: float = 15.0
+    body_read_timeout_seconds: float = 10.0
+    """How long an HTTP request's body may take to arrive; a slower one is an InvalidRequest."""
     consistency: str = "strict"
     """`strict`: an HTTP write answers once every effect it causes is readable through the control plane
     (up to `consistency_max_things` affected things); `eventual`: it answers once decided, as AWS does."""

@@ -16,6 +16,7 @@ from iotjobs.runtime.deciders import DeciderRuntime
 from iotjobs.runtime.settings import Settings
 from iotjobs.runtime.topics import ensure_topics
 from iotjobs.wire.http_errors import ApiError, error_response, from_rejection, unavailable, unknown_operation
+from iotjobs.wire.http_request import BODY_TIMEOUT_KEY
 
 log = logs.get("iotjobs.http")
 
@@ -38,6 +39,7 @@ def service_app(settings: Settings, errors: dict[str, tuple[str, int]], resource
     """An HTTP plane: AWS error encoding, the service's resources, and its readiness probe."""
     app = web.Application(middlewares=[error_middleware(errors)])
     app[SETTINGS_KEY] = settings
+    app[BODY_TIMEOUT_KEY] = settings.body_read_timeout_seconds
     app[CHECKS_KEY] = {}
     if test_clock.enabled(settings):
         app.cleanup_ctx.append(_follow_the_test_clock)  # before anything decides or answers with `now`

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import orjson
@@ -9,9 +10,19 @@ from aiohttp import web
 
 from iotjobs.domain.errors import invalid
 
+BODY_TIMEOUT_KEY = web.AppKey("body_timeout_seconds", float)
+"""How long a request's body may take to arrive (IOTJOBS_BODY_READ_TIMEOUT_SECONDS)."""
+DEFAULT_BODY_TIMEOUT_SECONDS = 10.0
+
 
 async def json_body(request: web.Request) -> dict[str, Any]:
-    raw = await request.read()
+    limit = request.app.get(BODY_TIMEOUT_KEY, DEFAULT_BODY_TIMEOUT_SECONDS)
+    try:
+        # A client that trickles its body must not hold a connection and a handler for ever.
+        async with asyncio.timeout(limit):
+            raw = await request.read()
+    except TimeoutError:
+        raise invalid(f"the request body did not arrive within {limit:g} s") from None
     if not raw.strip():
         return {}
     try:

@@ -577,3 +577,27 @@ async def test_a_device_away_during_a_broker_restart_still_gets_what_was_queued_
         await _wait_health(stack, 200, "the dataplane to reconnect after the broker restart")
         got = await asyncio.to_thread(_session, device, port, None, 15.0)
         assert [note["execution"]["jobId"] for note in got if note.get("execution")] == [job]
+
+
+async def _trickle(port: int, method: str, path: str) -> tuple[str, bytes]:
+    """Send a request's headers and the first byte of a 100-byte body, then nothing: the status line and the
+    body of whatever the server answers."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        head = f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        writer.write(f"{head}Content-Length: 100\r\n\r\n{{".encode())
+        await writer.drain()
+        status = (await asyncio.wait_for(reader.readline(), 30)).decode().strip()
+        rest = await asyncio.wait_for(reader.read(4096), 30)
+        return status, rest
+    finally:
+        writer.close()
+
+
+async def test_a_body_that_trickles_is_refused_once_its_time_is_up_on_both_planes(private: LocalServers) -> None:
+    async with _running(private, body_read_timeout_seconds=1.0) as stack:
+        control = await _trickle(stack.settings.control_port, "PUT", "/jobs/slow")
+        data = await _trickle(stack.settings.dataplane_port, "POST", "/things/slow/jobs/j1")
+        for status, rest in (control, data):
+            assert status.startswith("HTTP/1.1 400"), status
+            assert b"InvalidRequestException" in rest and b"did not arrive within 1 s" in rest, rest

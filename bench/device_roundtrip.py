@@ -1398,6 +1398,17 @@ text outside the markers is kept.
 """
 
 
+def run_context(module: str, started: dt.datetime) -> dict[str, Any]:
+    """What every benchmark's report opens with: when, the command that ran it, the machine, versions, git."""
+    return {
+        "started": started.strftime("%Y-%m-%d %H:%M"),
+        "command": f"python -m {module} " + shlex.join(sys.argv[1:]),
+        "machine": machine_facts(),
+        "versions": package_versions(),
+        "git": git_revision(),
+    }
+
+
 def write_doc(
     path: Path,
     section: str,
@@ -1709,11 +1720,7 @@ async def main_async(args: argparse.Namespace) -> int:
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
     started = dt.datetime.now(dt.UTC)
     ctx: dict[str, Any] = {
-        "started": started.strftime("%Y-%m-%d %H:%M"),
-        "command": "python -m bench.device_roundtrip " + shlex.join(sys.argv[1:]),
-        "machine": machine_facts(),
-        "versions": package_versions(),
-        "git": git_revision(),
+        **run_context("bench.device_roundtrip", started),
         "load_before": " ".join(f"{x:.2f}" for x in os.getloadavg()),
         "rates": args.rate,
         "find_max": args.find_max,

@@ -26,7 +26,6 @@ import asyncio
 import contextlib
 import datetime as dt
 import os
-import shlex
 import statistics
 import sys
 import time
@@ -39,7 +38,7 @@ from typing import Any
 import orjson
 from gmqtt import Client as MqttClient
 
-from bench.device_roundtrip import DOC, REPO, git_revision, machine_facts, package_versions, table, write_doc
+from bench.device_roundtrip import DOC, REPO, run_context, table, write_doc
 from bench.http_reads import boto_iot, start_ours
 from iotjobs.runtime.topics import Topics
 from tests.support.events import largest_records
@@ -404,11 +403,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 async def main_async(args: argparse.Namespace) -> int:
     started = dt.datetime.now(dt.UTC)
     ctx: dict[str, Any] = {
-        "started": started.strftime("%Y-%m-%d %H:%M"),
-        "command": "python -m bench.fleet " + shlex.join(sys.argv[1:]),
-        "machine": machine_facts(),
-        "versions": package_versions(),
-        "git": git_revision(),
+        **run_context("bench.fleet", started),
         "clients": args.clients,
         "children": args.children,
     }

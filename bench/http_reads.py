@@ -54,7 +54,6 @@ import datetime as dt
 import itertools
 import math
 import os
-import shlex
 import signal
 import statistics
 import subprocess
@@ -81,12 +80,10 @@ from bench.device_roundtrip import (
     _normalise,
     discover_servers,
     drop_leftovers,
-    git_revision,
     log_lines_since,
-    machine_facts,
     ms,
-    package_versions,
     pct,
+    run_context,
     table,
     watch_cpu,
     write_doc,
@@ -1004,12 +1001,8 @@ async def main_async(args: argparse.Namespace) -> int:
     from importlib.metadata import version
 
     ctx: dict[str, Any] = {
-        "started": started.strftime("%Y-%m-%d %H:%M"),
-        "command": "python -m bench.http_reads " + shlex.join(sys.argv[1:]),
-        "machine": machine_facts(),
-        "versions": package_versions(),
+        **run_context("bench.http_reads", started),
         "botocore": version("botocore"),
-        "git": git_revision(),
         "load_before": " ".join(f"{x:.2f}" for x in os.getloadavg()),
         "loop": "uvloop" if args.loop == "uvloop" else "default asyncio",
         "servers": ServerInfo(),

@@ -19,14 +19,13 @@ import contextlib
 import datetime as dt
 import math
 import os
-import shlex
 import sys
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
-from bench.device_roundtrip import DOC, REPO, git_revision, machine_facts, package_versions, table, write_doc
+from bench.device_roundtrip import DOC, REPO, run_context, table, write_doc
 from bench.fleet import NotifyWatch, Results, register
 from bench.http_reads import boto_iot, start_ours
 from tests.support.rolling import most_in_window
@@ -194,11 +193,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 async def main_async(args: argparse.Namespace) -> int:
     started = dt.datetime.now(dt.UTC)
     ctx: dict[str, Any] = {
-        "started": started.strftime("%Y-%m-%d %H:%M"),
-        "command": "python -m bench.rollout " + shlex.join(sys.argv[1:]),
-        "machine": machine_facts(),
-        "versions": package_versions(),
-        "git": git_revision(),
+        **run_context("bench.rollout", started),
         "stack_settings": {"seconds_per_minute": args.seconds_per_minute},
     }
     bound = args.timeout * 3 + math.ceil(args.things / args.rate) * args.seconds_per_minute + 600

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from itertools import groupby
+from operator import itemgetter
 from typing import Any
 
 from immutables import Map
@@ -546,7 +548,7 @@ def evolve(state: JobState, event: Any) -> JobState:
                 tags=state.tags,
                 release=event.release,
                 streams=dict.fromkeys(targets.target_names(arns)[1], False),
-                started=schedule.plan_start(event.spec.get("config")) is None,
+                started=schedule.bounds(event.spec.get("config"))[0] is None,
             )._waiting_for(_named(arns, event.things))
         case JobTargetsReleased():
             streams = {**state.streams, **{path: state.streams.get(path, False) for path in event.streams}}
@@ -701,7 +703,12 @@ def _settled(
             until = ctx.now + ctx.minutes(1) + rollout.DELIVERY_SECONDS
             next_at = None if limit is None else ctx.now + ctx.minutes(1) / rollout.SLICES
             rolled = JobRolledOut(after.job_id, count, ctx.now, until, next_at)
-            queued = [send for name, via in released for send in _queue(after.job_id, after.spec, [name], via, ctx.now)]
+            # One command per group the things came through (a chunk shares one), not one per thing.
+            queued = [
+                send
+                for via, names in groupby(released, key=itemgetter(1))
+                for send in _queue(after.job_id, after.spec, [name for name, _via in names], via, ctx.now)
+            ]
             sends = [*queued, *sends]
             events.append(rolled)
             after = evolve(after, rolled)
@@ -800,7 +807,9 @@ def _queue(
     via: str | None = None,
     queued_at: float | None = None,
     retry_attempt: int = 0,
+    counted: bool = True,
 ) -> list[Send]:
+    """One QueueExecution, shared by every thing in `things`."""
     release = QueueExecution(
         job_id=job_id,
         document=spec["document"],
@@ -811,6 +820,7 @@ def _queue(
         retry_attempt=retry_attempt,
         scheduled=schedule.is_scheduled(spec.get("config")),
         presigned_url_expires_in_sec=config_blocks.presigned_url_expiry(spec.get("config")),
+        counted=counted,
     )
     return [Send(thing_key(thing), release) for thing in things]
 
@@ -1080,9 +1090,7 @@ def _release(
         (things if status is None or status in TERMINAL else pending).append(thing)
     events: list[Any] = [JobExecutionAdded(state.job_id, thing, ctx.now) for thing in things]
     sends = _queue(state.job_id, state.spec, things, via, queued_at=ctx.now)
-    for thing in pending:
-        ask = replace(_queue(state.job_id, state.spec, [thing], via, queued_at=ctx.now)[0].command, counted=False)
-        sends.append(Send(thing_key(thing), ask))
+    sends += _queue(state.job_id, state.spec, pending, via, queued_at=ctx.now, counted=False)
     return events, sends
 
 
@@ -1136,11 +1144,8 @@ def timers(state: JobState) -> list[Timer]:
     the rolling minute."""
     found: list[Timer] = []
     if state.status in RUNNING and not state.ended:
-        config = state.spec.get("config")
-        block = (config or {}).get(schedule.SCHEDULING) or {}
-        start = None if state.started else schedule.plan_start(config)
-        end = schedule.parse_time(block["endTime"], "endTime") if block.get("endTime") else None
-        edges = [at for at in (start, end, state.flip_at) if at is not None]
+        start, end = schedule.bounds(state.spec.get("config"))
+        edges = [at for at in (None if state.started else start, end, state.flip_at) if at is not None]
         if edges:
             found.append(Timer(min(edges), ScheduleTick(state.job_id)))
     return found + _rollout_timers(state)

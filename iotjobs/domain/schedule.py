@@ -184,20 +184,23 @@ class Plan:
 
 
 def plan(config: dict[str, Any] | None, seconds_per_minute: float) -> Plan:
-    block = (config or {}).get(SCHEDULING) or {}
-    start = block.get("startTime")
-    end = block.get("endTime")
+    start_at, end_at = bounds(config)
     return Plan(
-        start_at=parse_time(start, "schedulingConfig.startTime") if start else None,
-        end_at=parse_time(end, "schedulingConfig.endTime") if end else None,
-        end_behavior=block.get("endBehavior") or STOP_ROLLOUT,
+        start_at=start_at,
+        end_at=end_at,
+        end_behavior=((config or {}).get(SCHEDULING) or {}).get("endBehavior") or STOP_ROLLOUT,
         windows=windows(config, seconds_per_minute),
     )
 
 
-def plan_start(config: dict[str, Any] | None) -> float | None:
-    start = ((config or {}).get(SCHEDULING) or {}).get("startTime")
-    return parse_time(start, "schedulingConfig.startTime") if start else None
+def bounds(config: dict[str, Any] | None) -> tuple[float | None, float | None]:
+    """The start and end times (epoch seconds) a job's schedule names, if it names them."""
+    block = (config or {}).get(SCHEDULING) or {}
+    start, end = block.get("startTime"), block.get("endTime")
+    return (
+        parse_time(start, "schedulingConfig.startTime") if start else None,
+        parse_time(end, "schedulingConfig.endTime") if end else None,
+    )
 
 
 def is_scheduled(config: dict[str, Any] | None) -> bool:

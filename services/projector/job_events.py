@@ -21,7 +21,7 @@ import orjson
 from gmqtt import Client
 from gmqtt.mqtt.constants import MQTTv311
 
-from iotjobs.domain import job, thing
+from iotjobs.domain import event_config, job, thing
 from iotjobs.domain.arns import Arns
 from iotjobs.domain.execution import TERMINAL
 from iotjobs.runtime import logs
@@ -73,7 +73,8 @@ class JobEvents:
 
     async def enabled(self, conn: asyncpg.Connection) -> set[str]:
         rows = await conn.fetch(
-            "SELECT event_type FROM event_configurations WHERE enabled AND event_type IN ('JOB', 'JOB_EXECUTION')"
+            "SELECT event_type FROM event_configurations WHERE enabled AND event_type = ANY($1::text[])",
+            list(event_config.PUBLISHED),
         )
         return {row["event_type"] for row in rows}
 

@@ -7,17 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 import orjson
 import pytest
 from aiokafka import ConsumerRecord
-from gmqtt import Client
 
 from iotjobs.runtime.topics import RECORD_MAX_BYTES, Topics
-from tests.support.clients import group_arn, iot_client, unique
+from tests.support.clients import TopicWatch, group_arn, iot_client, unique
 from tests.support.events import largest_records, scan_topics
 from tests.support.servers import Servers
 from tests.support.stack import Stack, running
@@ -59,32 +56,21 @@ async def _fan_out(stack: Stack) -> str:
     things = [f"{group}-{i:05d}" for i in range(FLEET)]
     await asyncio.to_thread(_register, stack, group, things)
 
-    seen: set[str] = set()
+    async with TopicWatch(stack, "$aws/things/+/jobs/notify-next") as watch:
 
-    def on_message(_client: Any, topic: str, payload: bytes, _qos: int, _props: Any) -> int:
-        if (orjson.loads(payload).get("execution") or {}).get("jobId") == job:
-            seen.add(topic.split("/")[2])
-        return 0
+        def notified() -> set[str]:
+            return {t.split("/")[2] for t, body, _at in watch.seen if (body.get("execution") or {}).get("jobId") == job}
 
-    subscriber = Client(f"fleet-watch-{uuid.uuid4().hex[:8]}")
-    subscriber.on_message = on_message
-    subscribed = asyncio.Event()
-    subscriber.on_subscribe = lambda *_a: subscribed.set()
-    await subscriber.connect(stack.settings.mqtt_host, stack.settings.mqtt_port)
-    try:
-        subscriber.subscribe("$aws/things/+/jobs/notify-next", qos=1)
-        await asyncio.wait_for(subscribed.wait(), 10)
         iot = iot_client(stack)
         began = time.monotonic()
         await asyncio.to_thread(iot.create_job, jobId=job, targets=[group_arn(group)], document='{"fleet": true}')
 
         async def every_device_notified() -> bool:
-            return len(seen) == FLEET
+            return len(notified()) == FLEET
 
         await until(every_device_notified, 120, f"all {FLEET} devices to get notify-next for {job}")
         print(f"{FLEET} devices notified {time.monotonic() - began:.1f}s after CreateJob was sent")
-    finally:
-        await subscriber.disconnect()
+        seen = notified()
     assert seen == set(things)
 
     async def all_queued() -> bool:

@@ -4,48 +4,27 @@ and seen by a plain MQTT subscriber."""
 from __future__ import annotations
 
 import asyncio
-import uuid
 from typing import Any
 
-import orjson
 import pytest
-from gmqtt import Client
 
-from tests.support.clients import MqttDevice, iot_client, thing_arn, unique
+from tests.support.clients import MqttDevice, TopicWatch, iot_client, thing_arn, unique
 from tests.support.stack import Stack
 from tests.support.waiting import until
 
 pytestmark = pytest.mark.e2e
 
 
-class EventWatch:
+class EventWatch(TopicWatch):
     def __init__(self, stack: Stack) -> None:
-        self.stack = stack
-        self.seen: list[tuple[str, dict[str, Any]]] = []
-        self.client = Client(f"events-watch-{uuid.uuid4().hex[:8]}")
-        self.client.on_message = self._on_message
-        self._subscribed = asyncio.Event()
-        self.client.on_subscribe = lambda *_a: self._subscribed.set()
-
-    def _on_message(self, _c: Any, topic: str, payload: bytes, _qos: int, _props: Any) -> int:
-        self.seen.append((topic, orjson.loads(payload)))
-        return 0
-
-    async def __aenter__(self) -> EventWatch:
-        await self.client.connect(self.stack.settings.mqtt_host, self.stack.settings.mqtt_port)
-        self.client.subscribe("$aws/events/#", qos=1)
-        await asyncio.wait_for(self._subscribed.wait(), 10)
-        return self
-
-    async def __aexit__(self, *_exc: object) -> None:
-        await self.client.disconnect()
+        super().__init__(stack, "$aws/events/#")
 
     def about(self, job: str) -> list[tuple[str, dict[str, Any]]]:
-        return [(topic, body) for topic, body in self.seen if body.get("jobId") == job]
+        return [(topic, body) for topic, body, _at in self.seen if body.get("jobId") == job]
 
     async def wait_for(self, topic: str) -> dict[str, Any]:
         async def arrived() -> dict[str, Any] | None:
-            return next((body for t, body in self.seen if t == topic), None)
+            return next((body for t, body, _at in self.seen if t == topic), None)
 
         return await until(arrived, 15, f"an event on {topic}")
 

@@ -7,15 +7,11 @@ per second here.
 from __future__ import annotations
 
 import asyncio
-import time
-import uuid
 from typing import Any
 
-import orjson
 import pytest
-from gmqtt import Client
 
-from tests.support.clients import MqttDevice, data_client, group_arn, iot_client, thing_arn, unique
+from tests.support.clients import MqttDevice, TopicWatch, data_client, group_arn, iot_client, thing_arn, unique
 from tests.support.rolling import most_in_window
 from tests.support.stack import Stack
 from tests.support.waiting import until
@@ -56,21 +52,7 @@ async def test_maximum_per_minute_paces_the_rollout_and_devices_hear_it_paced(st
     iot = iot_client(stack)
     group, things = await _group_of(iot, 36)
     heard: dict[str, float] = {}
-
-    def on_message(_client: Any, topic: str, payload: bytes, _qos: int, _props: Any) -> int:
-        thing = topic.split("/")[2]
-        if thing in things and orjson.loads(payload).get("execution"):
-            heard.setdefault(thing, time.monotonic())
-        return 0
-
-    subscriber = Client(f"rollout-watch-{uuid.uuid4().hex[:8]}")
-    subscriber.on_message = on_message
-    subscribed = asyncio.Event()
-    subscriber.on_subscribe = lambda *_a: subscribed.set()
-    await subscriber.connect(stack.settings.mqtt_host, stack.settings.mqtt_port)
-    try:
-        subscriber.subscribe("$aws/things/+/jobs/notify-next", qos=1)
-        await asyncio.wait_for(subscribed.wait(), 10)
+    async with TopicWatch(stack, "$aws/things/+/jobs/notify-next") as watch:
         job = unique("paced")
         await asyncio.to_thread(
             iot.create_job,
@@ -85,14 +67,16 @@ async def test_maximum_per_minute_paces_the_rollout_and_devices_hear_it_paced(st
         assert described["jobProcessDetails"]["numberOfQueuedThings"] <= 10
 
         async def all_heard() -> bool:
+            for topic, body, at in watch.seen:
+                thing = topic.split("/")[2]
+                if thing in things and body.get("execution"):
+                    heard.setdefault(thing, at)
             return len(heard) == len(things)
 
         await until(all_heard, 30, "every device to hear of its execution")
         executions = await until(
             lambda: _all_listed(iot, job, len(things)), 10, "every execution listed by ListJobExecutionsForJob"
         )
-    finally:
-        await subscriber.disconnect()
 
     queued_at = [e["jobExecutionSummary"]["queuedAt"].timestamp() for e in executions]
     # Timestamps travel with millisecond precision: two releases a minute apart may read 0.999 s apart.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from typing import Any
 
@@ -119,3 +120,31 @@ class MqttDevice:
 
     async def next_notify(self, timeout: float = 10.0) -> dict[str, Any]:
         return await asyncio.wait_for(self.notify.get(), timeout)
+
+
+class TopicWatch:
+    """A plain MQTT client subscribed (QoS 1) to one topic filter for the length of a block: what arrives, in
+    order, as (topic, JSON payload, time.monotonic() of arrival)."""
+
+    def __init__(self, stack: Stack, topic_filter: str) -> None:
+        self.host = stack.settings.mqtt_host
+        self.port = stack.settings.mqtt_port
+        self.topic_filter = topic_filter
+        self.seen: list[tuple[str, dict[str, Any], float]] = []
+        self.client = Client(f"watch-{uuid.uuid4().hex[:8]}")
+        self.client.on_message = self._on_message
+        self._subscribed = asyncio.Event()
+        self.client.on_subscribe = lambda *_args: self._subscribed.set()
+
+    def _on_message(self, _client: Any, topic: str, payload: bytes, _qos: int, _props: Any) -> int:
+        self.seen.append((topic, orjson.loads(payload), time.monotonic()))
+        return 0
+
+    async def __aenter__(self) -> TopicWatch:
+        await self.client.connect(self.host, self.port)
+        self.client.subscribe(self.topic_filter, qos=1)
+        await asyncio.wait_for(self._subscribed.wait(), 10)
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.client.disconnect()

@@ -202,10 +202,6 @@ def test_a_scheduled_start_waits_for_a_slot_and_rolls_out_or_is_canceled() -> No
 
 
 def test_a_job_that_starts_at_creation_takes_a_slot_without_waiting() -> None:
-    job = LimitedJob({}, [], extra={"jobExecutionsRolloutConfig": {"maximumPerMinute": 1}})
-    job.state = j.initial("job/j1")
-    job.sends.clear()
-    spec = {"targets": [], "document": "{}", "config": {"jobExecutionsRolloutConfig": {"maximumPerMinute": 1}}}
-    job.decide(j.CreateJob("j1", spec, ["a", "b"]), NOW)
+    job = LimitedJob({}, ["a", "b"], extra={"jobExecutionsRolloutConfig": {"maximumPerMinute": 1}})
     assert job.state.slot == "held" and job.queued() == ["thing/a"]
     assert q.ClaimSlot("j1", 1, force=True) in [send.command for send in job.sends]

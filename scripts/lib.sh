@@ -210,8 +210,13 @@ dispatch() {
             if [ "$sub" = restart ]; then cmd_stop "$@"; cmd_start "$@"; return; fi
             "cmd_$sub" "$@"
             ;;
+        reload)
+            declare -F cmd_reload >/dev/null || die "$(basename -- "$0") has no reload"
+            shift
+            cmd_reload "$@"
+            ;;
         *)
-            echo "usage: $(basename -- "$0") {install|start|stop|status|restart}" >&2
+            echo "usage: $(basename -- "$0") {install|start|stop|status|restart$(declare -F cmd_reload >/dev/null && echo '|reload')}" >&2
             exit 2
             ;;
     esac

@@ -1,17 +1,21 @@
-"""Operator commands: `migrate`, `topics`, `rebuild`, `dead-letters`, `clock`."""
+"""Operator commands: `migrate`, `topics`, `rebuild`, `dead-letters`, `clock`, `credentials`."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import base64
+import os
+import secrets
 import sys
+from pathlib import Path
 from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer
 
 from iotjobs.runtime import logs, pg, test_clock
+from iotjobs.runtime.broker_credentials import SERVICE_USER, CredentialsDir, CredentialsError
 from iotjobs.runtime.settings import Settings
 from iotjobs.runtime.topics import Topics, ensure_topics, partitions_of
 from services.projector.projector import rebuild
@@ -94,15 +98,84 @@ async def _clock(settings: Settings, advance: float | None) -> float:
     return offset
 
 
-def main(argv: list[str] | None = None) -> None:
+def _credentials(args: argparse.Namespace) -> None:
+    store = CredentialsDir(Path(args.dir))
+    try:
+        if args.action == "init":
+            written = store.init(args.host or ["localhost", "127.0.0.1"])
+            print(f"{store.path}: {', '.join(written)}")
+            print(f"services connect as '{SERVICE_USER}' with the password in {store.service_password_file}")
+        elif args.action == "certificate":
+            cert, key = store.issue_certificate(args.thing)
+            print(f"certificate {cert}\nkey         {key}\nca          {store.ca}")
+        elif args.action == "password":
+            password = args.password or secrets.token_urlsafe(18)
+            store.set_password(args.thing, password)
+            print(password)
+            print(f"written to {store.passwd}; reload the broker to apply it", file=sys.stderr)
+        elif args.action == "revoke":
+            if not store.remove(args.thing):
+                raise SystemExit(f"{args.thing} has no password or certificate in {store.path}")
+            print(f"{args.thing}: password and certificate files removed; reload the broker to apply it")
+        else:
+            print("\n".join(store.usernames()))
+    except CredentialsError as err:
+        raise SystemExit(str(err)) from None
+
+
+def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="iotjobs-admin", description=__doc__)
-    parser.add_argument(
-        "command",
-        choices=["migrate", "topics", "rebuild", "dead-letters", "clock"],
-        help="clock: show the test clock's offset, or move every service's clock with --advance",
+    commands = parser.add_subparsers(dest="command", required=True, metavar="command")
+    commands.add_parser("migrate", help="apply the read models' migrations", description="Apply the migrations.")
+    commands.add_parser("topics", help="create the Kafka topics", description="Create the Kafka topics.")
+    commands.add_parser(
+        "rebuild",
+        help="replay the log into the read models (no projector may run)",
+        description="Empty the read models and replay the log from its start.",
     )
-    parser.add_argument("--advance", type=duration, help="clock: how far to move forward (90s, 30m, 2h, 7d)")
-    args = parser.parse_args(argv)
+    commands.add_parser(
+        "dead-letters", help="print parked commands as JSON lines", description="Print every parked command."
+    )
+    clock = commands.add_parser(
+        "clock",
+        help="show or move the test clock",
+        description="Show the test clock's offset, or move every service's clock with --advance.",
+    )
+    clock.add_argument("--advance", type=duration, help="how far to move forward (90s, 30m, 2h, 7d)")
+    creds = commands.add_parser(
+        "credentials",
+        help="certificates and passwords for the broker, devices and HTTPS",
+        description=(
+            "init: the CA, the server certificate (for --host names), the broker's ACL and the services' "
+            "identity; certificate THING: a device certificate (common name THING); password THING: set a "
+            "device password (printed); revoke THING: remove both; list: the password file's users. "
+            "Reload the broker after a password change or a revocation."
+        ),
+    )
+    creds.add_argument("action", choices=["init", "certificate", "password", "revoke", "list"])
+    creds.add_argument("thing", nargs="?", help="the thing name (certificate, password, revoke)")
+    creds.add_argument(
+        "--dir",
+        default=os.environ.get("IOTJOBS_CREDENTIALS_DIR", "credentials"),
+        help="the credentials directory (default: $IOTJOBS_CREDENTIALS_DIR, else ./credentials)",
+    )
+    creds.add_argument(
+        "--host",
+        action="append",
+        help="init: a DNS name or IP address the server certificate is for (repeat; default localhost, 127.0.0.1)",
+    )
+    creds.add_argument("--password", help="password: use this password instead of a random one")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    arguments = parser()
+    args = arguments.parse_args(argv)
+    if args.command == "credentials":
+        if args.action in ("certificate", "password", "revoke") and not args.thing:
+            arguments.error(f"credentials {args.action} needs a thing name")
+        _credentials(args)
+        return
     settings = Settings.from_env()
     logs.configure(settings.log_level)
     if args.command == "clock":

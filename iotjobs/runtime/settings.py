@@ -16,6 +16,7 @@ CHOICES = {
     "consistency": ("strict", "eventual"),
     "access_log": ("off", "on"),
     "test_clock": ("off", "on"),
+    "security_mode": ("development", "production"),
 }
 
 
@@ -25,6 +26,20 @@ class Settings:
     pg_dsn: str = "postgresql://postgres@127.0.0.1:5432/iotjobs"
     mqtt_host: str = "127.0.0.1"
     mqtt_port: int = 1883
+    mqtt_username: str = ""
+    """The services' MQTT identity (dataplane, projector) on a broker that requires passwords."""
+    mqtt_password: str = ""
+    mqtt_ca_file: str = ""
+    """Connect to the broker over TLS, trusting this CA (PEM); empty: plain MQTT."""
+    mqtt_cert_file: str = ""
+    """With `mqtt_key_file`: the services' client certificate on a broker that requires one."""
+    mqtt_key_file: str = ""
+    tls_cert_file: str = ""
+    """With `tls_key_file`: both HTTP planes serve HTTPS with this certificate (PEM, chain included)."""
+    tls_key_file: str = ""
+    security_mode: str = "development"
+    """`development`: anonymous MQTT and unsigned HTTP are allowed, and each service says so loudly when it
+    starts; `production`: a service refuses to start unless it authenticates to the broker."""
     control_host: str = "127.0.0.1"
     control_port: int = 8080
     dataplane_host: str = "127.0.0.1"

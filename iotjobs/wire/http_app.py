@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import ssl
 import uuid
 from collections.abc import AsyncIterator, Callable
 
@@ -60,9 +61,18 @@ async def _follow_the_test_clock(app: web.Application) -> AsyncIterator[None]:
 
 
 def serve(app: web.Application, settings: Settings, host: str, port: int) -> None:
-    """Run an HTTP plane until SIGTERM, logging requests only when `IOTJOBS_ACCESS_LOG=on`."""
+    """Run an HTTP plane until SIGTERM, over HTTPS when a certificate is configured, logging requests only
+    when `IOTJOBS_ACCESS_LOG=on`."""
     access_log = logging.getLogger("aiohttp.access") if settings.access_log == "on" else None
-    web.run_app(app, host=host, port=port, print=None, access_log=access_log)
+    web.run_app(app, host=host, port=port, print=None, access_log=access_log, ssl_context=https_context(settings))
+
+
+def https_context(settings: Settings) -> ssl.SSLContext | None:
+    if not settings.tls_cert_file:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(settings.tls_cert_file, settings.tls_key_file or None)
+    return context
 
 
 async def health(request: web.Request) -> web.Response:

@@ -26,6 +26,7 @@ from iotjobs.runtime.bus import CommandBus
 from iotjobs.runtime.deciders import DeciderRuntime, NotOwner, Released, Unavailable
 from iotjobs.runtime.settings import Settings
 from iotjobs.wire import mqtt
+from iotjobs.wire.broker_connection import authenticated
 from iotjobs.wire.outgoing import Outgoing
 from services.dataplane.documents import DeviceDocuments
 
@@ -58,6 +59,7 @@ class MqttIngress:
             receive_maximum=RECEIVE_MAXIMUM,
         )
         self.client.set_config({"reconnect_retries": UNLIMITED_RECONNECTS, "reconnect_delay": RECONNECT_DELAY})
+        self._connection = authenticated(self.client, settings)
         self.client.on_message = self._on_message
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
@@ -78,7 +80,9 @@ class MqttIngress:
     async def start(self) -> None:
         self._task = asyncio.create_task(self._forward(), name="mqtt-forward")
         await asyncio.wait_for(
-            self.client.connect(self.settings.mqtt_host, self.settings.mqtt_port, version=MQTTv50, keepalive=30),
+            self.client.connect(
+                self.settings.mqtt_host, self.settings.mqtt_port, version=MQTTv50, keepalive=30, **self._connection
+            ),
             CONNECT_TIMEOUT,
         )
 

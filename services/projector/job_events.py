@@ -26,6 +26,7 @@ from iotjobs.domain.arns import Arns
 from iotjobs.domain.execution import TERMINAL
 from iotjobs.runtime import logs
 from iotjobs.runtime.settings import Settings
+from iotjobs.wire.broker_connection import authenticated
 from iotjobs.wire.outgoing import Outgoing
 from iotjobs.wire.process_details import process_details
 
@@ -169,7 +170,13 @@ class JobEvents:
         client = Client(f"iotjobs-events-{self.settings.instance_id}-{uuid.uuid4().hex[:6]}")
         try:
             await asyncio.wait_for(
-                client.connect(self.settings.mqtt_host, self.settings.mqtt_port, version=MQTTv311), CONNECT_TIMEOUT
+                client.connect(
+                    self.settings.mqtt_host,
+                    self.settings.mqtt_port,
+                    version=MQTTv311,
+                    **authenticated(client, self.settings),
+                ),
+                CONNECT_TIMEOUT,
             )
         except Exception as err:  # any failure to connect: drop this batch's events, try again later
             self._next_try = time.monotonic() + RETRY_CONNECT_AFTER

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import signal
 
-from iotjobs.runtime import eventloop, logs, pg
+from iotjobs.runtime import eventloop, logs, pg, security
 from iotjobs.runtime.settings import Settings
 from iotjobs.runtime.topics import ensure_topics
 from services.projector.projector import Projector, connect
@@ -40,6 +40,7 @@ async def run(settings: Settings) -> None:
 def main() -> None:
     settings = Settings.from_env()
     logs.configure(settings.log_level)
+    security.check_at_start(settings, "projector")
     eventloop.install(settings)
     asyncio.run(run(settings))
 

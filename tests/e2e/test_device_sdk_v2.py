@@ -2,73 +2,15 @@
 
 from __future__ import annotations
 
-import threading
-import uuid
-from typing import Any
-
 import pytest
-from awscrt import mqtt5, mqtt_request_response
-from awsiot import ServiceStreamOptions, V2ServiceException, iotjobs
+from awsiot import V2ServiceException, iotjobs
 
 from tests.support.clients import iot_client, thing_arn, unique
+from tests.support.device_sdk import TIMEOUT, V2Device
 from tests.support.stack import Stack
 from tests.support.waiting import until_sync
 
 pytestmark = pytest.mark.e2e
-
-TIMEOUT = 15
-
-
-class V2Device:
-    def __init__(self, stack: Stack, thing: str) -> None:
-        self.thing = thing
-        self.connected = threading.Event()
-        self.client = mqtt5.Client(
-            mqtt5.ClientOptions(
-                host_name=stack.settings.mqtt_host,
-                port=stack.settings.mqtt_port,
-                connect_options=mqtt5.ConnectPacket(
-                    client_id=f"{thing}-{uuid.uuid4().hex[:6]}", keep_alive_interval_sec=30
-                ),
-                on_lifecycle_event_connection_success_fn=lambda _event: self.connected.set(),
-            )
-        )
-        self.next_events: list[Any] = []
-        self.lock = threading.Lock()
-
-    def __enter__(self) -> V2Device:
-        self.client.start()
-        assert self.connected.wait(TIMEOUT), "MQTT 5 connection"
-        self.jobs = iotjobs.IotJobsClientV2(
-            self.client,
-            mqtt_request_response.ClientOptions(
-                max_request_response_subscriptions=4,
-                max_streaming_subscriptions=2,
-                operation_timeout_in_seconds=TIMEOUT,
-            ),
-        )
-        opened = threading.Event()
-        self.stream = self.jobs.create_next_job_execution_changed_stream(
-            iotjobs.NextJobExecutionChangedSubscriptionRequest(thing_name=self.thing),
-            ServiceStreamOptions(
-                incoming_event_listener=self._on_next,
-                subscription_status_listener=lambda _event: opened.set(),
-            ),
-        )
-        self.stream.open()
-        assert opened.wait(TIMEOUT), "notify-next stream"
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.client.stop()
-
-    def _on_next(self, event: iotjobs.NextJobExecutionChangedEvent) -> None:
-        with self.lock:
-            self.next_events.append(event)
-
-    def nexts(self) -> list[Any]:
-        with self.lock:
-            return list(self.next_events)
 
 
 def test_a_full_job_over_mqtt5_with_the_v2_client(stack: Stack) -> None:

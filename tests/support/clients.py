@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 import uuid
 from typing import Any
@@ -27,6 +28,7 @@ def iot_client(stack: Stack, endpoint_url: str | None = None) -> Any:
         aws_access_key_id="x",
         aws_secret_access_key="y",
         config=Config(retries={"max_attempts": 1}),
+        verify=stack.https_ca,
     )
 
 
@@ -39,6 +41,7 @@ def data_client(stack: Stack) -> Any:
         aws_access_key_id="x",
         aws_secret_access_key="y",
         config=Config(retries={"max_attempts": 1}),
+        verify=stack.https_ca,
     )
 
 
@@ -57,11 +60,24 @@ def unique(prefix: str) -> str:
 class MqttDevice:
     """A device speaking the jobs MQTT API with a plain MQTT client (gmqtt)."""
 
-    def __init__(self, stack: Stack, thing_name: str) -> None:
+    def __init__(
+        self,
+        stack: Stack,
+        thing_name: str,
+        *,
+        password: str | None = None,
+        port: int | None = None,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
+        """`password`: connect with the thing name as username; `tls` (with `port`): over TLS, e.g. with the
+        thing's client certificate."""
         self.thing = thing_name
         self.host = stack.settings.mqtt_host
-        self.port = stack.settings.mqtt_port
+        self.port = port or stack.settings.mqtt_port
+        self.tls: ssl.SSLContext | bool = tls or False
         self.client = Client(f"{thing_name}-{uuid.uuid4().hex[:6]}")
+        if password is not None:
+            self.client.set_auth_credentials(thing_name, password)
         self.client.on_message = self._on_message
         self._replies: dict[str, asyncio.Future[tuple[str, dict[str, Any]]]] = {}
         self.notify: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
@@ -72,7 +88,7 @@ class MqttDevice:
         self.client.on_subscribe = lambda *_args: self._subscribed.set()
 
     async def __aenter__(self) -> MqttDevice:
-        await self.client.connect(self.host, self.port, version=MQTTv311)
+        await self.client.connect(self.host, self.port, version=MQTTv311, ssl=self.tls)
         self.client.subscribe(f"$aws/things/{self.thing}/jobs/#", qos=1)
         await asyncio.wait_for(self._subscribed.wait(), 10)
         return self

@@ -13,6 +13,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -165,3 +166,67 @@ def started_locally() -> Iterator[tuple[LocalServers, Servers]]:
         yield local, started
     finally:
         local.stop()
+
+
+class SecureBroker:
+    """A Mosquitto of its own that requires authentication (IOTJOBS_MQTT_AUTH=on): passwords on `port`,
+    client certificates on `tls_port`, credentials made by `iotjobs-admin credentials` in `credentials`."""
+
+    def __init__(self) -> None:
+        self.run_dir = Path(tempfile.mkdtemp(prefix="iotjobs-secure-"))
+        os.chmod(self.run_dir, 0o755)  # the mosquitto user reads the credentials under it
+        self.credentials = self.run_dir / "credentials"
+        self.port = free_port()
+        self.tls_port = free_port()
+        self.env = {
+            **os.environ,
+            "IOTJOBS_RUN_DIR": str(self.run_dir),
+            "IOTJOBS_MQTT_PORT": str(self.port),
+            "IOTJOBS_MQTT_TLS_PORT": str(self.tls_port),
+            "IOTJOBS_MQTT_AUTH": "on",
+            "IOTJOBS_CREDENTIALS_DIR": str(self.credentials),
+        }
+
+    def admin(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """`iotjobs-admin credentials ARGS` against this broker's credentials directory; fails loudly."""
+        result = subprocess.run(
+            [sys.executable, "-m", "services.admin", "credentials", *args, "--dir", str(self.credentials)],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"iotjobs-admin credentials {' '.join(args)} failed:\n{result.stderr}")
+        return result
+
+    def mosquitto(self, command: str) -> None:
+        script = REPO / "scripts" / "mosquitto.sh"
+        result = subprocess.run(["bash", str(script), command], env=self.env, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise RuntimeError(f"scripts/mosquitto.sh {command} failed:\n{result.stdout}\n{result.stderr}")
+
+    @property
+    def service_password(self) -> str:
+        return (self.credentials / "service.password").read_text().strip()
+
+    def start(self) -> None:
+        self.admin("init")
+        self.mosquitto("start")
+
+    def stop(self) -> None:
+        subprocess.run(["bash", str(REPO / "scripts" / "mosquitto.sh"), "stop"], env=self.env, capture_output=True)
+        shutil.rmtree(self.run_dir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def secure_broker() -> Iterator[SecureBroker]:
+    broker = SecureBroker()
+    try:
+        broker.start()
+    except RuntimeError as exc:
+        broker.stop()
+        pytest.fail(str(exc))
+    try:
+        yield broker
+    finally:
+        broker.stop()

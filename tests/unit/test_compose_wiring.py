@@ -8,7 +8,7 @@ No Docker engine is needed: this reads the files.
 
 from __future__ import annotations
 
-import ast
+import argparse
 import fnmatch
 import importlib.util
 import re
@@ -24,6 +24,7 @@ import yaml
 
 from iotjobs.runtime import pg
 from iotjobs.runtime.settings import Settings
+from services.admin import parser as admin_parser
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -126,12 +127,9 @@ def console_scripts() -> dict[str, str]:
 
 
 def admin_subcommands() -> set[str]:
-    """The `choices` of iotjobs-admin's positional argument, read from services/admin.py."""
-    tree = ast.parse((ROOT / "services" / "admin.py").read_text())
-    for node in ast.walk(tree):
-        if isinstance(node, ast.keyword) and node.arg == "choices" and isinstance(node.value, ast.List):
-            return {ast.literal_eval(e) for e in node.value.elts}
-    raise AssertionError("services/admin.py: no argparse choices found")
+    """The commands iotjobs-admin's parser accepts."""
+    commands = [a for a in admin_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    return set(commands[0].choices)
 
 
 def invocations(command: Any) -> list[list[str]]:

@@ -177,7 +177,10 @@ async def test_a_password_device_works_its_own_jobs_and_reaches_no_other_things(
                 what="the snoop's own reply",
             )
         assert snoop.received and all(f"/things/{own}/" in topic for topic in snoop.received), snoop.received
-    assert iot.describe_job_execution(jobId=job, thingName=other)["execution"]["status"] == "SUCCEEDED"
+    until_sync(
+        lambda: iot.describe_job_execution(jobId=job, thingName=other)["execution"]["status"] == "SUCCEEDED",
+        what="the neighbour's update in the read models",
+    )
 
     assert connack(broker.port) == NOT_AUTHORIZED  # anonymous
     assert connack(broker.port, own, "wrong") == NOT_AUTHORIZED
@@ -225,7 +228,11 @@ def test_a_device_sdk_with_its_certificate_works_its_jobs_and_reaches_no_other_t
             iotjobs.UpdateJobExecutionRequest(thing_name=own, job_id=job, status=iotjobs.JobStatus.SUCCEEDED)
         ).result(TIMEOUT)
         assert done is not None
-    assert iot.describe_job_execution(jobId=job, thingName=own)["execution"]["status"] == "SUCCEEDED"
+    # A device's update reaches the read models a moment after its reply.
+    until_sync(
+        lambda: iot.describe_job_execution(jobId=job, thingName=own)["execution"]["status"] == "SUCCEEDED",
+        what="the update in the read models",
+    )
 
     # The certificate names the thing: with its own certificate a client reaches only its own topics.
     with Probe(broker.tls_port, **tls_files(broker, own)) as probe:
@@ -245,6 +252,53 @@ def test_a_device_sdk_with_its_certificate_works_its_jobs_and_reaches_no_other_t
         assert connack(broker.tls_port, **tls_files(broker, own)) == 0  # while the thing's own one works
     finally:
         stranger.stop()
+
+
+async def test_the_projector_publishes_jobs_events_with_the_services_certificate(
+    secure_stack: Stack, broker: SecureBroker
+) -> None:
+    # The dataplane connects with the services' password; the projector, restarted here, with their
+    # certificate on the TLS listener.
+    creds = broker.credentials
+    secure_stack.kill("projector")
+    secure_stack.spawn(
+        "projector",
+        IOTJOBS_MQTT_PORT=str(broker.tls_port),
+        IOTJOBS_MQTT_USERNAME="",
+        IOTJOBS_MQTT_PASSWORD="",
+        IOTJOBS_MQTT_CA_FILE=str(creds / "ca.crt"),
+        IOTJOBS_MQTT_CERT_FILE=str(creds / "service.crt"),
+        IOTJOBS_MQTT_KEY_FILE=str(creds / "service.key"),
+    )
+    iot = iot_client(secure_stack)
+    await asyncio.to_thread(iot.update_event_configurations, eventConfigurations={"JOB": {"Enabled": True}})
+    thing, job = unique("events"), unique("eventjob")
+    await asyncio.to_thread(iot.create_thing, thingName=thing)
+    device_password = broker.admin("password", thing).stdout.strip()
+    broker.mosquitto("reload")
+    await until(
+        lambda: asyncio.to_thread(lambda: connack(broker.port, thing, device_password) == 0), what="the password"
+    )
+    with (
+        Probe(broker.port, "iotjobs-service", broker.service_password) as watcher,
+        Probe(broker.port, thing, device_password) as device,
+    ):
+        watcher.subscribe("$aws/events/job/#")
+        device.subscribe("$aws/events/#")  # a device may not listen to the account's events
+        await asyncio.to_thread(iot.create_job, jobId=job, targets=[thing_arn(thing)], document="{}")
+        await asyncio.to_thread(iot.cancel_job, jobId=job)
+        await asyncio.to_thread(
+            until_sync, lambda: f"$aws/events/job/{job}/canceled" in watcher.received, 30, "the JOB canceled event"
+        )
+        # The broker hands a message to every subscriber before it reads the next: by the time the
+        # watcher's next one (an event of a later job) arrives, the device would have had the first.
+        later = unique("eventjob")
+        await asyncio.to_thread(iot.create_job, jobId=later, targets=[thing_arn(thing)], document="{}")
+        await asyncio.to_thread(iot.cancel_job, jobId=later)
+        await asyncio.to_thread(
+            until_sync, lambda: f"$aws/events/job/{later}/canceled" in watcher.received, 30, "the later event"
+        )
+        assert device.received == []
 
 
 def test_both_http_planes_serve_https_with_the_deployments_certificate(secure_stack: Stack) -> None:

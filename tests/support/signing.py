@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import importlib
 from collections.abc import Iterator
 from datetime import datetime, timedelta
+from typing import Any
 from unittest import mock
 
 import botocore.auth
+import botocore.compat
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
@@ -17,11 +20,25 @@ REGION = "us-east-1"
 
 @contextlib.contextmanager
 def client_clock(offset: timedelta) -> Iterator[None]:
-    """Within the block, every botocore signer in this process (boto3 clients included) reads a clock `offset`
-    away from the true time: a client on a machine whose clock is wrong."""
-    true_now = botocore.auth.get_current_datetime
-    with mock.patch.object(botocore.auth, "get_current_datetime", lambda: true_now() + offset):
+    """Within the block, every botocore signer in this process (boto3 clients and the CRT signer they use when
+    awscrt is installed) reads a clock `offset` away from the true time: a client whose machine clock is wrong."""
+    true_now = botocore.compat.get_current_datetime
+
+    def skewed(*args: Any, **kwargs: Any) -> datetime:
+        now: datetime = true_now(*args, **kwargs)
+        return now + offset
+
+    with contextlib.ExitStack() as patches:
+        for module in _signer_modules():
+            patches.enter_context(mock.patch.object(module, "get_current_datetime", skewed))
         yield
+
+
+def _signer_modules() -> list[Any]:
+    modules: list[Any] = [botocore.auth]
+    with contextlib.suppress(ImportError):  # awscrt is optional
+        modules.append(importlib.import_module("botocore.crt.auth"))
+    return modules
 
 
 def signed_headers(

@@ -13,6 +13,7 @@ log = logs.get("iotjobs.security")
 
 
 MQTT_CLIENTS = ("dataplane", "projector")
+HTTP_PLANES = ("control", "dataplane")
 
 
 def open_doors(settings: Settings, service: str) -> list[str]:
@@ -24,6 +25,12 @@ def open_doors(settings: Settings, service: str) -> list[str]:
             "read every job document and start, fail or fake any device's executions "
             "(set IOTJOBS_MQTT_USERNAME/IOTJOBS_MQTT_PASSWORD or IOTJOBS_MQTT_CERT_FILE/IOTJOBS_MQTT_KEY_FILE, "
             "and IOTJOBS_MQTT_AUTH=on for the broker)"
+        )
+    if service in HTTP_PLANES and not settings.sigv4_credentials and not settings.sigv4_credentials_file:
+        doors.append(
+            "HTTP requests are not signature-checked: anyone who reaches the control plane may create, cancel and "
+            "delete jobs, and anyone who reaches the device API may update any device's executions "
+            "(set IOTJOBS_SIGV4_CREDENTIALS or IOTJOBS_SIGV4_CREDENTIALS_FILE)"
         )
     return doors
 

@@ -103,6 +103,11 @@ class Settings:
     """`on`: an operator may move every service's clock forward (`iotjobs-admin clock --advance`, or
     `POST /_iotjobs/clock` on control), to run scheduled starts, maintenance windows and long timeouts in
     seconds. For test environments only."""
+    sigv4_credentials: str = ""
+    """`ACCESS_KEY_ID:SECRET,...`: when set (or `sigv4_credentials_file`), every request to both HTTP planes but
+    `/health` must be SigV4-signed with one of these keys (docs/security-sigv4.md). Empty: no check."""
+    sigv4_credentials_file: str = ""
+    """A file of `ACCESS_KEY_ID:SECRET` lines (a mounted secret), read at start; adds to `sigv4_credentials`."""
     public_jobs_endpoint: str = ""
     """host[:port] devices use for the iot-jobs-data API (DescribeEndpoint iot:Jobs); default: the dataplane's."""
     public_mqtt_endpoint: str = ""

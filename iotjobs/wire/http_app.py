@@ -18,6 +18,7 @@ from iotjobs.runtime.settings import Settings
 from iotjobs.runtime.topics import ensure_topics
 from iotjobs.wire.http_errors import ApiError, error_response, from_rejection, unavailable, unknown_operation
 from iotjobs.wire.http_request import BODY_TIMEOUT_KEY
+from iotjobs.wire.http_signing import signature_middlewares
 
 log = logs.get("iotjobs.http")
 
@@ -36,9 +37,12 @@ CHECKS_KEY = web.AppKey("checks", dict[str, Callable[[], bool]])
 Resources = Callable[[web.Application], AsyncIterator[None]]
 
 
-def service_app(settings: Settings, errors: dict[str, tuple[str, int]], resources: Resources) -> web.Application:
-    """An HTTP plane: AWS error encoding, the service's resources, and its readiness probe."""
-    app = web.Application(middlewares=[error_middleware(errors)])
+def service_app(
+    settings: Settings, errors: dict[str, tuple[str, int]], resources: Resources, signing_names: tuple[str, ...]
+) -> web.Application:
+    """An HTTP plane: AWS error encoding, SigV4 verification when configured (for `signing_names`, the SigV4
+    service names the plane answers to), the service's resources, and its readiness probe."""
+    app = web.Application(middlewares=[error_middleware(errors), *signature_middlewares(settings, signing_names)])
     app[SETTINGS_KEY] = settings
     app[BODY_TIMEOUT_KEY] = settings.body_read_timeout_seconds
     app[CHECKS_KEY] = {}

@@ -15,14 +15,19 @@ BODY_TIMEOUT_KEY = web.AppKey("body_timeout_seconds", float)
 DEFAULT_BODY_TIMEOUT_SECONDS = 10.0
 
 
-async def json_body(request: web.Request) -> dict[str, Any]:
+async def body_bytes(request: web.Request) -> bytes:
+    """The whole body (aiohttp keeps it, so a second read costs nothing)."""
     limit = request.app.get(BODY_TIMEOUT_KEY, DEFAULT_BODY_TIMEOUT_SECONDS)
     try:
         # A client that trickles its body must not hold a connection and a handler for ever.
         async with asyncio.timeout(limit):
-            raw = await request.read()
+            return await request.read()
     except TimeoutError:
         raise invalid(f"the request body did not arrive within {limit:g} s") from None
+
+
+async def json_body(request: web.Request) -> dict[str, Any]:
+    raw = await body_bytes(request)
     if not raw.strip():
         return {}
     try:

@@ -15,6 +15,7 @@ from iotjobs.runtime.settings import Settings
 from iotjobs.runtime.topics import Topics, ensure_topics
 from iotjobs.wire.http_app import CHECKS_KEY, RUNTIME_KEY, SETTINGS_KEY, service_app
 from iotjobs.wire.http_errors import CONTROL
+from iotjobs.wire.sigv4 import CONTROL_SIGNING_NAMES
 from services.control import clock_api
 from services.control.context import CONTROL_KEY, Control
 from services.control.operations import add_routes
@@ -52,7 +53,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
 
 
 def create_app(settings: Settings) -> web.Application:
-    app = service_app(settings, CONTROL, _resources)
+    app = service_app(settings, CONTROL, _resources, CONTROL_SIGNING_NAMES)
     if test_clock.enabled(settings):
         clock_api.add_routes(app)
     add_routes(app)

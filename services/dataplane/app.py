@@ -14,6 +14,7 @@ from iotjobs.runtime.settings import Settings
 from iotjobs.runtime.topics import Topics, ensure_topics
 from iotjobs.wire.http_app import CHECKS_KEY, RUNTIME_KEY, SETTINGS_KEY, service_app
 from iotjobs.wire.http_errors import DATA
+from iotjobs.wire.sigv4 import DATA_SIGNING_NAMES
 from services.dataplane import jobs_data_api
 from services.dataplane.documents import DeviceDocuments
 from services.dataplane.mqtt_ingress import MqttIngress
@@ -61,6 +62,6 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
 
 
 def create_app(settings: Settings) -> web.Application:
-    app = service_app(settings, DATA, _resources)
+    app = service_app(settings, DATA, _resources, DATA_SIGNING_NAMES)
     jobs_data_api.add_routes(app)
     return app

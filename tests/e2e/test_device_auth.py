@@ -37,7 +37,7 @@ from tests.support.waiting import until, until_sync
 pytestmark = pytest.mark.e2e
 
 NOT_AUTHORIZED = 0x87
-BAD_CREDENTIALS = 0x86
+KEY = ("AKIDSECUREDEPLOY", "a-secret-only-this-deployment-knows")
 
 
 @pytest.fixture(scope="module")
@@ -56,6 +56,7 @@ async def secure_stack(servers: Servers, broker: SecureBroker) -> AsyncIterator[
         mqtt_password=broker.service_password,
         tls_cert_file=str(broker.credentials / "server.crt"),
         tls_key_file=str(broker.credentials / "server.key"),
+        sigv4_credentials=":".join(KEY),
     )
     stack.https_ca = str(broker.credentials / "ca.crt")
     await stack.start()
@@ -132,7 +133,7 @@ def tls_files(broker: SecureBroker, thing: str) -> dict[str, str]:
 async def test_a_password_device_works_its_own_jobs_and_reaches_no_other_things(
     secure_stack: Stack, broker: SecureBroker
 ) -> None:
-    iot = iot_client(secure_stack)
+    iot = iot_client(secure_stack, key=KEY)
     own, other, job = unique("pw"), unique("pw-other"), unique("authjob")
     for thing in (own, other):
         iot.create_thing(thingName=thing)
@@ -210,7 +211,7 @@ def _mtls(broker: SecureBroker, thing: str, on_connected: Connected) -> mqtt5.Cl
 def test_a_device_sdk_with_its_certificate_works_its_jobs_and_reaches_no_other_things(
     secure_stack: Stack, broker: SecureBroker
 ) -> None:
-    iot = iot_client(secure_stack)
+    iot = iot_client(secure_stack, key=KEY)
     own, other, job = unique("cert"), unique("cert-other"), unique("certjob")
     for thing in (own, other):
         iot.create_thing(thingName=thing)
@@ -270,7 +271,7 @@ async def test_the_projector_publishes_jobs_events_with_the_services_certificate
         IOTJOBS_MQTT_CERT_FILE=str(creds / "service.crt"),
         IOTJOBS_MQTT_KEY_FILE=str(creds / "service.key"),
     )
-    iot = iot_client(secure_stack)
+    iot = iot_client(secure_stack, key=KEY)
     await asyncio.to_thread(iot.update_event_configurations, eventConfigurations={"JOB": {"Enabled": True}})
     thing, job = unique("events"), unique("eventjob")
     await asyncio.to_thread(iot.create_thing, thingName=thing)
@@ -302,7 +303,7 @@ async def test_the_projector_publishes_jobs_events_with_the_services_certificate
 
 
 def test_both_http_planes_serve_https_with_the_deployments_certificate(secure_stack: Stack) -> None:
-    iot, data = iot_client(secure_stack), data_client(secure_stack)
+    iot, data = iot_client(secure_stack, key=KEY), data_client(secure_stack, key=KEY)
     thing = unique("https")
     iot.create_thing(thingName=thing)
     assert iot.describe_thing(thingName=thing)["thingName"] == thing
@@ -316,19 +317,27 @@ def test_both_http_planes_serve_https_with_the_deployments_certificate(secure_st
         requests.get(f"{secure_stack.control_url}/health", timeout=5)
 
 
-@pytest.mark.parametrize("service", ["dataplane", "projector"])
-def test_production_mode_refuses_to_start_with_a_door_open(service: str) -> None:
-    env = {**_without_mqtt_identity(), "IOTJOBS_SECURITY_MODE": "production"}
+@pytest.mark.parametrize(
+    ("service", "missing"),
+    [
+        ("dataplane", ["IOTJOBS_MQTT_USERNAME", "IOTJOBS_SIGV4_CREDENTIALS"]),
+        ("projector", ["IOTJOBS_MQTT_USERNAME"]),
+        ("control", ["IOTJOBS_SIGV4_CREDENTIALS"]),
+    ],
+)
+def test_production_mode_refuses_to_start_with_a_door_open(service: str, missing: list[str]) -> None:
+    env = {**_without_security(), "IOTJOBS_SECURITY_MODE": "production"}
     result = subprocess.run(
         [sys.executable, "-m", f"services.{service}"], env=env, cwd=REPO, capture_output=True, text=True, timeout=60
     )
     assert result.returncode != 0
-    assert "IOTJOBS_SECURITY_MODE=production" in result.stderr and "IOTJOBS_MQTT_USERNAME" in result.stderr
+    assert "IOTJOBS_SECURITY_MODE=production" in result.stderr
+    assert all(name in result.stderr for name in missing), result.stderr
 
 
 def test_development_mode_says_loudly_that_anyone_may_connect() -> None:
     # Nothing to connect to: the warning comes first, before the service looks for its servers.
-    env = {**_without_mqtt_identity(), "IOTJOBS_KAFKA_BOOTSTRAP": "127.0.0.1:1", "IOTJOBS_LOG_LEVEL": "INFO"}
+    env = {**_without_security(), "IOTJOBS_KAFKA_BOOTSTRAP": "127.0.0.1:1", "IOTJOBS_LOG_LEVEL": "INFO"}
     process = subprocess.Popen(
         [sys.executable, "-m", "services.projector"],
         env=env,
@@ -350,5 +359,6 @@ def test_development_mode_says_loudly_that_anyone_may_connect() -> None:
         process.stdout.close()  # type: ignore[union-attr]
 
 
-def _without_mqtt_identity() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith(("IOTJOBS_MQTT_", "IOTJOBS_SECURITY"))}
+def _without_security() -> dict[str, str]:
+    prefixes = ("IOTJOBS_MQTT_", "IOTJOBS_SECURITY", "IOTJOBS_SIGV4")
+    return {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}

@@ -20,28 +20,28 @@ ACCOUNT = "123456789012"
 REGION = "us-east-1"
 
 
-def iot_client(stack: Stack, endpoint_url: str | None = None) -> Any:
-    return boto3.client(
-        "iot",
-        endpoint_url=endpoint_url or stack.control_url,
-        region_name=REGION,
-        aws_access_key_id="x",
-        aws_secret_access_key="y",
-        config=Config(retries={"max_attempts": 1}),
-        verify=stack.https_ca,
-    )
+def iot_client(
+    stack: Stack, endpoint_url: str | None = None, key: tuple[str, str] = ("x", "y"), config: Config | None = None
+) -> Any:
+    """The control plane (`iot`), signed with `key` (access key id, secret); `config` adds to the client's."""
+    return _client("iot", endpoint_url or stack.control_url, key, config, stack.https_ca)
 
 
-def data_client(stack: Stack) -> Any:
+def data_client(stack: Stack, key: tuple[str, str] = ("x", "y"), config: Config | None = None) -> Any:
     """The device HTTP API (`iot-jobs-data`), as a device using an AWS SDK would call it."""
+    return _client("iot-jobs-data", stack.dataplane_url, key, config, stack.https_ca)
+
+
+def _client(service: str, endpoint_url: str, key: tuple[str, str], config: Config | None, https_ca: str | None) -> Any:
+    base = Config(retries={"max_attempts": 1})
     return boto3.client(
-        "iot-jobs-data",
-        endpoint_url=stack.dataplane_url,
+        service,
+        endpoint_url=endpoint_url,
         region_name=REGION,
-        aws_access_key_id="x",
-        aws_secret_access_key="y",
-        config=Config(retries={"max_attempts": 1}),
-        verify=stack.https_ca,
+        aws_access_key_id=key[0],
+        aws_secret_access_key=key[1],
+        config=base.merge(config) if config is not None else base,
+        verify=https_ca,
     )
 
 

@@ -113,6 +113,10 @@ def _credentials(args: argparse.Namespace) -> None:
             store.set_password(args.thing, password)
             print(password)
             print(f"written to {store.passwd}; reload the broker to apply it", file=sys.stderr)
+        elif args.action == "access-key":
+            key_id, secret = store.new_access_key(args.thing)
+            print(f"AWS_ACCESS_KEY_ID={key_id}\nAWS_SECRET_ACCESS_KEY={secret}")
+            print(f"added to {store.access_keys}; restart control and dataplane to accept it", file=sys.stderr)
         elif args.action == "revoke":
             if not store.remove(args.thing):
                 raise SystemExit(f"{args.thing} has no password or certificate in {store.path}")
@@ -148,12 +152,13 @@ def parser() -> argparse.ArgumentParser:
         description=(
             "init: the CA, the server certificate (for --host names), the broker's ACL and the services' "
             "identity; certificate THING: a device certificate (common name THING); password THING: set a "
-            "device password (printed); revoke THING: remove both; list: the password file's users. "
+            "device password (printed); revoke THING: remove both; access-key NAME: a SigV4 key pair for the HTTP "
+            "planes (printed, added to access-keys); list: the password file's users. "
             "Reload the broker after a password change or a revocation."
         ),
     )
-    creds.add_argument("action", choices=["init", "certificate", "password", "revoke", "list"])
-    creds.add_argument("thing", nargs="?", help="the thing name (certificate, password, revoke)")
+    creds.add_argument("action", choices=["init", "certificate", "password", "revoke", "access-key", "list"])
+    creds.add_argument("thing", nargs="?", help="a thing name (certificate, password, revoke), a key's (access-key)")
     creds.add_argument(
         "--dir",
         default=os.environ.get("IOTJOBS_CREDENTIALS_DIR", "credentials"),
@@ -172,7 +177,7 @@ def main(argv: list[str] | None = None) -> None:
     arguments = parser()
     args = arguments.parse_args(argv)
     if args.command == "credentials":
-        if args.action in ("certificate", "password", "revoke") and not args.thing:
+        if args.action in ("certificate", "password", "revoke", "access-key") and not args.thing:
             arguments.error(f"credentials {args.action} needs a thing name")
         _credentials(args)
         return

@@ -8,6 +8,7 @@ the Mosquitto password file and ACL, the services' identity, and each thing's ce
     <dir>/service.crt, service.key   the services' client certificate (common name SERVICE_USER)
     <dir>/service.password           the services' password (dataplane, projector, the loopback bridge)
     <dir>/things/<thing>.crt, .key   a device's client certificate (common name: the thing name)
+    <dir>/access-keys                SigV4 keys the HTTP planes accept (IOTJOBS_SIGV4_CREDENTIALS_FILE)
 
 The broker reads `passwd` and `acl` again on SIGHUP (`scripts/mosquitto.sh reload`,
 `docker compose kill -s HUP mosquitto`); certificates need no reload, the broker trusts the CA.
@@ -19,6 +20,7 @@ import base64
 import hashlib
 import os
 import pwd
+import re
 import secrets
 from pathlib import Path
 
@@ -27,6 +29,8 @@ from iotjobs.domain.validation import check_thing_name
 from iotjobs.runtime import pki
 
 SERVICE_USER = "iotjobs-service"
+ACCESS_KEY_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+KEY_ID_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
 BROKER_IMAGE_UID = 1883
 PBKDF2_ITERATIONS = 101
 """What `mosquitto_passwd` writes for `$7$` (PBKDF2-HMAC-SHA512) entries; the broker reads the count."""
@@ -145,6 +149,20 @@ class CredentialsDir:
                 path.unlink()
                 had = True
         return had
+
+    @property
+    def access_keys(self) -> Path:
+        return self.path / "access-keys"
+
+    def new_access_key(self, name: str) -> tuple[str, str]:
+        """A SigV4 key pair added to `access-keys`, with `name` as a comment saying whose it is."""
+        if not ACCESS_KEY_NAME.fullmatch(name):
+            raise CredentialsError(f"'{name}' is not a key name: letters, digits, '-' and '_' only")
+        key_id = "AKIA" + "".join(secrets.choice(KEY_ID_ALPHABET) for _ in range(16))
+        secret = secrets.token_urlsafe(30)
+        existing = self.access_keys.read_text() if self.access_keys.exists() else ""
+        self._write_secret(self.access_keys, f"{existing}# {name}\n{key_id}:{secret}\n")
+        return key_id, secret
 
     def usernames(self) -> list[str]:
         return sorted(self._entries())

@@ -29,6 +29,9 @@ class Settings:
     mqtt_username: str = ""
     """The services' MQTT identity (dataplane, projector) on a broker that requires passwords."""
     mqtt_password: str = ""
+    mqtt_password_file: str = ""
+    """A file holding the services' MQTT password (a mounted secret; `service.password` of `iotjobs-admin
+    credentials init`), read at start when `mqtt_password` is empty."""
     mqtt_ca_file: str = ""
     """Connect to the broker over TLS, trusting this CA (PEM); empty: plain MQTT."""
     mqtt_cert_file: str = ""

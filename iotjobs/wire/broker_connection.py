@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ssl
+from pathlib import Path
 from typing import Any
 
 from gmqtt import Client
@@ -20,8 +21,14 @@ def tls_context(settings: Settings) -> ssl.SSLContext | bool:
     return context
 
 
+def password(settings: Settings) -> str:
+    if settings.mqtt_password or not settings.mqtt_password_file:
+        return settings.mqtt_password
+    return Path(settings.mqtt_password_file).read_text().strip()
+
+
 def authenticated(client: Client, settings: Settings) -> dict[str, Any]:
     """Sets the client's username and password, if any; returns the `connect` arguments for TLS."""
     if settings.mqtt_username:
-        client.set_auth_credentials(settings.mqtt_username, settings.mqtt_password or None)
+        client.set_auth_credentials(settings.mqtt_username, password(settings) or None)
     return {"ssl": tls_context(settings)}

@@ -79,13 +79,13 @@ EOF
 
 write_tls_listener() {
     [ -n "$TLS_PORT" ] || return 0
-    require_credentials ca.crt server.crt server.key
+    require_credentials ca.crt broker.crt broker.key
     cat <<EOF
 listener $TLS_PORT 127.0.0.1
 protocol mqtt
 cafile $CRED_DIR/ca.crt
-certfile $CRED_DIR/server.crt
-keyfile $CRED_DIR/server.key
+certfile $CRED_DIR/broker.crt
+keyfile $CRED_DIR/broker.key
 tls_version tlsv1.2
 EOF
     if [ "$MQTT_AUTH" = on ]; then

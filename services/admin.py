@@ -99,7 +99,7 @@ async def _clock(settings: Settings, advance: float | None) -> float:
 
 
 def _credentials(args: argparse.Namespace) -> None:
-    store = CredentialsDir(Path(args.dir))
+    store = CredentialsDir(Path(args.dir), args.owner)
     try:
         if args.action == "init":
             written = store.init(args.host or ["localhost", "127.0.0.1"])
@@ -170,6 +170,13 @@ def parser() -> argparse.ArgumentParser:
         help="init: a DNS name or IP address the server certificate is for (repeat; default localhost, 127.0.0.1)",
     )
     creds.add_argument("--password", help="password: use this password instead of a random one")
+    owner = os.environ.get("IOTJOBS_CREDENTIALS_OWNER")
+    creds.add_argument(
+        "--owner",
+        type=int,
+        default=int(owner) if owner else None,
+        help="run as root: the uid given the files the services read (default: $IOTJOBS_CREDENTIALS_OWNER)",
+    )
     return parser
 
 

@@ -1,14 +1,19 @@
-"""The credentials directory a deployment's broker and services read: the CA, the servers' certificate,
+"""The credentials directory a deployment's broker and services read: the CA, the servers' certificates,
 the Mosquitto password file and ACL, the services' identity, and each thing's certificate.
 
     <dir>/ca.crt, ca.key             the certificate authority (keep ca.key offline in production)
-    <dir>/server.crt, server.key     the broker's TLS listener and both HTTP planes
+    <dir>/server.crt, server.key     both HTTP planes (HTTPS)
+    <dir>/broker.crt, broker.key     the broker's TLS listener (the same names; the key the broker's user's)
     <dir>/passwd                     Mosquitto password file: things with passwords, and the services
     <dir>/acl                        Mosquitto ACL: a device reaches only its own jobs topics
     <dir>/service.crt, service.key   the services' client certificate (common name SERVICE_USER)
     <dir>/service.password           the services' password (dataplane, projector, the loopback bridge)
     <dir>/things/<thing>.crt, .key   a device's client certificate (common name: the thing name)
     <dir>/access-keys                SigV4 keys the HTTP planes accept (IOTJOBS_SIGV4_CREDENTIALS_FILE)
+
+Secrets are written owner-only. What the broker reads (`passwd`, `acl`, `broker.key`) is given to its user
+when written by root: the local "mosquitto" user, or the eclipse-mosquitto image's (uid 1883); the rest to
+`owner` when one is given (the services' user, e.g. the iotjobs image's 10001), else to whoever writes it.
 
 The broker reads `passwd` and `acl` again on SIGHUP (`scripts/mosquitto.sh reload`,
 `docker compose kill -s HUP mosquitto`); certificates need no reload, the broker trusts the CA.
@@ -67,8 +72,9 @@ class CredentialsError(Exception):
 
 
 class CredentialsDir:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, owner: int | None = None) -> None:
         self.path = path
+        self.owner = owner
 
     @property
     def ca(self) -> Path:
@@ -94,20 +100,24 @@ class CredentialsDir:
         return self.ca.exists() and (self.path / "ca.key").exists()
 
     def init(self, hosts: list[str]) -> list[str]:
-        """Create what is missing (an existing CA is kept, so issued certificates stay valid); the server
-        certificate is made again for `hosts`. Returns what was written."""
-        self.path.mkdir(parents=True, exist_ok=True)
-        (self.path / "things").mkdir(exist_ok=True)
+        """Create what is missing (an existing CA is kept, so issued certificates stay valid); the servers'
+        certificates are made again for `hosts`, and for localhost and 127.0.0.1, where health checks and
+        the services on the broker's own machine reach them. Returns what was written."""
+        hosts = list(dict.fromkeys([*hosts, "localhost", "127.0.0.1"]))
+        for directory in (self.path, self.path / "things"):
+            directory.mkdir(parents=True, exist_ok=True)
+            self._give(directory)
         written = []
         if not self.initialised:
             self._write_pair("ca", pki.new_authority())
             written.append("ca.crt")
-        self._write_pair("server", pki.issue(self._authority(), hosts[0], server_hosts=hosts))
-        written.append("server.crt")
+        for stem in ("server", "broker"):
+            self._write_pair(stem, pki.issue(self._authority(), hosts[0], server_hosts=hosts))
+            written.append(f"{stem}.crt")
         self._write_pair("service", pki.issue(self._authority(), SERVICE_USER))
         written.append("service.crt")
         self.acl.write_text(ACL)
-        self._readable_by_broker(self.acl)
+        self._give(self.acl, broker=True)
         written.append("acl")
         if not self.service_password_file.exists():
             self._write_secret(self.service_password_file, secrets.token_urlsafe(24))
@@ -125,6 +135,7 @@ class CredentialsDir:
         issued = pki.issue(self._authority(), thing)
         cert, key = self.thing_files(thing)
         cert.write_bytes(issued.certificate)
+        self._give(cert)
         self._write_secret(key, issued.key.decode())
         return cert, key
 
@@ -185,8 +196,8 @@ class CredentialsDir:
     def _write_pair(self, stem: str, issued: pki.Issued) -> None:
         cert = self.path / f"{stem}.crt"
         cert.write_bytes(issued.certificate)
-        self._readable_by_broker(cert)
-        self._write_secret(self.path / f"{stem}.key", issued.key.decode(), broker=stem == "server")
+        self._give(cert, broker=stem == "broker")
+        self._write_secret(self.path / f"{stem}.key", issued.key.decode(), broker=stem == "broker")
 
     def _entries(self) -> dict[str, str]:
         if not self.passwd.exists():
@@ -199,23 +210,26 @@ class CredentialsDir:
         self._write_secret(self.passwd, text, broker=True)
 
     def _write_secret(self, path: Path, text: str, broker: bool = False) -> None:
-        """Written owner-only, atomically; `broker`: also readable by the Mosquitto user, which reads it."""
+        """Written owner-only, atomically, and given to whoever reads it (`broker`: the broker's user)."""
         tmp = path.with_name(path.name + ".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
             f.write(text)
-        if broker:
-            self._readable_by_broker(tmp)
+        self._give(tmp, broker)
         os.replace(tmp, path)
 
-    @staticmethod
-    def _readable_by_broker(path: Path) -> None:
-        # Mosquitto started as root drops to its own user, which must read its password file and key: the
-        # local "mosquitto" user, or in containers the eclipse-mosquitto image's (uid 1883).
+    def _give(self, path: Path, broker: bool = False) -> None:
         if os.geteuid() != 0:
-            return
-        try:
-            uid = pwd.getpwnam("mosquitto").pw_uid
-        except KeyError:
-            uid = BROKER_IMAGE_UID
-        os.chown(path, uid, -1)
+            return  # whoever writes it owns it; nothing else is possible
+        if broker:
+            os.chown(path, _broker_uid(), -1)
+        elif self.owner is not None:
+            os.chown(path, self.owner, -1)
+
+
+def _broker_uid() -> int:
+    # Mosquitto started as root drops to its own user, which reads the password file, the ACL and its key.
+    try:
+        return pwd.getpwnam("mosquitto").pw_uid
+    except KeyError:
+        return BROKER_IMAGE_UID

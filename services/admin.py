@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import os
 import secrets
 import sys
 from pathlib import Path
@@ -128,6 +127,7 @@ def _credentials(args: argparse.Namespace) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
+    defaults = Settings.from_env()
     parser = argparse.ArgumentParser(prog="iotjobs-admin", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="command")
     commands.add_parser("migrate", help="apply the read models' migrations", description="Apply the migrations.")
@@ -161,8 +161,8 @@ def parser() -> argparse.ArgumentParser:
     creds.add_argument("thing", nargs="?", help="a thing name (certificate, password, revoke), a key's (access-key)")
     creds.add_argument(
         "--dir",
-        default=os.environ.get("IOTJOBS_CREDENTIALS_DIR", "credentials"),
-        help="the credentials directory (default: $IOTJOBS_CREDENTIALS_DIR, else ./credentials)",
+        default=defaults.credentials_dir,
+        help=f"the credentials directory (default: $IOTJOBS_CREDENTIALS_DIR, else {Settings.credentials_dir})",
     )
     creds.add_argument(
         "--host",
@@ -170,11 +170,10 @@ def parser() -> argparse.ArgumentParser:
         help="init: a DNS name or IP address the server certificate is for (repeat; default localhost, 127.0.0.1)",
     )
     creds.add_argument("--password", help="password: use this password instead of a random one")
-    owner = os.environ.get("IOTJOBS_CREDENTIALS_OWNER")
     creds.add_argument(
         "--owner",
         type=int,
-        default=int(owner) if owner else None,
+        default=int(defaults.credentials_owner) if defaults.credentials_owner else None,
         help="run as root: the uid given the files the services read (default: $IOTJOBS_CREDENTIALS_OWNER)",
     )
     return parser

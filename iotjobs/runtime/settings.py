@@ -40,6 +40,11 @@ class Settings:
     tls_cert_file: str = ""
     """With `tls_key_file`: both HTTP planes serve HTTPS with this certificate (PEM, chain included)."""
     tls_key_file: str = ""
+    credentials_dir: str = ".run/credentials"
+    """Where `iotjobs-admin credentials` keeps the CA, certificates, the broker's password file and ACL, and
+    the SigV4 access keys (scripts/mosquitto.sh reads it too)."""
+    credentials_owner: str = ""
+    """A uid: `iotjobs-admin credentials`, run as root, gives the files the services read to this user."""
     security_mode: str = "development"
     """`development`: anonymous MQTT and unsigned HTTP are allowed, and each service says so loudly when it
     starts; `production`: a service refuses to start unless it authenticates to the broker."""

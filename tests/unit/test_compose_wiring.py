@@ -11,8 +11,13 @@ from __future__ import annotations
 import argparse
 import fnmatch
 import importlib.util
+import os
 import re
 import shlex
+import shutil
+import socket
+import subprocess
+import tempfile
 import tomllib
 from dataclasses import fields
 from pathlib import Path, PurePosixPath
@@ -22,9 +27,12 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from iotjobs.runtime import pg
+from iotjobs.runtime import pg, security
+from iotjobs.runtime.broker_credentials import CredentialsDir
 from iotjobs.runtime.settings import Settings
 from services.admin import parser as admin_parser
+from tests.support.servers import free_port
+from tests.support.waiting import until_sync
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -34,6 +42,15 @@ K8S_DIR = ROOT / "deploy" / "k8s"
 
 ENV_NAMES = {Settings.env_name(f.name): f.name for f in fields(Settings)}
 SHARED_ENV_KEY = "x-iotjobs-environment"
+PRODUCTION_FILE = ROOT / "deploy" / "compose.production.yml"
+PRODUCTION_ENV_KEY = "x-production-environment"
+# Kubernetes runs in production mode, its secrets in a Secret (compose's production setting reads files).
+K8S_SECURITY_KEYS = {
+    "IOTJOBS_SECURITY_MODE",
+    "IOTJOBS_MQTT_USERNAME",
+    "IOTJOBS_MQTT_PASSWORD",
+    "IOTJOBS_SIGV4_CREDENTIALS",
+}
 
 # The iotjobs services in compose, and the console script each one runs.
 APP_SERVICES = ("migrate", "control", "dataplane", "projector")
@@ -476,7 +493,7 @@ def test_k8s_config_keys_are_settings_fields_and_match_compose(k8s, compose):
         unknown = sorted(k for k in secret.get("stringData") or {} if k not in ENV_NAMES)
         assert not unknown, f"Secret {name}: not Settings fields: {unknown}"
     env = k8s_env(k8s)
-    assert set(env) == set(compose[SHARED_ENV_KEY]), "k8s and compose set different variables"
+    assert set(env) == set(compose[SHARED_ENV_KEY]) | K8S_SECURITY_KEYS, "k8s and compose set different variables"
     s = settings_from(env)
     assert s.control_host == s.dataplane_host == "0.0.0.0"
 
@@ -546,3 +563,127 @@ def test_k8s_service_links_cannot_shadow_settings(k8s):
     if link_vars & set(ENV_NAMES):
         for name, spec in pod_specs(k8s).items():
             assert spec.get("enableServiceLinks") is False, f"{name}: Service links shadow IOTJOBS_* settings"
+
+
+def test_k8s_runs_in_production_mode_with_no_door_open(k8s):
+    s = settings_from(k8s_env(k8s))
+    assert s.security_mode == "production"
+    for service in APP_SERVICES:
+        assert security.open_doors(s, service) == [], service
+
+
+# --- compose, production setting ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def production() -> dict[str, Any]:
+    with PRODUCTION_FILE.open() as f:
+        data = yaml.safe_load(f)
+    assert isinstance(data, dict) and isinstance(data.get("services"), dict)
+    return data
+
+
+@pytest.fixture(scope="module")
+def written_by_init(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A credentials directory as `iotjobs-admin credentials init` and `access-key` leave it."""
+    store = CredentialsDir(tmp_path_factory.mktemp("credentials"))
+    store.init(["mosquitto"])
+    store.new_access_key("operator")
+    return store.path
+
+
+def mounts_of(service: dict[str, Any]) -> dict[str, str]:
+    """{container path: source} of a service's volumes."""
+    return {str(v).split(":")[1]: str(v).split(":")[0] for v in service.get("volumes") or []}
+
+
+def test_production_services_are_in_production_mode_with_no_door_open(compose, production):
+    overrides = production["services"]
+    for name in APP_SERVICES:
+        env = {**compose[SHARED_ENV_KEY], **env_of(overrides[name])}
+        unknown = sorted(k for k in env if k not in ENV_NAMES)
+        assert not unknown, f"{name}: not Settings fields: {unknown}"
+        s = settings_from(env)
+        assert s.security_mode == "production"
+        assert security.open_doors(s, name) == [], name
+
+
+def test_production_files_are_the_ones_credentials_init_writes_on_the_mounted_volume(production, written_by_init):
+    env = production[PRODUCTION_ENV_KEY]
+    s = settings_from(env)
+    volume = production["services"]["migrate"]["volumes"][0].split(":")[0]
+    assert volume in production["volumes"], "the credentials volume is not declared"
+    for name in ("migrate", *APP_SERVICES):
+        assert mounts_of(production["services"][name]).get(s.credentials_dir) == volume, f"{name}: not mounted"
+    files = [s.mqtt_password_file, s.tls_cert_file, s.tls_key_file, s.sigv4_credentials_file]
+    for path in files:
+        assert PurePosixPath(path).parent == PurePosixPath(s.credentials_dir), path
+        assert (written_by_init / PurePosixPath(path).name).is_file(), f"credentials init writes no {path}"
+
+
+def production_broker_conf(production: dict[str, Any]) -> tuple[dict[str, list[str]], dict[str, str], str]:
+    broker = production["services"]["mosquitto"]
+    mounts = mounts_of(broker)
+    text = (ROOT / mounts[MOSQUITTO_CONF_IN_CONTAINER]).read_text()
+    conf: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        words = line.split("#", 1)[0].split()
+        if words:
+            conf.setdefault(words[0], []).append(" ".join(words[1:]))
+    return conf, mounts, text
+
+
+def test_production_broker_requires_credentials_from_the_mounted_volume(production, written_by_init):
+    conf, mounts, _text = production_broker_conf(production)
+    assert conf["allow_anonymous"] == ["false"]
+    assert conf["listener"] == ["1883", "8883"]
+    assert conf["require_certificate"] == ["true"] and conf["use_identity_as_username"] == ["true"]
+    assert ("127.0.0.1", 8883, 8883) in published_ports(production["services"]["mosquitto"])
+    for key in ("password_file", "acl_file", "cafile", "certfile", "keyfile"):
+        (path,) = conf[key]
+        directory = str(PurePosixPath(path).parent)
+        assert mounts.get(directory) in production["volumes"], f"{key}: {directory} is not the credentials volume"
+        assert (written_by_init / PurePosixPath(path).name).is_file(), f"credentials init writes no {path}"
+
+
+def test_production_broker_config_loads_and_takes_only_the_services_password(production):
+    """The real broker runs the production config (its paths and ports moved to this machine's)."""
+    tmp_path = Path(tempfile.mkdtemp(prefix="iotjobs-broker-conf-"))  # pytest's are closed to the broker's user
+    credentials = tmp_path / "credentials"
+    store = CredentialsDir(credentials)
+    store.init(["localhost"])
+    data = tmp_path / "data"
+    data.mkdir()
+    for path in (tmp_path, data):
+        path.chmod(0o755)
+        if os.geteuid() == 0:
+            shutil.chown(path, "mosquitto")
+    ports = {"1883": free_port(), "8883": free_port()}
+    _conf, _mounts, text = production_broker_conf(production)
+    text = text.replace("/mosquitto/credentials", str(credentials)).replace("/mosquitto/data", str(data))
+    for port, free in ports.items():
+        text = text.replace(f"listener {port}\n", f"listener {free} 127.0.0.1\n")
+    conf_file = tmp_path / "mosquitto.conf"
+    conf_file.write_text(text)
+    conf_file.chmod(0o644)
+    broker = subprocess.Popen(
+        ["mosquitto", "-c", str(conf_file)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        until_sync(lambda: _can_connect(ports["1883"]) or broker.poll() is not None, 10, "the broker's listener")
+        assert broker.poll() is None, broker.communicate()[0]
+        pub = ["mosquitto_pub", "-h", "127.0.0.1", "-p", str(ports["1883"]), "-t", "iotjobs/things/check", "-m", "x"]
+        service = ["-u", "iotjobs-service", "-P", store.service_password()]
+        assert subprocess.run([*pub, *service], capture_output=True, timeout=10).returncode == 0
+        refused = subprocess.run(pub, capture_output=True, text=True, timeout=10)
+        assert refused.returncode != 0 and "not authorised" in refused.stderr.lower()
+    finally:
+        broker.terminate()
+        output, _ = broker.communicate(timeout=10)
+        shutil.rmtree(tmp_path, ignore_errors=True)
+    assert "Error" not in output, output
+
+
+def _can_connect(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0

@@ -79,7 +79,7 @@ EOF
 
 write_tls_listener() {
     [ -n "$TLS_PORT" ] || return 0
-    require_credentials ca.crt broker.crt broker.key
+    require_credentials ca.crt broker.crt broker.key crl.pem
     cat <<EOF
 listener $TLS_PORT 127.0.0.1
 protocol mqtt
@@ -93,6 +93,8 @@ EOF
 # Mutual TLS: a device presents a certificate from the CA; its common name is its thing name.
 require_certificate true
 use_identity_as_username true
+# Revoked certificates (read at start: restart the broker after \`iotjobs-admin credentials revoke\`).
+crlfile $CRED_DIR/crl.pem
 EOF
     fi
 }

@@ -9,6 +9,7 @@ the Mosquitto password file and ACL, the services' identity, and each thing's ce
     <dir>/service.crt, service.key   the services' client certificate (common name SERVICE_USER)
     <dir>/service.password           the services' password (dataplane, projector, the loopback bridge)
     <dir>/things/<thing>.crt, .key   a device's client certificate (common name: the thing name)
+    <dir>/crl.pem                    the certificates revoked (replaced or of revoked things)
     <dir>/access-keys                SigV4 keys the HTTP planes accept (IOTJOBS_SIGV4_CREDENTIALS_FILE)
 
 Secrets are written owner-only. What the broker reads (`passwd`, `acl`, `broker.key`) is given to its user
@@ -16,7 +17,8 @@ when written by root: the local "mosquitto" user, or the eclipse-mosquitto image
 `owner` when one is given (the services' user, e.g. the iotjobs image's 10001), else to whoever writes it.
 
 The broker reads `passwd` and `acl` again on SIGHUP (`scripts/mosquitto.sh reload`,
-`docker compose kill -s HUP mosquitto`); certificates need no reload, the broker trusts the CA.
+`docker compose kill -s HUP mosquitto`); a new certificate needs nothing, the broker trusts the CA, but
+`crl.pem` is read only when the broker starts: restart it after revoking a certificate.
 """
 
 from __future__ import annotations
@@ -89,6 +91,10 @@ class CredentialsDir:
         return self.path / "acl"
 
     @property
+    def crl(self) -> Path:
+        return self.path / "crl.pem"
+
+    @property
     def service_password_file(self) -> Path:
         return self.path / "service.password"
 
@@ -119,6 +125,8 @@ class CredentialsDir:
         self.acl.write_text(ACL)
         self._give(self.acl, broker=True)
         written.append("acl")
+        self._revoke(set())  # signed again, with what it revoked before
+        written.append("crl.pem")
         if not self.service_password_file.exists():
             self._write_secret(self.service_password_file, secrets.token_urlsafe(24))
             written.append("service.password")
@@ -130,10 +138,12 @@ class CredentialsDir:
         return self.service_password_file.read_text().strip()
 
     def issue_certificate(self, thing: str) -> tuple[Path, Path]:
-        """A client certificate whose common name is `thing`; an earlier one stays valid."""
+        """A client certificate whose common name is `thing`; it replaces, and revokes, the one before."""
         self._check_thing(thing)
         issued = pki.issue(self._authority(), thing)
         cert, key = self.thing_files(thing)
+        if cert.exists():
+            self._revoke({pki.serial_number(cert.read_bytes())})
         cert.write_bytes(issued.certificate)
         self._give(cert)
         self._write_secret(key, issued.key.decode())
@@ -150,11 +160,14 @@ class CredentialsDir:
         self._write_entries(entries)
 
     def remove(self, thing: str) -> bool:
-        """Drop a thing's password and certificate files; False if it had neither."""
+        """Drop a thing's password, and revoke its certificate; False if it had neither."""
         self._check_thing(thing)
         entries = self._entries()
         had = entries.pop(thing, None) is not None
         self._write_entries(entries)
+        cert, _key = self.thing_files(thing)
+        if cert.exists():
+            self._revoke({pki.serial_number(cert.read_bytes())})
         for path in self.thing_files(thing):
             if path.exists():
                 path.unlink()
@@ -198,6 +211,11 @@ class CredentialsDir:
         cert.write_bytes(issued.certificate)
         self._give(cert, broker=stem == "broker")
         self._write_secret(self.path / f"{stem}.key", issued.key.decode(), broker=stem == "broker")
+
+    def _revoke(self, serials: set[int]) -> None:
+        revoked = pki.revoked_serials(self.crl.read_bytes()) if self.crl.exists() else set()
+        self.crl.write_bytes(pki.revocation_list(self._authority(), revoked | serials))
+        self._give(self.crl, broker=True)
 
     def _entries(self) -> dict[str, str]:
         if not self.passwd.exists():

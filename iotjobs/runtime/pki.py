@@ -127,3 +127,32 @@ def issue(authority: Issued, common_name: str, *, server_hosts: list[str] | None
 def common_name(certificate: bytes) -> str:
     names = x509.load_pem_x509_certificate(certificate).subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     return str(names[0].value) if names else ""
+
+
+def serial_number(certificate: bytes) -> int:
+    return int(x509.load_pem_x509_certificate(certificate).serial_number)
+
+
+def revoked_serials(crl: bytes) -> set[int]:
+    return {entry.serial_number for entry in x509.load_pem_x509_crl(crl)}
+
+
+def revocation_list(authority: Issued, serials: set[int]) -> bytes:
+    """A CRL from `authority` revoking `serials`, valid as long as the authority (the broker checks it on
+    every TLS connection and refuses all clients once it has expired)."""
+    ca_cert = x509.load_pem_x509_certificate(authority.certificate)
+    ca_key = serialization.load_pem_private_key(authority.key, password=None)
+    if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
+        raise ValueError("the authority's key is not an EC key")
+    now = _now()
+    builder = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(ca_cert.subject)
+        .last_update(now)
+        .next_update(ca_cert.not_valid_after_utc)
+    )
+    for serial in sorted(serials):
+        builder = builder.add_revoked_certificate(
+            x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(now).build()
+        )
+    return builder.sign(ca_key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import ssl
 import subprocess
 import sys
@@ -209,7 +210,7 @@ def _mtls(broker: SecureBroker, thing: str, on_connected: Connected) -> mqtt5.Cl
 
 
 def test_a_device_sdk_with_its_certificate_works_its_jobs_and_reaches_no_other_things(
-    secure_stack: Stack, broker: SecureBroker
+    secure_stack: Stack, broker: SecureBroker, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     iot = iot_client(secure_stack, key=KEY)
     own, other, job = unique("cert"), unique("cert-other"), unique("certjob")
@@ -253,6 +254,14 @@ def test_a_device_sdk_with_its_certificate_works_its_jobs_and_reaches_no_other_t
         assert connack(broker.tls_port, **tls_files(broker, own)) == 0  # while the thing's own one works
     finally:
         stranger.stop()
+
+    # Revoked, and the broker restarted to read the revocation list: the certificate no longer connects.
+    kept = tmp_path_factory.mktemp("revoked")
+    files = {name: shutil.copy(path, kept) for name, path in tls_files(broker, own).items()}
+    broker.admin("revoke", own)
+    broker.mosquitto("restart")
+    assert connack(broker.tls_port, **files) is None
+    assert connack(broker.tls_port, **tls_files(broker, other)) == 0
 
 
 async def test_the_projector_publishes_jobs_events_with_the_services_certificate(

@@ -639,7 +639,7 @@ def test_production_broker_requires_credentials_from_the_mounted_volume(producti
     assert conf["listener"] == ["1883", "8883"]
     assert conf["require_certificate"] == ["true"] and conf["use_identity_as_username"] == ["true"]
     assert ("127.0.0.1", 8883, 8883) in published_ports(production["services"]["mosquitto"])
-    for key in ("password_file", "acl_file", "cafile", "certfile", "keyfile"):
+    for key in ("password_file", "acl_file", "cafile", "certfile", "keyfile", "crlfile"):
         (path,) = conf[key]
         directory = str(PurePosixPath(path).parent)
         assert mounts.get(directory) in production["volumes"], f"{key}: {directory} is not the credentials volume"

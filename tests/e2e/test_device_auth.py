@@ -32,7 +32,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from tests.support.clients import MqttDevice, data_client, iot_client, thing_arn, unique
 from tests.support.device_sdk import TIMEOUT, Connected, V2Device
 from tests.support.servers import REPO, SecureBroker, Servers, secure_broker
-from tests.support.stack import Stack
+from tests.support.stack import Stack, running
 from tests.support.waiting import until, until_sync
 
 pytestmark = pytest.mark.e2e
@@ -309,6 +309,31 @@ async def test_the_projector_publishes_jobs_events_with_the_services_certificate
             until_sync, lambda: f"$aws/events/job/{later}/canceled" in watcher.received, 30, "the later event"
         )
         assert device.received == []
+
+
+async def test_dataplanes_sharing_requests_through_the_loopback_bridge_serve_password_devices(
+    servers: Servers,
+) -> None:
+    # A broker of its own: the module's stack would answer these requests too (its dataplane hears every
+    # thing's requests on the same broker).
+    with secure_broker() as broker:
+        await _bridged_device_works(servers, broker)
+
+
+async def _bridged_device_works(servers: Servers, broker: SecureBroker) -> None:
+    own_broker = Servers(servers.kafka_bootstrap, servers.pg_dsn, "127.0.0.1", broker.port)
+    overrides = {"mqtt_username": "iotjobs-service", "mqtt_password": broker.service_password}
+    async with running(own_broker, mqtt_ingress="bridge", **overrides) as bridged:
+        iot = iot_client(bridged)
+        thing, job = unique("bridged"), unique("bridgedjob")
+        await asyncio.to_thread(iot.create_thing, thingName=thing)
+        password = broker.admin("password", thing).stdout.strip()
+        broker.mosquitto("reload")
+        await until(lambda: asyncio.to_thread(lambda: connack(broker.port, thing, password) == 0), what="password")
+        await asyncio.to_thread(iot.create_job, jobId=job, targets=[thing_arn(thing)], document="{}")
+        async with MqttDevice(bridged, thing, password=password) as device:
+            outcome, started = await device.request("start-next")
+            assert outcome == "accepted" and started["execution"]["jobId"] == job
 
 
 def test_both_http_planes_serve_https_with_the_deployments_certificate(secure_stack: Stack) -> None:

@@ -185,6 +185,8 @@ class SecureBroker:
             "IOTJOBS_MQTT_TLS_PORT": str(self.tls_port),
             "IOTJOBS_MQTT_AUTH": "on",
             "IOTJOBS_CREDENTIALS_DIR": str(self.credentials),
+            # the bridge is a client too: it authenticates as the services do
+            "IOTJOBS_MQTT_LOOPBACK_BRIDGE": "1",
         }
 
     def admin(self, *args: str) -> subprocess.CompletedProcess[str]:

@@ -18,7 +18,7 @@ from http import HTTPStatus
 from typing import Any
 
 import orjson
-from aiohttp import web
+from aiohttp import StreamReader, web
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 
@@ -42,6 +42,8 @@ class BoundedRequestHandler(RequestHandler):
         self._errors = errors
         self._header_timer: asyncio.TimerHandle | None = None
         self._awaiting_headers = True
+        self._answered_body: StreamReader | None = None
+        """The body of the request answered last: bytes that arrive before its end belong to it."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -52,7 +54,7 @@ class BoundedRequestHandler(RequestHandler):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        if self._awaiting_headers and data and self._header_timer is None:
+        if self._awaiting_headers and data and self._header_timer is None and self._answered_body_done():
             self._arm()  # the first byte of the next request on a kept-alive connection
         parsed = self._request_count
         super().data_received(data)
@@ -66,7 +68,11 @@ class BoundedRequestHandler(RequestHandler):
         answered = await super().finish_response(request, resp, start_time)
         # The next request's headers are awaited unless a pipelined request is parsed and queued already.
         self._awaiting_headers = not self._messages
+        self._answered_body = request.content
         return answered
+
+    def _answered_body_done(self) -> bool:
+        return self._answered_body is None or self._answered_body.is_eof()
 
     def _arm(self) -> None:
         if self._header_timeout > 0:
@@ -82,7 +88,7 @@ class BoundedRequestHandler(RequestHandler):
         if self.transport is None or self._request_in_progress:
             return
         message = f"the request line and headers did not arrive within {self._header_timeout:g} s"
-        log.info("closing a connection whose request headers did not arrive", peer=self.peername, timeout=message)
+        log.info("closing a connection whose request headers did not arrive", peer=self.peername, error=message)
         body = orjson.dumps({"__type": TIMEOUT_ERROR, "message": message})
         head = (
             "HTTP/1.1 408 Request Timeout\r\n"

@@ -65,6 +65,9 @@ class Settings:
     request_timeout_seconds: float = 15.0
     body_read_timeout_seconds: float = 10.0
     """How long an HTTP request's body may take to arrive; a slower one is an InvalidRequest."""
+    header_read_timeout_seconds: float = 10.0
+    """How long an HTTP request's line and headers may take to arrive, from the connection opening or the
+    next request's first byte; a slower client is answered 408 and disconnected. 0: no limit."""
     consistency: str = "strict"
     """`strict`: an HTTP write answers once every effect it causes is readable through the control plane
     (up to `consistency_max_things` affected things); `eventual`: it answers once decided, as AWS does."""

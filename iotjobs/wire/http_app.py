@@ -16,6 +16,7 @@ from iotjobs.runtime import logs, test_clock
 from iotjobs.runtime.deciders import DeciderRuntime
 from iotjobs.runtime.settings import Settings
 from iotjobs.runtime.topics import ensure_topics
+from iotjobs.wire import http_server
 from iotjobs.wire.http_errors import ApiError, error_response, from_rejection, unavailable, unknown_operation
 from iotjobs.wire.http_request import BODY_TIMEOUT_KEY
 from iotjobs.wire.http_signing import signature_middlewares
@@ -31,6 +32,8 @@ DATABASE_UNAVAILABLE = (
 )
 
 SETTINGS_KEY = web.AppKey("settings", Settings)
+ERRORS_KEY = web.AppKey("errors", dict[str, tuple[str, int]])
+"""The plane's error table: (exception name, HTTP status) per domain error kind."""
 RUNTIME_KEY = web.AppKey("runtime", DeciderRuntime)
 CHECKS_KEY = web.AppKey("checks", dict[str, Callable[[], bool]])
 """Readiness checks besides the runtime's (the MQTT session, the reply reader), by name."""
@@ -44,6 +47,7 @@ def service_app(
     service names the plane answers to), the service's resources, and its readiness probe."""
     app = web.Application(middlewares=[error_middleware(errors), *signature_middlewares(settings, signing_names)])
     app[SETTINGS_KEY] = settings
+    app[ERRORS_KEY] = errors
     app[BODY_TIMEOUT_KEY] = settings.body_read_timeout_seconds
     app[CHECKS_KEY] = {}
     if test_clock.enabled(settings):
@@ -68,7 +72,10 @@ def serve(app: web.Application, settings: Settings, host: str, port: int) -> Non
     """Run an HTTP plane until SIGTERM, over HTTPS when a certificate is configured, logging requests only
     when `IOTJOBS_ACCESS_LOG=on`."""
     access_log = logging.getLogger("aiohttp.access") if settings.access_log == "on" else None
-    web.run_app(app, host=host, port=port, print=None, access_log=access_log, ssl_context=https_context(settings))
+    runner = http_server.BoundedRunner(
+        app, header_timeout=settings.header_read_timeout_seconds, errors=app[ERRORS_KEY], access_log=access_log
+    )
+    http_server.run(runner, host, port, ssl_context=https_context(settings))
 
 
 def https_context(settings: Settings) -> ssl.SSLContext | None:

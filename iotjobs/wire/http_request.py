@@ -24,6 +24,10 @@ async def body_bytes(request: web.Request) -> bytes:
             return await request.read()
     except TimeoutError:
         raise invalid(f"the request body did not arrive within {limit:g} s") from None
+    except web.RequestPayloadError as exc:
+        # The body does not decode as its Content-Encoding says, or its chunked framing is broken.
+        reason = getattr(exc.__cause__, "message", None) or str(exc)
+        raise invalid(f"the request body could not be read: {reason}") from None
 
 
 async def json_body(request: web.Request) -> dict[str, Any]:

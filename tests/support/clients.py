@@ -57,11 +57,15 @@ def unique(prefix: str) -> str:
 class MqttDevice:
     """A device speaking the jobs MQTT API with a plain MQTT client (gmqtt)."""
 
-    def __init__(self, stack: Stack, thing_name: str) -> None:
+    def __init__(self, stack: Stack, thing_name: str, persistent: bool = False) -> None:
+        """`persistent`: a session the broker keeps (clean session off), as a device that must not miss what
+        arrives while it reconnects; the client reconnects by itself after a second."""
         self.thing = thing_name
         self.host = stack.settings.mqtt_host
         self.port = stack.settings.mqtt_port
-        self.client = Client(f"{thing_name}-{uuid.uuid4().hex[:6]}")
+        self.client = Client(f"{thing_name}-{uuid.uuid4().hex[:6]}", clean_session=not persistent)
+        if persistent:
+            self.client.reconnect_delay = 1
         self.client.on_message = self._on_message
         self._replies: dict[str, asyncio.Future[tuple[str, dict[str, Any]]]] = {}
         self.notify: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
@@ -103,10 +107,11 @@ class MqttDevice:
         self.client.publish(f"$aws/things/{self.thing}/jobs/{suffix}", payload, qos=1)
 
     async def request(
-        self, suffix: str, body: dict[str, Any] | None = None, timeout: float = 10.0
+        self, suffix: str, body: dict[str, Any] | None = None, timeout: float = 10.0, token: str | None = None
     ) -> tuple[str, dict[str, Any]]:
-        """Publish a request and return ('accepted' | 'rejected', payload) of its reply."""
-        token = uuid.uuid4().hex
+        """Publish a request and return ('accepted' | 'rejected', payload) of its reply. The same `token` again
+        sends the same request again, as a device does that heard nothing back."""
+        token = token or uuid.uuid4().hex
         future: asyncio.Future[tuple[str, dict[str, Any]]] = asyncio.get_running_loop().create_future()
         self._replies[token] = future
         self.publish_raw(suffix, orjson.dumps({**(body or {}), "clientToken": token}))

@@ -441,7 +441,11 @@ async def test_a_fleet_job_survives_the_fault(private: LocalServers, fault: Faul
             began = time.monotonic()
             await fault.strike(row)
             row.notes.append(f"struck with {DEVICES - struck_at} devices unfinished; {time.monotonic() - began:.1f} s")
-            await asyncio.wait_for(asyncio.shield(working), FINISH_BOUND)
+            try:
+                await asyncio.wait_for(asyncio.shield(working), FINISH_BOUND)
+            except TimeoutError:
+                stuck = [(d.thing, d.resends, d.accepted[-1:], d.rejected) for d in fleet.devices if not d.finished]
+                raise AssertionError(f"{len(stuck)} devices never finished; the first: {stuck[:5]}") from None
             await serving_again(stack, 60)
             await until(lambda: _writes_again(prober), 60, "a control-plane write to succeed again")
         finally:

@@ -46,6 +46,7 @@ from iotjobs.domain.thing import ExecutionUpdated
 from tests.support.clients import MqttDevice, group_arn, thing_arn, unique
 from tests.support.events import read_events
 from tests.support.faults import create_things, serving_again, strict_client, timed
+from tests.support.rolling import most_in_window
 from tests.support.servers import LocalServers, started_locally
 from tests.support.stack import Stack, projected_to_end, read_model_rows, rebuild_read_models, running
 from tests.support.waiting import until
@@ -561,6 +562,14 @@ async def _audit(stack: Stack, iot: Any, fleet: Fleet, job: str) -> dict[str, An
     assert statuses == Counter({"SUCCEEDED": DEVICES, "FAILED": flaky}), statuses
     counters = {k: v for k, v in described.items() if k.startswith("number") and v}
     assert counters == {"numberOfSucceededThings": DEVICES, "numberOfFailedThings": flaky}, described
+    # the rollout kept its pace through the fault (retries are not paced); timestamps travel in milliseconds
+    released = [
+        s["jobExecutionSummary"]["queuedAt"].timestamp()
+        for s in summaries
+        if s["jobExecutionSummary"]["executionNumber"] == 1
+    ]
+    most = most_in_window(released, MINUTE - 0.002)
+    assert most <= RATE, f"{most} executions released within one minute, over maximumPerMinute {RATE}"
 
     # a rebuild from the log gives the live rows
     live = await read_model_rows(stack.settings.pg_dsn)

@@ -17,6 +17,7 @@ Meanwhile a prober sends control-plane reads and writes and records every answer
 - every device finishes: its last execution is SUCCEEDED, in the log and in the read models;
 - no update a device saw `/accepted` for is lost or applied twice: each is one counted event of the log;
 - the job's counters (DescribeJob) agree with ListJobExecutionsForJob and with each thing's own list;
+- the rollout kept its maximumPerMinute through the fault;
 - the read models rebuilt from the log equal the live ones;
 - the prober got only 2xx, 4xx or 503 answers (never a 500), none slower than the request timeout allows,
   and the stack serves again by itself.

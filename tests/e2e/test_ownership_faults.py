@@ -30,6 +30,7 @@ from iotjobs.runtime.snapshots import CHECKPOINT_KEY
 from iotjobs.runtime.topics import Topics, partition_for
 from tests.support.clients import MqttDevice, group_arn, iot_client, thing_arn, unique
 from tests.support.events import read_events
+from tests.support.faults import create_things
 from tests.support.servers import Servers
 from tests.support.stack import (
     Stack,
@@ -61,21 +62,6 @@ async def own_stack(servers: Servers) -> AsyncIterator[Stack]:
 
 
 # --- shared steps -------------------------------------------------------------------------------------
-
-
-async def _create_things(iot: Any, things: list[str], group: str | None = None) -> None:
-    """Register the things (and put them in `group`) with a few calls in flight at once."""
-    if group is not None:
-        await asyncio.to_thread(iot.create_thing_group, thingGroupName=group)
-    limit = asyncio.Semaphore(6)
-
-    async def one(thing: str) -> None:
-        async with limit:
-            await asyncio.to_thread(iot.create_thing, thingName=thing)
-            if group is not None:
-                await asyncio.to_thread(iot.add_thing_to_thing_group, thingGroupName=group, thingName=thing)
-
-    await asyncio.gather(*(one(thing) for thing in things))
 
 
 async def _start(device: MqttDevice, timeout: float = 30.0) -> int:
@@ -252,7 +238,7 @@ async def test_a_stalled_dataplane_owner_neither_loses_nor_doubles_an_acknowledg
     stack, second = bridged
     iot = iot_client(stack)
     things, group, job = [unique("stall") for _ in range(FLEET)], unique("stall-g"), unique("stall-job")
-    await _create_things(iot, things, group)
+    await create_things(iot, things, group)
     await asyncio.to_thread(iot.create_job, jobId=job, targets=[group_arn(group)], document="{}")
     instances = {"dataplane": stack.dataplane_url, "dataplane-2": second}
     instance_ids = {"dataplane": stack.settings.instance_id, "dataplane-2": "second"}
@@ -420,7 +406,7 @@ async def test_what_one_restore_replayed_survives_the_next_restore(servers: Serv
     async with running(servers, snapshot_interval_seconds=SNAPSHOT_INTERVAL) as stack:
         iot = iot_client(stack)
         things, job = [unique("restore") for _ in range(RESTORED)], unique("restore-job")
-        await _create_things(iot, things)
+        await create_things(iot, things)
         await asyncio.to_thread(iot.create_job, jobId=job, targets=[thing_arn(t) for t in things], document="{}")
         by_partition = _partitions_of(things, stack.settings.partitions)
         busy = {names[0] for names in by_partition.values()}  # one thing per partition keeps changing
@@ -461,7 +447,7 @@ async def test_a_late_snapshot_of_a_fenced_owner_never_rolls_a_thing_back(server
             n for n in (unique("late") for _ in range(1000)) if partition_for(thing_key(n), partitions) == partition
         )
         job = unique("late-job")
-        await _create_things(iot, [first, second])
+        await create_things(iot, [first, second])
         await asyncio.to_thread(iot.create_job, jobId=job, targets=[thing_arn(first), thing_arn(second)], document="{}")
         state_topic = Topics.of(stack.settings).thing_state
         async with MqttDevice(stack, first) as victim, MqttDevice(stack, second) as other:
@@ -500,7 +486,7 @@ async def test_a_restore_resends_only_what_its_own_plane_caused(servers: Servers
     async with running(servers, snapshot_interval_seconds=3600.0) as stack:  # every restore replays from 0
         iot = iot_client(stack)
         thing, first, second = unique("scope"), unique("scope-job"), unique("scope-job")
-        await _create_things(iot, [thing])
+        await create_things(iot, [thing])
         async with MqttDevice(stack, thing) as device:
 
             async def pending() -> list[str]:
@@ -561,7 +547,7 @@ async def test_a_device_update_racing_a_forced_cancel_never_both_win(own_stack: 
     stack = own_stack
     iot = iot_client(stack)
     things, job = [unique("cancel-race") for _ in range(RACES)], unique("cancel-race")
-    await _create_things(iot, things)
+    await create_things(iot, things)
     await asyncio.to_thread(iot.create_job, jobId=job, targets=[thing_arn(t) for t in things], document="{}")
     canceler = iot_client(stack)
 
@@ -630,7 +616,7 @@ async def test_an_update_racing_its_in_progress_timeout_lands_or_times_out_never
     assert stack.settings.seconds_per_minute == 1.0
     iot = iot_client(stack)
     things, job = [unique("timeout-race") for _ in range(TIMEOUT_RACES)], unique("timeout-race")
-    await _create_things(iot, things)
+    await create_things(iot, things)
     await asyncio.to_thread(
         iot.create_job,
         jobId=job,
@@ -701,7 +687,7 @@ async def test_control_killed_during_a_create_job_fan_out_queues_every_execution
     stack = own_stack
     iot = iot_client(stack)
     things, group, job = [unique("fan") for _ in range(FAN_OUT)], unique("fan-g"), unique("fan-job")
-    await _create_things(iot, things, group)
+    await create_things(iot, things, group)
 
     events = Topics.of(stack.settings).events
     tail = AIOKafkaConsumer(bootstrap_servers=stack.settings.kafka_bootstrap, enable_auto_commit=False)
@@ -773,7 +759,7 @@ async def test_read_models_converge_to_the_log_after_the_projector_is_killed_und
     stack = own_stack
     iot = iot_client(stack)
     things, job = [unique("proj") for _ in range(PROJECTED)], unique("proj-job")
-    await _create_things(iot, things)
+    await create_things(iot, things)
     await asyncio.to_thread(iot.create_job, jobId=job, targets=[thing_arn(t) for t in things], document="{}")
     done: Counter[str] = Counter()
 

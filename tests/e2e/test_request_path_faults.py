@@ -13,19 +13,17 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
-import aiohttp
-import boto3
 import orjson
 import pytest
-from botocore.config import Config
 from botocore.exceptions import ClientError
 from paho.mqtt import client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
 from iotjobs.domain.thing import ExecutionUpdated
 from iotjobs.runtime.topics import RECORD_MAX_BYTES
-from tests.support.clients import REGION, MqttDevice, group_arn, iot_client, thing_arn, unique
+from tests.support.clients import MqttDevice, group_arn, iot_client, thing_arn, unique
 from tests.support.events import read_events
+from tests.support.faults import health, serving_again, strict_client, timed
 from tests.support.servers import LocalServers, started_locally
 from tests.support.stack import Stack
 from tests.support.waiting import until
@@ -65,33 +63,6 @@ async def _fleet(stack: Stack, prefix: str, size: int) -> tuple[list[str], str]:
 
     await until(queued, timeout=30, what=f"{size} executions of {job} to be queued")
     return things, job
-
-
-async def _health(url: str) -> tuple[int, dict[str, Any]]:
-    """(status, body) of a service's readiness probe; (0, {}) while nothing answers."""
-    try:
-        async with (
-            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as http,
-            http.get(f"{url}/health") as resp,
-        ):
-            return resp.status, await resp.json()
-    except (aiohttp.ClientError, TimeoutError):
-        return 0, {}
-
-
-async def _serving_again(stack: Stack, timeout: float) -> None:
-    """Both HTTP services report ready; on a timeout, say what their probes last answered."""
-    last: dict[str, tuple[int, dict[str, Any]]] = {}
-
-    async def ready() -> bool:
-        for name, url in (("control", stack.control_url), ("dataplane", stack.dataplane_url)):
-            last[name] = await _health(url)
-        return all(code == 200 for code, _body in last.values())
-
-    try:
-        await until(ready, timeout, "control and dataplane to report ready")
-    except AssertionError as err:
-        raise AssertionError(f"{err}; their last /health answers: {last}") from None
 
 
 async def _updates_of(stack: Stack, job: str) -> dict[str, list[ExecutionUpdated]]:
@@ -176,9 +147,9 @@ async def _served(stack: Stack, thing: str) -> None:
         assert outcome == "accepted" and len(body["queuedJobs"]) == 1, body
 
 
-async def _wait_health(stack: Stack, status: int, what: str, timeout: float = 30.0) -> dict[str, Any]:
+async def _waithealth(stack: Stack, status: int, what: str, timeout: float = 30.0) -> dict[str, Any]:
     async def reached() -> dict[str, Any] | None:
-        code, body = await _health(stack.dataplane_url)
+        code, body = await health(stack.dataplane_url)
         return body if code == status else None
 
     return await until(reached, timeout, what)
@@ -192,10 +163,10 @@ async def test_dataplane_recovers_its_mqtt_session_after_a_broker_restart_and_a_
         await _served(stack, thing)
 
         await asyncio.to_thread(private.stop_server, "mosquitto")
-        down = await _wait_health(stack, 503, "the dataplane to report the lost MQTT session")
+        down = await _waithealth(stack, 503, "the dataplane to report the lost MQTT session")
         assert down["checks"]["mqtt"] is False, down
         await asyncio.to_thread(private.start_server, "mosquitto")  # same port, sessions restored from disk
-        up = await _wait_health(stack, 200, "the dataplane to reconnect and resubscribe")
+        up = await _waithealth(stack, 200, "the dataplane to reconnect and resubscribe")
         assert up["checks"]["mqtt"] is True, up
         await _served(stack, thing)
 
@@ -204,20 +175,20 @@ async def test_dataplane_recovers_its_mqtt_session_after_a_broker_restart_and_a_
             CallbackAPIVersion.VERSION2, client_id=f"{stack.settings.topic_prefix}-dataplane", clean_session=True
         )
         seen: list[int] = []
-        watching = asyncio.create_task(_watch_health(stack, seen))
+        watching = asyncio.create_task(_watchhealth(stack, seen))
         try:
             await asyncio.to_thread(_hold_session, intruder, stack.settings.mqtt_port, 3.0)
         finally:
             watching.cancel()
             await asyncio.gather(watching, return_exceptions=True)
         assert 503 in seen, f"/health never showed the session taken away: {seen}"
-        await _wait_health(stack, 200, "the dataplane to take its session back")
+        await _waithealth(stack, 200, "the dataplane to take its session back")
         await _served(stack, thing)
 
 
-async def _watch_health(stack: Stack, seen: list[int]) -> None:
+async def _watchhealth(stack: Stack, seen: list[int]) -> None:
     while True:
-        code, _body = await _health(stack.dataplane_url)
+        code, _body = await health(stack.dataplane_url)
         if not seen or seen[-1] != code:
             seen.append(code)
         await asyncio.sleep(0.05)
@@ -264,19 +235,19 @@ async def test_oversized_updates_get_invalid_request_and_the_stack_keeps_serving
             outcome, _reply = await device.request(f"{job}/update", {"status": "IN_PROGRESS"})
             assert outcome == "accepted"
 
-        data = _strict_client("iot-jobs-data", stack.dataplane_url, read_timeout=30)
+        data = strict_client("iot-jobs-data", stack.dataplane_url, read_timeout=30)
         huge = {"log": "z" * (RECORD_MAX_BYTES + 10_000)}  # fits aiohttp's 1 MiB body limit
         huger = {"log": "z" * (2 * RECORD_MAX_BYTES)}  # does not
         update = functools.partial(data.update_job_execution, thingName=http_thing, jobId=job, status="IN_PROGRESS")
         answers = {
-            len(orjson.dumps(details)): await _timed(update, statusDetails=details)
+            len(orjson.dumps(details)): await timed(update, statusDetails=details)
             for details in (huge, huger, *_oversized_details())
         }
         accepted = await asyncio.to_thread(update, includeJobExecutionState=True)
         assert accepted["executionState"]["versionNumber"] == 2
         updates = await _updates_of(stack, job)
         assert {thing: len(events) for thing, events in updates.items()} == {mqtt_thing: 1, http_thing: 1}
-        assert (await _health(stack.dataplane_url))[0] == 200
+        assert (await health(stack.dataplane_url))[0] == 200
         for size, (seconds, code, status) in answers.items():
             assert 400 <= status < 500 and code.endswith("Exception"), (size, status, code, answers)
             assert seconds < 10, (size, seconds)
@@ -292,32 +263,6 @@ WRITERS = 4
 UPDATE_INTERVAL = 0.05
 STALL_GRACE = 1.5
 """An accept this long after Kafka stopped can only be one confirmed before it stopped."""
-
-
-def _strict_client(service: str, url: str, read_timeout: float) -> Any:
-    """A boto3 client that tries once and waits longer than the server may take: what the test measures
-    is the server's own answer."""
-    return boto3.client(
-        service,
-        endpoint_url=url,
-        region_name=REGION,
-        aws_access_key_id="x",
-        aws_secret_access_key="y",
-        config=Config(
-            retries={"total_max_attempts": 1, "mode": "standard"}, read_timeout=read_timeout, connect_timeout=5
-        ),
-    )
-
-
-async def _timed(call: Callable[..., Any], **params: Any) -> tuple[float, str, int]:
-    """(seconds, error code or 'ok', HTTP status) of one blocking boto3 call."""
-    began = time.monotonic()
-    try:
-        response = await asyncio.to_thread(call, **params)
-        outcome, status = "ok", response["ResponseMetadata"]["HTTPStatusCode"]
-    except ClientError as err:
-        outcome, status = err.response["Error"]["Code"], err.response["ResponseMetadata"]["HTTPStatusCode"]
-    return time.monotonic() - began, outcome, status
 
 
 class _Writer:
@@ -373,11 +318,11 @@ class _Writer:
 async def _probe(iot: Any, data: Any, job: str, thing: str) -> dict[str, tuple[float, str, int]]:
     """One round of control and device HTTP calls, concurrently: writes first, then reads."""
     calls = {
-        "CreateThing": _timed(iot.create_thing, thingName=unique("outage-new")),
-        "UpdateJob": _timed(iot.update_job, jobId=job, description=unique("during")),
-        "UpdateJobExecution": _timed(data.update_job_execution, thingName=thing, jobId=job, status="IN_PROGRESS"),
-        "DescribeJob": _timed(iot.describe_job, jobId=job),
-        "GetPendingJobExecutions": _timed(data.get_pending_job_executions, thingName=thing),
+        "CreateThing": timed(iot.create_thing, thingName=unique("outage-new")),
+        "UpdateJob": timed(iot.update_job, jobId=job, description=unique("during")),
+        "UpdateJobExecution": timed(data.update_job_execution, thingName=thing, jobId=job, status="IN_PROGRESS"),
+        "DescribeJob": timed(iot.describe_job, jobId=job),
+        "GetPendingJobExecutions": timed(data.get_pending_job_executions, thingName=thing),
     }
     return dict(zip(calls, await asyncio.gather(*calls.values()), strict=True))
 
@@ -389,8 +334,8 @@ async def test_kafka_outage_gets_prompt_503s_no_false_accepts_and_the_stack_reco
     async with _running(private, request_timeout_seconds=REQUEST_TIMEOUT) as stack:
         things, job = await _fleet(stack, "outage", WRITERS + 1)
         http_thing, mqtt_things = things[0], things[1:]
-        iot = _strict_client("iot", stack.control_url, read_timeout=4 * REQUEST_TIMEOUT)
-        data = _strict_client("iot-jobs-data", stack.dataplane_url, read_timeout=4 * REQUEST_TIMEOUT)
+        iot = strict_client("iot", stack.control_url, read_timeout=4 * REQUEST_TIMEOUT)
+        data = strict_client("iot-jobs-data", stack.dataplane_url, read_timeout=4 * REQUEST_TIMEOUT)
         recovered_at = float("inf")
         stop = asyncio.Event()
 
@@ -424,14 +369,14 @@ async def test_kafka_outage_gets_prompt_503s_no_false_accepts_and_the_stack_reco
                         assert code in ("ok", "ServiceUnavailableException"), (label, operation, code, status)
 
             async def writes_again() -> bool:
-                _seconds, code, _status = await _timed(iot.create_thing, thingName=unique("after"))
+                _seconds, code, _status = await timed(iot.create_thing, thingName=unique("after"))
                 return code == "ok"
 
             await until(writes_again, timeout=45, what="a control-plane write to succeed after the outage")
             recovered_at = time.monotonic()
             await asyncio.wait_for(writing, 45)  # every device served again
 
-        answered = await _timed(data.update_job_execution, thingName=http_thing, jobId=job, status="IN_PROGRESS")
+        answered = await timed(data.update_job_execution, thingName=http_thing, jobId=job, status="IN_PROGRESS")
         assert answered[1] == "ok", answered
 
         updates = await _updates_of(stack, job)
@@ -443,7 +388,7 @@ async def test_kafka_outage_gets_prompt_503s_no_false_accepts_and_the_stack_reco
                 assert not paused_at + STALL_GRACE < at < resumed_at, (thing, "accepted while Kafka was stopped", state)
                 entry = (state["statusDetails"]["n"], state["versionNumber"])
                 assert logged.count(entry) == 1, (thing, entry, logged)
-        await _serving_again(stack, timeout=30)
+        await serving_again(stack, timeout=30)
 
 
 async def _stop(stop: asyncio.Event, writing: asyncio.Future[Any]) -> None:
@@ -574,7 +519,7 @@ async def test_a_device_away_during_a_broker_restart_still_gets_what_was_queued_
             assert (await watcher.next_notify_next(timeout=15))["execution"]["jobId"] == job
         # The broker holds a copy for the absent device's session; it must outlive the restart.
         await asyncio.to_thread(private.restart_server, "mosquitto")
-        await _wait_health(stack, 200, "the dataplane to reconnect after the broker restart")
+        await _waithealth(stack, 200, "the dataplane to reconnect after the broker restart")
         got = await asyncio.to_thread(_session, device, port, None, 15.0)
         assert [note["execution"]["jobId"] for note in got if note.get("execution")] == [job]
 

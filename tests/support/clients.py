@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import ssl
 import time
 import uuid
 from typing import Any
@@ -61,21 +60,17 @@ class MqttDevice:
     """A device speaking the jobs MQTT API with a plain MQTT client (gmqtt)."""
 
     def __init__(
-        self,
-        stack: Stack,
-        thing_name: str,
-        *,
-        password: str | None = None,
-        port: int | None = None,
-        tls: ssl.SSLContext | None = None,
+        self, stack: Stack, thing_name: str, persistent: bool = False, *, password: str | None = None
     ) -> None:
-        """`password`: connect with the thing name as username; `tls` (with `port`): over TLS, e.g. with the
-        thing's client certificate."""
+        """`persistent`: a session the broker keeps (clean session off), as a device that must not miss what
+        arrives while it reconnects; the client reconnects by itself after a second. `password`: connect with
+        the thing name as username, on a broker that requires it."""
         self.thing = thing_name
         self.host = stack.settings.mqtt_host
-        self.port = port or stack.settings.mqtt_port
-        self.tls: ssl.SSLContext | bool = tls or False
-        self.client = Client(f"{thing_name}-{uuid.uuid4().hex[:6]}")
+        self.port = stack.settings.mqtt_port
+        self.client = Client(f"{thing_name}-{uuid.uuid4().hex[:6]}", clean_session=not persistent)
+        if persistent:
+            self.client.reconnect_delay = 1
         if password is not None:
             self.client.set_auth_credentials(thing_name, password)
         self.client.on_message = self._on_message
@@ -88,7 +83,7 @@ class MqttDevice:
         self.client.on_subscribe = lambda *_args: self._subscribed.set()
 
     async def __aenter__(self) -> MqttDevice:
-        await self.client.connect(self.host, self.port, version=MQTTv311, ssl=self.tls)
+        await self.client.connect(self.host, self.port, version=MQTTv311)
         self.client.subscribe(f"$aws/things/{self.thing}/jobs/#", qos=1)
         await asyncio.wait_for(self._subscribed.wait(), 10)
         return self
@@ -119,10 +114,11 @@ class MqttDevice:
         self.client.publish(f"$aws/things/{self.thing}/jobs/{suffix}", payload, qos=1)
 
     async def request(
-        self, suffix: str, body: dict[str, Any] | None = None, timeout: float = 10.0
+        self, suffix: str, body: dict[str, Any] | None = None, timeout: float = 10.0, token: str | None = None
     ) -> tuple[str, dict[str, Any]]:
-        """Publish a request and return ('accepted' | 'rejected', payload) of its reply."""
-        token = uuid.uuid4().hex
+        """Publish a request and return ('accepted' | 'rejected', payload) of its reply. The same `token` again
+        sends the same request again, as a device does that heard nothing back."""
+        token = token or uuid.uuid4().hex
         future: asyncio.Future[tuple[str, dict[str, Any]]] = asyncio.get_running_loop().create_future()
         self._replies[token] = future
         self.publish_raw(suffix, orjson.dumps({**(body or {}), "clientToken": token}))

@@ -59,9 +59,7 @@ def unique(prefix: str) -> str:
 class MqttDevice:
     """A device speaking the jobs MQTT API with a plain MQTT client (gmqtt)."""
 
-    def __init__(
-        self, stack: Stack, thing_name: str, persistent: bool = False, *, password: str | None = None
-    ) -> None:
+    def __init__(self, stack: Stack, thing_name: str, persistent: bool = False, *, password: str | None = None) -> None:
         """`persistent`: a session the broker keeps (clean session off), as a device that must not miss what
         arrives while it reconnects; the client reconnects by itself after a second. `password`: connect with
         the thing name as username, on a broker that requires it."""

@@ -219,6 +219,8 @@ class DeciderRuntime:
         self._timer_wakeup = asyncio.Event()
         self._forget_clock: Callable[[], None] = lambda: None
         self._tasks: list[asyncio.Task[None]] = []
+        self._unserved_since: dict[int, float] = {}
+        """Since when (monotonic) each partition assigned here has not been served: the liveness measure."""
         self._running = False
         self._follow_always = serves_reads
         self._read_back_wanted = asyncio.Event()
@@ -320,6 +322,23 @@ class DeciderRuntime:
         assigned = {tp.partition for tp in self._consumer.assignment()}
         return bool(assigned) and assigned <= set(self.owned_partitions)
 
+    def stalled(self, threshold: float) -> dict[str, Any]:
+        """Why this process is wedged, if it is; empty while it is alive. A partition assigned but unserved
+        for longer than `threshold` seconds (its restore stalled, or its retake keeps failing), or a
+        background loop that ended: neither comes back without a restart. A member with no partition (more
+        members than partitions, or a rebalance) is idle, not wedged."""
+        if not self._running:
+            return {"stopped": True}
+        ended = sorted(task.get_name() for task in self._tasks if task.done())
+        now = time.monotonic()
+        assigned = {tp.partition for tp in self._consumer.assignment()}
+        unserved = {
+            str(number): round(now - since, 1)
+            for number, since in sorted(self._unserved_since.items())
+            if number in assigned and now - since > threshold
+        }
+        return {key: value for key, value in (("ended", ended), ("unserved", unserved)) if value}
+
     def partition_of(self, key: str) -> int:
         return partition_for(key, self.settings.partitions)
 
@@ -378,6 +397,7 @@ class DeciderRuntime:
                 self._start_acquiring(number)
 
     def _start_acquiring(self, number: int) -> None:
+        self._unserved_since.setdefault(number, time.monotonic())
         task = asyncio.create_task(self._acquire_until_done(number), name=f"{self.group}-acquire-{number}")
         self._acquiring[number] = task
         task.add_done_callback(lambda _t: self._acquiring.pop(number, None))
@@ -482,6 +502,7 @@ class DeciderRuntime:
         for task in part.tasks:
             task.add_done_callback(functools.partial(self._task_ended, part))
         part.ready = True
+        self._unserved_since.pop(number, None)
         tp = TopicPartition(self.command_topic, number)
         if self._is_assigned(number):
             committed = await self._consumer.committed(tp)
@@ -619,6 +640,7 @@ class DeciderRuntime:
             return
         log.warning("partition failed; taking it again from the log", partition=part.number, reason=why)
         part.failed = True
+        self._unserved_since.setdefault(part.number, time.monotonic())
         for request in part.inbox:
             self._fail_request(request, why)
         part.inbox.clear()
@@ -1192,6 +1214,8 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         runtime = self.runtime
         numbers = {tp.partition for tp in assigned}
+        for number in [n for n in runtime._unserved_since if n not in numbers]:
+            del runtime._unserved_since[number]  # another member's to serve now
         for number, task in list(runtime._acquiring.items()):
             if number not in numbers:
                 task.cancel()

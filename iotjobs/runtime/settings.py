@@ -52,6 +52,10 @@ class Settings:
     control_port: int = 8080
     dataplane_host: str = "127.0.0.1"
     dataplane_port: int = 8081
+    projector_host: str = "127.0.0.1"
+    """Where the projector serves `/health` (200 while it projects and is not stalled behind the log) and
+    `/metrics`."""
+    projector_port: int = 8082
     region: str = "us-east-1"
     account_id: str = "123456789012"
     seconds_per_minute: float = 60.0
@@ -79,6 +83,10 @@ class Settings:
     """How often an owner writes the changed keys' state to the snapshot topic; bounds restore time."""
     snapshot_part_bytes: int = 256 * 1024
     """The largest snapshot record: a key's image larger than this is written in parts of this size."""
+    liveness_stall_seconds: float = 300.0
+    """`/live` on control and dataplane fails once a partition assigned to the process has gone unserved (its
+    restore stalled, or its owner stuck retaking it) for longer than this, so an orchestrator restarts the
+    process; `/health` takes it out of rotation at once. Longer than the slowest restore expected."""
     log_level: str = "INFO"
     event_loop: str = "uvloop"
     access_log: str = "off"
@@ -130,6 +138,8 @@ class Settings:
                 raise ValueError(
                     f"{self.env_name(name)} must be one of {', '.join(allowed)}, got '{getattr(self, name)}'"
                 )
+        if not self.liveness_stall_seconds > 0:
+            raise ValueError(f"IOTJOBS_LIVENESS_STALL_SECONDS must be positive, got {self.liveness_stall_seconds}")
 
     @staticmethod
     def env_name(field_name: str) -> str:

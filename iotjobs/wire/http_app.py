@@ -54,6 +54,7 @@ def service_app(
         app.cleanup_ctx.append(_follow_the_test_clock)  # before anything decides or answers with `now`
     app.cleanup_ctx.append(resources)
     app.router.add_get("/health", health)
+    app.router.add_get("/live", live)
     return app
 
 
@@ -94,6 +95,15 @@ async def health(request: web.Request) -> web.Response:
     ready = all(checks.values())
     body = {"ready": ready, "checks": checks, "partitions": runtime.owned_partitions}
     return web.json_response(body, status=200 if ready else 503)
+
+
+async def live(request: web.Request) -> web.Response:
+    """200 unless the process is wedged (`DeciderRuntime.stalled`): the liveness probe, which restarts the
+    process. Slower to fail than `/health` on purpose: a restore in progress or a broker outage takes the
+    process out of rotation, and only one that outlasts `IOTJOBS_LIVENESS_STALL_SECONDS` restarts it."""
+    threshold = request.app[SETTINGS_KEY].liveness_stall_seconds
+    stalled = request.app[RUNTIME_KEY].stalled(threshold)
+    return web.json_response({"live": not stalled, "stalled": stalled}, status=503 if stalled else 200)
 
 
 def error_middleware(table: dict[str, tuple[str, int]]) -> Middleware:

@@ -16,8 +16,9 @@ from iotjobs.wire import sigv4
 from iotjobs.wire.http_errors import ApiError
 from iotjobs.wire.http_request import body_bytes
 
-OPEN_PATHS = frozenset({"/health"})
-"""Answered without a signature: the readiness probes of compose and Kubernetes carry no credentials."""
+OPEN_PATHS = frozenset({"/health", "/live"})
+"""Answered without a signature: the readiness and liveness probes of compose and Kubernetes carry no
+credentials."""
 
 log = logs.get("iotjobs.sigv4")
 

@@ -185,10 +185,12 @@ async def test_a_presigned_url_is_served_and_a_changed_one_refused(stack: Stack)
     assert (status, code) == (403, "InvalidSignatureException")
 
 
-async def test_health_is_open_and_every_other_path_needs_a_signature(stack: Stack) -> None:
+async def test_probes_are_open_and_every_other_path_needs_a_signature(stack: Stack) -> None:
     for base in (stack.control_url, stack.dataplane_url):
         status, code, body = await raw("GET", f"{base}/health")
         assert (status, code, body["ready"]) == (200, None, True)
+        status, code, body = await raw("GET", f"{base}/live")  # the liveness probe carries no credentials either
+        assert (status, code, body["live"]) == (200, None, True)
         status, code, _ = await raw("GET", f"{base}/no/such/operation")
         assert (status, code) == (403, "MissingAuthenticationTokenException")
     url = f"{stack.control_url}/no/such/operation"

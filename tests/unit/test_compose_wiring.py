@@ -216,6 +216,7 @@ def test_servers_listen_on_all_interfaces_inside_their_container(compose):
     s = settings_from(compose[SHARED_ENV_KEY])
     assert s.control_host == "0.0.0.0"
     assert s.dataplane_host == "0.0.0.0"
+    assert s.projector_host == "0.0.0.0"
 
 
 # --- ports and health ------------------------------------------------------------------------------
@@ -449,7 +450,7 @@ def test_dockerignore_keeps_what_the_dockerfile_copies():
 @pytest.fixture(scope="module")
 def k8s() -> dict[tuple[str, str], dict[str, Any]]:
     docs: dict[tuple[str, str], dict[str, Any]] = {}
-    files = sorted(K8S_DIR.glob("*.yaml"))
+    files = sorted(p for p in K8S_DIR.glob("*.yaml") if p.name != "kustomization.yaml")
     assert files, "no manifests in deploy/k8s"
     for path in files:
         with path.open() as f:
@@ -533,20 +534,47 @@ def test_k8s_commands_are_console_scripts(k8s, services):
     )
 
 
-def test_k8s_probes_and_services_use_the_settings_ports(k8s):
+# The HTTP path of each probe: readiness is /health; liveness is /live where the runtime can tell a stalled
+# partition apart from a passing outage, and the projector's /health (it fails only while projecting stalls).
+PROBE_PATHS = {
+    "iotjobs-control": {"readinessProbe": "/health", "livenessProbe": "/live", "startupProbe": "/live"},
+    "iotjobs-dataplane": {"readinessProbe": "/health", "livenessProbe": "/live", "startupProbe": "/live"},
+    "iotjobs-projector": {"readinessProbe": "/health", "livenessProbe": "/health", "startupProbe": "/health"},
+}
+
+
+def test_k8s_probes_use_the_settings_ports_and_paths(k8s):
+    s = settings_from(k8s_env(k8s))
+    ports = {"iotjobs-control": s.control_port, "iotjobs-dataplane": s.dataplane_port}
+    ports["iotjobs-projector"] = s.projector_port
+    assert s.projector_host == "0.0.0.0", "the kubelet probes the projector from outside its pod"
+    deployments = of_kind(k8s, "Deployment")
+    assert set(deployments) == set(PROBE_PATHS)
+    for name, port in ports.items():
+        (container,) = deployments[name]["spec"]["template"]["spec"]["containers"]
+        named = {p.get("name"): p["containerPort"] for p in container["ports"]}
+        assert list(named.values()) == [port], f"{name}: container port"
+        for kind, path in PROBE_PATHS[name].items():
+            probe = container[kind]["httpGet"]
+            target = named[probe["port"]] if isinstance(probe["port"], str) else probe["port"]
+            assert (probe["path"], target, probe.get("scheme", "HTTP")) == (path, port, "HTTP"), f"{name}: {kind}"
+        # Liveness gives up later than readiness: a short outage takes the pod out of rotation, no more.
+        patience = {k: container[k]["periodSeconds"] * container[k]["failureThreshold"] for k in PROBE_PATHS[name]}
+        assert patience["livenessProbe"] > patience["readinessProbe"], name
+    assert not s.tls_cert_file, "the probes speak HTTP: TLS ends in front of the pods"
+
+
+def test_k8s_services_use_the_settings_ports(k8s):
     s = settings_from(k8s_env(k8s))
     deployments, k8s_services = of_kind(k8s, "Deployment"), of_kind(k8s, "Service")
     for name, port in (("iotjobs-control", s.control_port), ("iotjobs-dataplane", s.dataplane_port)):
         pod = deployments[name]["spec"]["template"]
         (container,) = pod["spec"]["containers"]
         named = {p.get("name"): p["containerPort"] for p in container["ports"]}
-        assert list(named.values()) == [port]
 
         def resolve(p: int | str, named: dict[Any, int] = named) -> int:
             return named[p] if isinstance(p, str) else p
 
-        probe = container["readinessProbe"]["httpGet"]
-        assert probe["path"] == "/health" and resolve(probe["port"]) == port, f"{name}: readiness probe"
         svc = k8s_services[name]["spec"]
         assert [p["port"] for p in svc["ports"]] == [port]
         assert resolve(svc["ports"][0].get("targetPort", port)) == port

@@ -943,7 +943,7 @@ def _cancel(state: ThingState, command: CancelExecution, ctx: Context) -> tuple[
             return [], None
         if execution.status == IN_PROGRESS and not command.force:
             return [], None
-        cause = "abort" if command.aborted else "cancel"
+        cause = "abort" if command.aborted else "cancel"  # an abort criterion, or CancelJob
         return [_changed(execution, ctx, cause, status=CANCELED, force_canceled=command.force)], None
     execution = _find(state, command.job_id, None)
     if command.expected_version is not None and command.expected_version != execution.version_number:

@@ -1,4 +1,4 @@
-"""Operator commands: `migrate`, `topics`, `rebuild`, `dead-letters`, `clock`, `credentials`."""
+"""iotjobs-admin: the operator's commands, in one place (each has its own --help)."""
 
 from __future__ import annotations
 
@@ -7,16 +7,22 @@ import asyncio
 import base64
 import secrets
 import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient
 
-from iotjobs.runtime import logs, pg, test_clock
+from iotjobs.domain import validation
+from iotjobs.domain.errors import DomainError
+from iotjobs.runtime import execution_history, logs, pg, test_clock
 from iotjobs.runtime.broker_credentials import SERVICE_USER, CredentialsDir, CredentialsError
 from iotjobs.runtime.settings import Settings
-from iotjobs.runtime.topics import Topics, ensure_topics, partitions_of
+from iotjobs.runtime.topics import Topics, ensure_topics, partitions_of, topic_specs
+from services.projector.lag import PartitionLag, projector_lag
 from services.projector.projector import rebuild
 
 
@@ -68,6 +74,101 @@ def _parked(record: Any) -> dict[str, Any]:
         **headers,
         "record": shown,
     }
+
+
+async def _history(settings: Settings, thing_name: str, job_id: str) -> list[dict[str, Any]]:
+    """Read from PostgreSQL directly, like `rebuild`: it answers where control is down or signs requests,
+    with the very query control's extension operation runs."""
+    conn = await pg.connect(settings.pg_dsn)
+    try:
+        return await execution_history.entries(conn, thing_name, job_id)
+    finally:
+        await conn.close()
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(cell) for cell in column) for column in zip(header, *rows, strict=True)]
+    lines = [header, *rows]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip() for line in lines)
+
+
+def _history_table(entries: list[dict[str, Any]]) -> str:
+    rows = [
+        (
+            str(e["executionNumber"]),
+            datetime.fromtimestamp(e["at"], UTC).isoformat(timespec="milliseconds"),
+            e["status"],
+            e["cause"],
+            str(e["versionNumber"]),
+            orjson.dumps(e["statusDetails"], option=orjson.OPT_SORT_KEYS).decode(),
+        )
+        for e in entries
+    ]
+    return _table(("EXECUTION", "AT (UTC)", "STATUS", "CAUSE", "VERSION", "STATUS DETAILS"), rows)
+
+
+async def _lag(settings: Settings) -> list[PartitionLag]:
+    conn = await pg.connect(settings.pg_dsn)
+    try:
+        return await projector_lag(settings, conn)
+    finally:
+        await conn.close()
+
+
+def _lag_table(lags: list[PartitionLag]) -> str:
+    rows = [
+        (str(x.partition), str(x.end_offset), str(x.checkpoint), str(x.records_behind), f"{x.seconds_behind:.1f}")
+        for x in lags
+    ]
+    return _table(("PARTITION", "END OFFSET", "PROJECTED TO", "RECORDS BEHIND", "SECONDS BEHIND"), rows)
+
+
+async def _list_topics(settings: Settings, timeout: float = 30.0) -> list[dict[str, Any]]:
+    """Each of the stack's topics that exists: its partitions and their end offsets."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+    finally:
+        await admin.close()
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        listed = []
+        for spec in topic_specs(settings):
+            if spec.name not in existing:
+                continue
+            tps = await partitions_of(settings.kafka_bootstrap, spec.name, timeout)
+            ends = await consumer.end_offsets(tps)
+            listed.append({"topic": spec.name, "partitions": len(tps), "end_offsets": [ends[tp] for tp in tps]})
+        return listed
+    finally:
+        await consumer.stop()
+
+
+def _topics_table(topics: list[dict[str, Any]]) -> str:
+    rows = [
+        (t["topic"], str(t["partitions"]), str(sum(t["end_offsets"])), " ".join(map(str, t["end_offsets"])))
+        for t in topics
+    ]
+    return _table(("TOPIC", "PARTITIONS", "RECORDS", "END OFFSETS (BY PARTITION)"), rows)
+
+
+def _json_lines(items: Sequence[Any]) -> str:
+    return "".join(orjson.dumps(item).decode() + "\n" for item in items)
+
+
+def _checked(check: Any, what: str) -> Any:
+    """An argparse type from a domain validator: the same rules, and message, as the HTTP planes."""
+
+    def parse(text: str) -> str:
+        try:
+            return str(check(text))
+        except DomainError as err:
+            raise argparse.ArgumentTypeError(err.message) from None
+
+    parse.__name__ = what
+    return parse
 
 
 DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -131,7 +232,15 @@ def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="iotjobs-admin", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="command")
     commands.add_parser("migrate", help="apply the read models' migrations", description="Apply the migrations.")
-    commands.add_parser("topics", help="create the Kafka topics", description="Create the Kafka topics.")
+    topics = commands.add_parser(
+        "topics",
+        help="create the Kafka topics, or list them with their partitions and end offsets",
+        description="Create the Kafka topics iotjobs needs (those missing); with --list, list the topics instead.",
+    )
+    topics.add_argument(
+        "--list", action="store_true", help="list the topics with their partitions and end offsets, create nothing"
+    )
+    topics.add_argument("--json", action="store_true", help="with --list: one JSON object per topic")
     commands.add_parser(
         "rebuild",
         help="replay the log into the read models (no projector may run)",
@@ -140,6 +249,29 @@ def parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "dead-letters", help="print parked commands as JSON lines", description="Print every parked command."
     )
+    history = commands.add_parser(
+        "history",
+        help="show every transition of a thing's executions of a job",
+        description=(
+            "Show every transition of every execution number of JOB on THING, oldest first: when, its status, "
+            "its cause (rollout, retry, membership, device, timer, operator, abort), its versionNumber and "
+            "statusDetails. Reads the read models in PostgreSQL (IOTJOBS_PG_DSN): it may lag the latest device "
+            "update by the projector's lag."
+        ),
+    )
+    history.add_argument("thing", type=_checked(validation.check_thing_name, "thing name"), help="the thing's name")
+    history.add_argument("job", type=_checked(validation.check_job_id, "job id"), help="the job's id")
+    history.add_argument("--json", action="store_true", help="one JSON object per transition (JSON lines)")
+    lag = commands.add_parser(
+        "lag",
+        help="show how far the projector is behind the event log, per partition",
+        description=(
+            "Show the projector's lag per partition of the events topic: the topic's end offset, the offset "
+            "projected to (projector_offsets), the records between them, and the seconds since the oldest "
+            "record not yet projected was written (0 when caught up)."
+        ),
+    )
+    lag.add_argument("--json", action="store_true", help="one JSON object per partition (JSON lines)")
     clock = commands.add_parser(
         "clock",
         help="show or move the test clock",
@@ -195,9 +327,20 @@ def main(argv: list[str] | None = None) -> None:
     elif args.command == "migrate":
         applied = asyncio.run(pg.migrate(settings.pg_dsn))
         print(f"migrations applied: {', '.join(applied) or 'none needed'}")
+    elif args.command == "topics" and args.list:
+        listed = asyncio.run(_list_topics(settings))
+        sys.stdout.write(_json_lines(listed) if args.json else _topics_table(listed) + "\n")
     elif args.command == "topics":
         asyncio.run(ensure_topics(settings))
         print("topics ready")
+    elif args.command == "history":
+        entries = asyncio.run(_history(settings, args.thing, args.job))
+        if not entries:
+            raise SystemExit(f"thing {args.thing} never had an execution of job {args.job}")
+        sys.stdout.write(_json_lines(entries) if args.json else _history_table(entries) + "\n")
+    elif args.command == "lag":
+        lags = asyncio.run(_lag(settings))
+        sys.stdout.write(_json_lines([x.to_dict() for x in lags]) if args.json else _lag_table(lags) + "\n")
     elif args.command == "dead-letters":
         count = asyncio.run(_dead_letters(settings))
         print(f"{count} parked command(s)", file=sys.stderr)

@@ -808,6 +808,7 @@ def _queue(
     queued_at: float | None = None,
     retry_attempt: int = 0,
     counted: bool = True,
+    joined: bool = False,
 ) -> list[Send]:
     """One QueueExecution, shared by every thing in `things`."""
     release = QueueExecution(
@@ -821,6 +822,7 @@ def _queue(
         scheduled=schedule.is_scheduled(spec.get("config")),
         presigned_url_expires_in_sec=config_blocks.presigned_url_expiry(spec.get("config")),
         counted=counted,
+        joined=joined,
     )
     return [Send(thing_key(thing), release) for thing in things]
 
@@ -893,7 +895,7 @@ def _abort(state: JobState, ctx: Context) -> tuple[JobCanceled, list[Send]] | No
                 f"({failed * 100 / executed:.2f}%), at or above the threshold of {threshold:g}%"
             )
             canceled = JobCanceled(state.job_id, False, ABORTED, comment, ctx.now)
-            cancel = CancelExecution(state.job_id, force=False, from_job=True)
+            cancel = CancelExecution(state.job_id, force=False, from_job=True, aborted=True)
             return canceled, [Send(thing_key(thing), cancel) for thing in _pending_things(state)]
     return None
 
@@ -1089,8 +1091,8 @@ def _release(
         status = state.executions.get(thing)
         (things if status is None or status in TERMINAL else pending).append(thing)
     events: list[Any] = [JobExecutionAdded(state.job_id, thing, ctx.now) for thing in things]
-    sends = _queue(state.job_id, state.spec, things, via, queued_at=ctx.now)
-    sends += _queue(state.job_id, state.spec, pending, via, queued_at=ctx.now, counted=False)
+    sends = _queue(state.job_id, state.spec, things, via, queued_at=ctx.now, joined=True)
+    sends += _queue(state.job_id, state.spec, pending, via, queued_at=ctx.now, counted=False, joined=True)
     return events, sends
 
 

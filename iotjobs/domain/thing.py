@@ -111,6 +111,8 @@ class QueueExecution:
     """Its job has a schedule: the thing's pending list shows up to 15 executions instead of 10."""
     presigned_url_expires_in_sec: int | None = None
     """How long the presigned URLs delivered with its document last (the job's presignedUrlConfig)."""
+    joined: bool = False
+    """Released because the thing joined a target group of a running CONTINUOUS job (not by its rollout)."""
 
 
 @dataclass(frozen=True)
@@ -172,6 +174,8 @@ class CancelExecution:
     expected_version: int | None = None
     status_details: dict[str, str] | None = None
     from_job: bool = False
+    aborted: bool = False
+    """From a job an abort criterion canceled (its abortConfig), not from CancelJob."""
 
 
 @dataclass(frozen=True)
@@ -244,6 +248,8 @@ class ExecutionQueued:
     retry_attempt: int = 0
     scheduled: bool = False
     presigned_url_expires_in_sec: int | None = None
+    joined: bool = False
+    """QueueExecution.joined: the thing joined a target group of a CONTINUOUS job."""
 
 
 @dataclass(frozen=True)
@@ -280,6 +286,8 @@ class ExecutionDeleted:
     thing_name: str
     job_id: str
     execution_number: int
+    at: float | None = None
+    """When it was deleted (None in logs written before the execution history kept it)."""
 
 
 # --- replies and effects ----------------------------------------------------------------------
@@ -582,7 +590,7 @@ def _plain(ctx: Context) -> str | None:
 def _decide(state: ThingState, command: Any, ctx: Context) -> tuple[list[Any], Any]:
     match command:
         case CreateThing():
-            return _create(state, command)
+            return _create(state, command, ctx)
         case DeleteThing():
             return _delete_thing(state, command, ctx), Done()
         case UpdateThing():
@@ -615,7 +623,7 @@ def _decide(state: ThingState, command: Any, ctx: Context) -> tuple[list[Any], A
         case CancelExecution():
             return _cancel(state, command, ctx)
         case DeleteExecution():
-            return _delete(state, command)
+            return _delete(state, command, ctx)
         case SetExecutionTimeout():
             execution = state.executions.get(command.job_id)
             if execution is None or execution.status != QUEUED:
@@ -654,6 +662,7 @@ def _queue(state: ThingState, command: QueueExecution, ctx: Context) -> list[Any
             retry_attempt=command.retry_attempt,
             scheduled=command.scheduled,
             presigned_url_expires_in_sec=command.presigned_url_expires_in_sec,
+            joined=command.joined,
         )
     ]
     if state.deleted:
@@ -672,7 +681,7 @@ def _refuses(state: ThingState, command: QueueExecution) -> bool:
     return command.via is not None and command.via not in state.groups
 
 
-def _create(state: ThingState, command: CreateThing) -> tuple[list[Any], Any]:
+def _create(state: ThingState, command: CreateThing, ctx: Context) -> tuple[list[Any], Any]:
     if state.registered:
         if state.thing_type_name == command.thing_type_name and state.attributes == command.attributes:
             return [], ThingCreatedReply(state.name, state.thing_id or "")
@@ -685,11 +694,11 @@ def _create(state: ThingState, command: CreateThing) -> tuple[list[Any], Any]:
     # A thing created again under a deleted one's name inherits none of its executions (aws-iot-jobs.md
     # §6.9): they are deleted, and their jobs stop counting them. Their numbers are still not used again.
     gone = [
-        ExecutionDeleted(state.name, job_id, int(number))
+        ExecutionDeleted(state.name, job_id, int(number), ctx.now)
         for job_id, earlier in sorted(state.past.items())
         for number in sorted(earlier, key=int)
     ]
-    gone += [ExecutionDeleted(state.name, e.job_id, e.execution_number) for e in state.executions.values()]
+    gone += [ExecutionDeleted(state.name, e.job_id, e.execution_number, ctx.now) for e in state.executions.values()]
     return [*gone, created], ThingCreatedReply(state.name, command.thing_id)
 
 
@@ -934,7 +943,8 @@ def _cancel(state: ThingState, command: CancelExecution, ctx: Context) -> tuple[
             return [], None
         if execution.status == IN_PROGRESS and not command.force:
             return [], None
-        return [_changed(execution, ctx, "cancel", status=CANCELED, force_canceled=command.force)], None
+        cause = "abort" if command.aborted else "cancel"  # an abort criterion, or CancelJob
+        return [_changed(execution, ctx, cause, status=CANCELED, force_canceled=command.force)], None
     execution = _find(state, command.job_id, None)
     if command.expected_version is not None and command.expected_version != execution.version_number:
         raise DomainError(
@@ -956,17 +966,17 @@ def _cancel(state: ThingState, command: CancelExecution, ctx: Context) -> tuple[
     return [event], Done()
 
 
-def _delete(state: ThingState, command: DeleteExecution) -> tuple[list[Any], Any]:
+def _delete(state: ThingState, command: DeleteExecution, ctx: Context) -> tuple[list[Any], Any]:
     execution = state.executions.get(command.job_id)
     earlier = state.past.get(command.job_id, {})
     if command.from_job:
         # DeleteJob: every execution of the job here, the earlier ones first.
-        events = [ExecutionDeleted(state.name, command.job_id, int(n)) for n in sorted(earlier, key=int)]
+        events = [ExecutionDeleted(state.name, command.job_id, int(n), ctx.now) for n in sorted(earlier, key=int)]
         if execution is not None:
-            events.append(ExecutionDeleted(state.name, command.job_id, execution.execution_number))
+            events.append(ExecutionDeleted(state.name, command.job_id, execution.execution_number, ctx.now))
         return events, None
     if str(command.execution_number) in earlier:
-        return [ExecutionDeleted(state.name, command.job_id, int(command.execution_number or 0))], Done()
+        return [ExecutionDeleted(state.name, command.job_id, int(command.execution_number or 0), ctx.now)], Done()
     if execution is None or execution.execution_number != command.execution_number:
         raise not_found(
             f"Job execution {command.execution_number} of job {command.job_id} on thing {state.name} does not exist"
@@ -977,7 +987,7 @@ def _delete(state: ThingState, command: DeleteExecution) -> tuple[list[Any], Any
             f"Job execution {execution.job_id} on thing {state.name} is {execution.status}; "
             "only a terminal execution can be deleted without force=true",
         )
-    return [ExecutionDeleted(state.name, command.job_id, execution.execution_number)], Done()
+    return [ExecutionDeleted(state.name, command.job_id, execution.execution_number, ctx.now)], Done()
 
 
 # --- consequences of a change -----------------------------------------------------------------

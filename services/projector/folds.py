@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from iotjobs.domain import event_config, group, job, quota, tagging, template, thing
+from iotjobs.domain import event_config, group, history, job, quota, tagging, template, thing
 
 
 class Executor(Protocol):
@@ -300,3 +300,55 @@ async def apply(conn: Executor, event: Any, seq: int) -> None:
             pass  # the quota's bookkeeping, a queued execution's timeout to come: no read model shows them
         case _:
             raise TypeError(f"no read model for {type(event).__name__}")
+
+
+async def apply_history(conn: Executor, event: Any, seq: int) -> None:
+    """The execution history's row for an event that moved an execution. Kept apart from `apply` so a batch's
+    history rows go to PostgreSQL together (they read nothing but the history), not one between each two
+    rows of the other read models."""
+    moved = history.transition(event)
+    if moved is None:
+        return
+    if moved.status == history.DELETED:
+        await _record_deletion(conn, moved, seq)
+        return
+    await conn.execute(
+        """INSERT INTO execution_history (thing_name, seq, job_id, execution_number, status, cause,
+               status_details, version_number, at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+           ON CONFLICT (thing_name, seq) DO NOTHING""",
+        moved.thing_name,
+        seq,
+        moved.job_id,
+        moved.execution_number,
+        moved.status,
+        moved.cause,
+        moved.status_details,
+        moved.version_number,
+        moved.at,
+    )
+
+
+async def _record_deletion(conn: Executor, moved: history.Transition, seq: int) -> None:
+    """A deletion keeps the statusDetails and versionNumber of the transition before it (and its time, when
+    the deletion was logged without one)."""
+    await conn.execute(
+        """INSERT INTO execution_history (thing_name, seq, job_id, execution_number, status, cause,
+               status_details, version_number, at)
+           SELECT $1, $2, $3, $4, $5, $6, COALESCE(before.status_details, '{}'::jsonb),
+                  COALESCE(before.version_number, 0), COALESCE($7::double precision, before.at, 0)
+           FROM (SELECT 1) AS one
+           LEFT JOIN LATERAL (
+               SELECT status_details, version_number, at FROM execution_history
+               WHERE thing_name = $1 AND job_id = $3 AND execution_number = $4 AND seq < $2
+               ORDER BY seq DESC LIMIT 1
+           ) AS before ON true
+           ON CONFLICT (thing_name, seq) DO NOTHING""",
+        moved.thing_name,
+        seq,
+        moved.job_id,
+        moved.execution_number,
+        moved.status,
+        moved.cause,
+        moved.at,
+    )

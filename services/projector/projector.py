@@ -30,6 +30,7 @@ READ_MODEL_TABLES = (
     "job_execution_counts",
     "job_templates",
     "resource_tags",
+    "execution_history",
 )
 DATABASE_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError, OSError)
 """What a dying connection can raise, a protocol state error included: recovered with a fresh connection."""
@@ -70,6 +71,7 @@ async def apply_batch(
     With `events`, the JOB and JOB_EXECUTION events the batch causes are published before it commits."""
     offsets: dict[str, int] = {}
     statements = _Statements()
+    transitions = _Statements()
     moved = dict(markers)
     happened: list[Happened] = []
     for tp, records in batches.items():
@@ -79,13 +81,14 @@ async def apply_batch(
             if counting.counts(value) and is_event(value):
                 event = from_message(value)
                 await folds.apply(statements, event, value["seq"])
+                await folds.apply_history(transitions, event, value["seq"])
                 if events is not None and job_events.wanted(event):
                     happened.append(Happened(event, f"{topic}/{tp.partition}/{record.offset}"))
         moved[tp.partition] = counting.tokens
     async with conn.transaction():
         types = await events.enabled(conn) if events is not None and happened else set()
         before = await events.before(conn, happened) if events is not None and types else {}
-        for sql, rows in statements.runs:
+        for sql, rows in (*statements.runs, *transitions.runs):
             if len(rows) == 1:
                 await conn.execute(sql, *rows[0])
             else:

@@ -202,11 +202,13 @@ async def read_model_rows(dsn: str) -> dict[str, list[dict[str, Any]]]:
         await conn.close()
 
 
-async def admin(stack: Stack, command: str, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
-    """`services.admin <command>` with the stack's settings, its output captured."""
+async def admin(
+    stack: Stack, command: str, *arguments: str, timeout: float = 120.0
+) -> subprocess.CompletedProcess[str]:
+    """`services.admin <command> <arguments>` with the stack's settings, its output captured."""
     return await asyncio.to_thread(
         subprocess.run,
-        [sys.executable, "-m", "services.admin", command],
+        [sys.executable, "-m", "services.admin", command, *arguments],
         env={**os.environ, **stack.settings.env()},
         capture_output=True,
         text=True,

@@ -93,7 +93,7 @@ def test_delete_a_terminal_execution_and_numbers_are_never_reused() -> None:
     state = thing_given(REGISTERED, queued("j1"), moved("j1", "FAILED", 2))
     decision = t.decide(state, t.DeleteExecution("j1", execution_number=1), CTX)
     assert decision.reply == Done()
-    assert decision.events == (t.ExecutionDeleted(THING, "j1", 1),)
+    assert decision.events == (t.ExecutionDeleted(THING, "j1", 1, CTX.now),)
     assert decision.sends == (Send("job/j1", ForgetExecution("j1", THING, 1)),)
     after = t.fold(state, decision.events)
     assert "j1" not in after.executions
@@ -106,14 +106,14 @@ def test_delete_needs_the_exact_number_and_force_for_a_pending_execution() -> No
     assert kind(t.decide(state, t.DeleteExecution("j1", execution_number=2), CTX)) == "ResourceNotFound"
     assert kind(t.decide(state, t.DeleteExecution("j1", execution_number=1), CTX)) == "InvalidStateTransition"
     forced = t.decide(state, t.DeleteExecution("j1", execution_number=1, force=True), CTX)
-    assert forced.events == (t.ExecutionDeleted(THING, "j1", 1),)
+    assert forced.events == (t.ExecutionDeleted(THING, "j1", 1, CTX.now),)
     assert t.NotifyPending(THING, []) in forced.effects and t.NotifyNext(THING, None) in forced.effects
 
 
 def test_delete_fanned_out_by_the_job_removes_whatever_execution_there_is() -> None:
     state = thing_given(REGISTERED, queued("j1"), moved("j1", "IN_PROGRESS", 2))
     decision = t.decide(state, t.DeleteExecution("j1", force=True, from_job=True), CTX)
-    assert decision.reply is None and decision.events == (t.ExecutionDeleted(THING, "j1", 1),)
+    assert decision.reply is None and decision.events == (t.ExecutionDeleted(THING, "j1", 1, CTX.now),)
     assert t.decide(thing_given(REGISTERED), t.DeleteExecution("j1", force=True, from_job=True), CTX) == Decision()
 
 

@@ -238,7 +238,7 @@ def test_abort_waits_for_the_minimum_then_cancels_queued_executions_only() -> No
     assert "5 of 10" in (canceled.comment or "") and "50" in (canceled.comment or "")
     cancels = [s for s in decisions[9].sends if isinstance(s.command, CancelExecution)]
     assert [s.key for s in cancels] == [f"thing/{n}" for n in names(20)[10:]]
-    assert all(s.command == CancelExecution(JOB, force=False, from_job=True) for s in cancels)
+    assert all(s.command == CancelExecution(JOB, force=False, from_job=True, aborted=True) for s in cancels)
     assert run.state.status == j.CANCELED
 
 

@@ -1108,7 +1108,7 @@ def test_an_execution_released_to_a_deleted_thing_is_removed_at_once_and_reporte
 def test_a_recreated_thing_inherits_no_pending_execution_and_never_reuses_a_number() -> None:
     deleted = (*IN_PROGRESS_J1, removed("j1", 3, cause="thing-deleted"), t.ThingDeleted(THING))
     decision = when(given(*deleted), t.CreateThing(THING, "id-new"), now=NOW)
-    assert decision.events == (t.ExecutionDeleted(THING, "j1", 1), t.ThingCreated(THING, "id-new"))
+    assert decision.events == (t.ExecutionDeleted(THING, "j1", 1, NOW), t.ThingCreated(THING, "id-new"))
     assert [s.command for s in decision.sends] == [ForgetExecution("j1", THING, 1)], "the job stops counting it"
     recreated = given(*deleted, *decision.events)
     assert recreated.executions == {} and recreated.past == {}
@@ -1326,7 +1326,7 @@ def test_an_earlier_execution_is_described_as_terminal_and_deleted_by_its_number
     assert isinstance(described.reply, Rejection) and described.reply.kind == "TerminalState"
     assert "terminal state FAILED" in described.reply.message
     deleted = when(state, t.DeleteExecution("j1", 1))
-    assert deleted.events == (t.ExecutionDeleted(THING, "j1", 1),)
+    assert deleted.events == (t.ExecutionDeleted(THING, "j1", 1, T0),)
     forget = [s.command for s in deleted.sends]
     assert forget == [ForgetExecution("j1", THING, 1, FAILED, past=True)], "the job's counts lose a FAILED"
     after = t.fold(state, deleted.events)

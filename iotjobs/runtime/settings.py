@@ -17,6 +17,7 @@ CHOICES = {
     "access_log": ("off", "on"),
     "test_clock": ("off", "on"),
     "security_mode": ("development", "production"),
+    "dashboard_unsigned": ("off", "on"),
 }
 
 
@@ -123,6 +124,13 @@ class Settings:
     """host[:port] devices use for the iot-jobs-data API (DescribeEndpoint iot:Jobs); default: the dataplane's."""
     public_mqtt_endpoint: str = ""
     """host[:port] devices use for MQTT (DescribeEndpoint iot:Data, iot:Data-ATS); default: the broker's."""
+    dashboard_poll_seconds: float = 1.0
+    """How often control reads the jobs' progress for the dashboard's live stream, while a stream is open (one
+    query per interval, however many browsers watch)."""
+    dashboard_unsigned: str = "off"
+    """`on`: with SigV4 verification on, the dashboard's read-only paths (GET `/dashboard`, `/_iotjobs/dashboard/`,
+    `/_iotjobs/events/`, `/_iotjobs/things/`) answer without a signature, for a control port reached only
+    through an authenticating proxy (docs/operating-dashboard.md). `off`: they need a signature like the rest."""
 
     def __post_init__(self) -> None:
         for name, allowed in CHOICES.items():
@@ -130,6 +138,10 @@ class Settings:
                 raise ValueError(
                     f"{self.env_name(name)} must be one of {', '.join(allowed)}, got '{getattr(self, name)}'"
                 )
+        if not self.dashboard_poll_seconds > 0:
+            raise ValueError(
+                f"{self.env_name('dashboard_poll_seconds')} must be above 0, got {self.dashboard_poll_seconds}"
+            )
 
     @staticmethod
     def env_name(field_name: str) -> str:

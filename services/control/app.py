@@ -16,7 +16,7 @@ from iotjobs.runtime.topics import Topics, ensure_topics
 from iotjobs.wire.http_app import CHECKS_KEY, RUNTIME_KEY, SETTINGS_KEY, service_app
 from iotjobs.wire.http_errors import CONTROL
 from iotjobs.wire.sigv4 import CONTROL_SIGNING_NAMES
-from services.control import clock_api
+from services.control import clock_api, dashboard_api
 from services.control.context import CONTROL_KEY, Control
 from services.control.operations import add_routes
 
@@ -57,4 +57,5 @@ def create_app(settings: Settings) -> web.Application:
     if test_clock.enabled(settings):
         clock_api.add_routes(app)
     add_routes(app)
+    dashboard_api.add_routes(app)
     return app

@@ -180,7 +180,8 @@ async def executions(request: web.Request) -> web.Response:
     thing = request.query.get("thing") or None
     if thing is not None and len(thing) > 128:
         raise invalid(f"thing must be a part of a thing name, at most 128 characters, got {len(thing)}")
-    limit = query_int(request, "limit") or 100
+    limit = query_int(request, "limit")
+    limit = 100 if limit is None else limit
     if not 1 <= limit <= 500:
         raise invalid(f"limit must be from 1 to 500, got {limit}")
     rows = await ctl.pool.fetch(

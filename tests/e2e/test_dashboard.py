@@ -24,6 +24,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
+from services.control.dashboard_api import STATIC
 from tests.support.clients import MqttDevice, iot_client, thing_arn, unique
 from tests.support.servers import Servers
 from tests.support.stack import Stack, running
@@ -103,6 +104,67 @@ async def history_served(stack: Stack, thing: str, job: str) -> list[dict[str, A
             return None
         assert resp.status == 200, await resp.text()
         return list((await resp.json())["history"])
+
+
+async def test_the_page_its_libraries_and_its_reads_are_served(dashboard_stack: Stack) -> None:
+    url = dashboard_stack.control_url
+    vendor = STATIC / "vendor"
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{url}/dashboard") as resp:
+            assert resp.status == 200 and resp.content_type == "text/html"
+            assert "/dashboard/static/vendor/chart.umd.min.js" in await resp.text()
+        for name in ("chart.umd.min.js", "alpine.min.js"):
+            async with http.get(f"{url}/dashboard/static/vendor/{name}") as resp:
+                assert resp.status == 200 and await resp.read() == (vendor / name).read_bytes()
+
+        for path, status, error, words in (
+            ("/_iotjobs/dashboard/jobs/no-such-job", 404, "ResourceNotFoundException", "no-such-job"),
+            ("/_iotjobs/dashboard/jobs/no-such-job/executions", 404, "ResourceNotFoundException", "no-such-job"),
+            ("/_iotjobs/dashboard/jobs/j/executions?status=DONE", 400, "InvalidRequestException", "status"),
+            ("/_iotjobs/dashboard/jobs/j/executions?limit=0", 400, "InvalidRequestException", "limit"),
+            ("/_iotjobs/dashboard/jobs/j/executions?limit=many", 400, "InvalidRequestException", "limit"),
+            (f"/_iotjobs/dashboard/jobs/j/executions?thing={'x' * 129}", 400, "InvalidRequestException", "thing"),
+            ("/_iotjobs/dashboard/jobs/bad%20id", 400, "InvalidRequestException", "jobId"),
+            ("/dashboard/static/../../context.py", 404, "UnknownOperationException", ""),
+        ):
+            async with http.get(f"{url}{path}") as resp:
+                body = await resp.json()
+                assert (resp.status, body["__type"]) == (status, error), (path, body)
+                assert words in body["message"], (path, body)
+
+
+async def test_the_stream_pushes_a_new_job_to_an_open_page(dashboard_stack: Stack) -> None:
+    iot = iot_client(dashboard_stack)
+    thing = unique("streamed")
+    await asyncio.to_thread(iot.create_thing, thingName=thing)
+    job = unique("streamed")
+    timeout = aiohttp.ClientTimeout(total=30)
+    async with (
+        aiohttp.ClientSession(timeout=timeout) as http,
+        http.get(f"{dashboard_stack.control_url}/_iotjobs/events/stream") as resp,
+    ):
+        assert resp.status == 200 and resp.content_type == "text/event-stream"
+        first = await _next_event(resp)
+        assert job not in {j["jobId"] for j in first["jobs"]}
+        await asyncio.to_thread(iot.create_job, jobId=job, targets=[thing_arn(thing)], document="{}")
+        while True:  # bounded by the session's timeout
+            jobs = {j["jobId"]: j for j in (await _next_event(resp))["jobs"]}
+            if job in jobs:
+                break
+    assert jobs[job]["status"] == "IN_PROGRESS"
+    assert jobs[job]["byStatus"] == {"QUEUED": 1} and jobs[job]["progress"] == {"total": 1, "done": 0}
+
+
+async def _next_event(resp: aiohttp.ClientResponse) -> dict[str, Any]:
+    """The data of the next `jobs` event (keep-alive comments skipped)."""
+    event: str | None = None
+    async for raw in resp.content:
+        line = raw.decode().rstrip("\n")
+        if line.startswith("event: "):
+            event = line[len("event: ") :]
+        elif line.startswith("data: ") and event == "jobs":
+            return dict(orjson.loads(line[len("data: ") :]))
+    raise AssertionError("the stream ended")
 
 
 async def test_the_dashboard_follows_a_rollout_live_as_devices_succeed(

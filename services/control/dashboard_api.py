@@ -15,6 +15,7 @@ Everything is read from the read models, so a reload, a restart or a second cont
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 from pathlib import Path
 from typing import Any
@@ -245,6 +246,8 @@ async def stream(request: web.Request) -> web.StreamResponse:
             if update is None:
                 break
             await response.write(b"event: jobs\ndata: " + update + b"\n\n")
+    with contextlib.suppress(ConnectionError):  # the service is shutting down: the page reconnects elsewhere
+        await response.write_eof()
     return response
 
 

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import os
 import shutil
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -153,6 +154,25 @@ async def test_the_stream_pushes_a_new_job_to_an_open_page(dashboard_stack: Stac
                 break
     assert jobs[job]["status"] == "IN_PROGRESS"
     assert jobs[job]["byStatus"] == {"QUEUED": 1} and jobs[job]["progress"] == {"total": 1, "done": 0}
+
+
+async def test_control_stops_at_once_while_a_stream_is_open(servers: Servers) -> None:
+    """An open stream must not hold SIGTERM's graceful shutdown for its whole grace period."""
+    async with running(servers) as stack:
+        timeout = aiohttp.ClientTimeout(total=30)
+        async with (
+            aiohttp.ClientSession(timeout=timeout) as http,
+            http.get(f"{stack.control_url}/_iotjobs/events/stream") as resp,
+        ):
+            await _next_event(resp)
+            control = stack.processes["control"]
+            started = time.monotonic()
+            control.terminate()
+            assert await asyncio.to_thread(control.wait, 10) == 0
+            assert time.monotonic() - started < 5, "control took its shutdown grace period with a stream open"
+            # The stream is over, whether its end reached the client cleanly or as the connection closing.
+            with pytest.raises((AssertionError, aiohttp.ClientPayloadError), match="the stream ended|not completed"):
+                await _next_event(resp)
 
 
 async def _next_event(resp: aiohttp.ClientResponse) -> dict[str, Any]:

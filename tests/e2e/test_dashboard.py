@@ -171,7 +171,7 @@ async def test_control_stops_at_once_while_a_stream_is_open(servers: Servers) ->
             assert await asyncio.to_thread(control.wait, 10) == 0
             assert time.monotonic() - started < 5, "control took its shutdown grace period with a stream open"
             # The stream is over, whether its end reached the client cleanly or as the connection closing.
-            with pytest.raises((AssertionError, aiohttp.ClientPayloadError), match="the stream ended|not completed"):
+            with pytest.raises((AssertionError, aiohttp.ClientPayloadError), match=r"the stream ended|not completed"):
                 await _next_event(resp)
 
 

@@ -15,7 +15,6 @@ Everything is read from the read models, so a reload, a restart or a second cont
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 from pathlib import Path
 from typing import Any
@@ -237,17 +236,19 @@ async def stream(request: web.Request) -> web.StreamResponse:
     )
     await response.prepare(request)
     async with request.app[FEED_KEY].subscribe() as updates:
-        while True:
-            try:
-                update = await _next(updates)
-            except TimeoutError:
-                await response.write(b": keep-alive\n\n")
-                continue
-            if update is None:
-                break
-            await response.write(b"event: jobs\ndata: " + update + b"\n\n")
-    with contextlib.suppress(ConnectionError):  # the service is shutting down: the page reconnects elsewhere
-        await response.write_eof()
+        try:
+            while True:
+                try:
+                    update = await _next(updates)
+                except TimeoutError:
+                    await response.write(b": keep-alive\n\n")
+                    continue
+                if update is None:  # the service is shutting down: end the stream; the page reconnects
+                    await response.write_eof()
+                    break
+                await response.write(b"event: jobs\ndata: " + update + b"\n\n")
+        except ConnectionError:
+            pass  # the browser went away (a tab closed, a reload): nobody to answer
     return response
 
 

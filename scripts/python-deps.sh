@@ -13,7 +13,7 @@ PY
 stamp=$RUN_DIR/python-deps.sha256
 mkdir -p "$RUN_DIR"
 want=$(sha256sum "$REPO_DIR/pyproject.toml" | cut -d' ' -f1)
-if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && "$PYTHON" -c "import iotjobs, aiokafka, boto3, awsiot" 2>/dev/null; then
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && "$PYTHON" -c "import iotjobs, aiokafka, boto3, awsiot, selenium" 2>/dev/null; then
     exit 0
 fi
 log "pip install -e '.[test]' (first run takes about a minute)"

@@ -11,6 +11,14 @@ PYTHON=${PYTHON:-python3}
 for server in postgres mosquitto kafka; do
     "$SCRIPTS_DIR/$server.sh" install
 done
+# The dashboard's browser test drives Debian's chromium through its chromedriver; its vendoring check runs npm.
+missing=()
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
+if [ ${#missing[@]} -gt 0 ]; then
+    apt_install "${missing[@]}"
+fi
 "$SCRIPTS_DIR/python-deps.sh"
 cd "$REPO_DIR"
 set +e

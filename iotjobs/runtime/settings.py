@@ -17,6 +17,7 @@ CHOICES = {
     "access_log": ("off", "on"),
     "test_clock": ("off", "on"),
     "security_mode": ("development", "production"),
+    "dashboard_unsigned": ("off", "on"),
 }
 
 
@@ -131,6 +132,13 @@ class Settings:
     """host[:port] devices use for the iot-jobs-data API (DescribeEndpoint iot:Jobs); default: the dataplane's."""
     public_mqtt_endpoint: str = ""
     """host[:port] devices use for MQTT (DescribeEndpoint iot:Data, iot:Data-ATS); default: the broker's."""
+    dashboard_poll_seconds: float = 1.0
+    """How often control reads the jobs' progress for the dashboard's live stream, while a stream is open (one
+    query per interval, however many browsers watch)."""
+    dashboard_unsigned: str = "off"
+    """`on`: with SigV4 verification on, the dashboard's read-only paths (GET `/dashboard`, `/_iotjobs/dashboard/`,
+    `/_iotjobs/events/`, `/_iotjobs/things/`) answer without a signature, for a control port reached only
+    through an authenticating proxy (docs/operating-dashboard.md). `off`: they need a signature like the rest."""
 
     def __post_init__(self) -> None:
         for name, allowed in CHOICES.items():
@@ -140,6 +148,10 @@ class Settings:
                 )
         if not self.liveness_stall_seconds > 0:
             raise ValueError(f"IOTJOBS_LIVENESS_STALL_SECONDS must be positive, got {self.liveness_stall_seconds}")
+        if not self.dashboard_poll_seconds > 0:
+            raise ValueError(
+                f"{self.env_name('dashboard_poll_seconds')} must be above 0, got {self.dashboard_poll_seconds}"
+            )
 
     @staticmethod
     def env_name(field_name: str) -> str:

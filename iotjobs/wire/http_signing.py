@@ -19,6 +19,9 @@ from iotjobs.wire.http_request import body_bytes
 OPEN_PATHS = frozenset({"/health", "/live"})
 """Answered without a signature: the readiness and liveness probes of compose and Kubernetes carry no
 credentials."""
+DASHBOARD_PREFIXES = ("/dashboard", "/_iotjobs/dashboard/", "/_iotjobs/events/", "/_iotjobs/things/")
+"""The dashboard's read-only paths, answered to GET without a signature with IOTJOBS_DASHBOARD_UNSIGNED=on: a
+browser cannot sign, so the proxy in front of the port authenticates instead."""
 
 log = logs.get("iotjobs.sigv4")
 
@@ -49,7 +52,8 @@ def configured_keys(settings: Settings) -> dict[str, str]:
 def signature_middlewares(settings: Settings, signing_names: Collection[str]) -> list[Middleware]:
     """[the check] when keys are configured, [] otherwise: with verification off a request pays nothing."""
     keys = configured_keys(settings)
-    return [_verifying(keys, tuple(signing_names))] if keys else []
+    unsigned = DASHBOARD_PREFIXES if settings.dashboard_unsigned == "on" else ()
+    return [_verifying(keys, tuple(signing_names), unsigned)] if keys else []
 
 
 def received(request: web.Request, body: bytes) -> sigv4.Received:
@@ -57,10 +61,10 @@ def received(request: web.Request, body: bytes) -> sigv4.Received:
     return sigv4.Received(request.method, path, query, tuple(request.headers.items()), body)
 
 
-def _verifying(keys: Mapping[str, str], signing_names: tuple[str, ...]) -> Middleware:
+def _verifying(keys: Mapping[str, str], signing_names: tuple[str, ...], unsigned: tuple[str, ...]) -> Middleware:
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path in OPEN_PATHS:
+        if request.path in OPEN_PATHS or (request.method == "GET" and request.path.startswith(unsigned)):
             return await handler(request)
         # Signing time is checked against the wall clock: the test clock moves the services' `now`, not the
         # clients' clocks.

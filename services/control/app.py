@@ -16,7 +16,7 @@ from iotjobs.runtime.topics import Topics, ensure_topics
 from iotjobs.wire.http_app import CHECKS_KEY, RUNTIME_KEY, SETTINGS_KEY, service_app
 from iotjobs.wire.http_errors import CONTROL
 from iotjobs.wire.sigv4 import CONTROL_SIGNING_NAMES
-from services.control import clock_api, history_api
+from services.control import clock_api, dashboard_api, history_api
 from services.control.context import CONTROL_KEY, Control
 from services.control.operations import add_routes
 
@@ -58,4 +58,5 @@ def create_app(settings: Settings) -> web.Application:
         clock_api.add_routes(app)
     add_routes(app)
     history_api.add_routes(app)
+    dashboard_api.add_routes(app)
     return app

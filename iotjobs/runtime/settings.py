@@ -15,6 +15,7 @@ CHOICES = {
     "event_loop": ("uvloop", "asyncio"),
     "consistency": ("strict", "eventual"),
     "access_log": ("off", "on"),
+    "log_format": ("json", "console"),
     "test_clock": ("off", "on"),
     "security_mode": ("development", "production"),
 }
@@ -52,6 +53,11 @@ class Settings:
     control_port: int = 8080
     dataplane_host: str = "127.0.0.1"
     dataplane_port: int = 8081
+    projector_host: str = "127.0.0.1"
+    projector_port: int = 8082
+    """The projector's HTTP server: `/health` and `/metrics` only."""
+    projector_stall_seconds: float = 30.0
+    """The projector's `/health` answers 503 once it has events to apply and has applied none for this long."""
     region: str = "us-east-1"
     account_id: str = "123456789012"
     seconds_per_minute: float = 60.0
@@ -81,9 +87,11 @@ class Settings:
     """The largest snapshot record: a key's image larger than this is written in parts of this size."""
     log_level: str = "INFO"
     event_loop: str = "uvloop"
-    access_log: str = "off"
-    """`on`: a line per HTTP request (aiohttp's access log); off by default, it costs a write per request."""
     """The services' event loop: `uvloop` (libuv; several times cheaper socket I/O) or the standard `asyncio`."""
+    access_log: str = "off"
+    """`on`: a JSON log line per HTTP request (docs/operating.md#logs); off by default, it costs a write each."""
+    log_format: str = "json"
+    """`json`: one JSON object per line (for log collectors); `console`: structlog's readable lines."""
     mqtt_ingress: str = "direct"
     """How dataplane instances receive device requests: `direct` (one instance, `$aws/...` topics, a persistent
     session), `bridge` (instances share the request topics Mosquitto's loopback bridge re-publishes under

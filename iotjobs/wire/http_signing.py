@@ -16,8 +16,9 @@ from iotjobs.wire import sigv4
 from iotjobs.wire.http_errors import ApiError
 from iotjobs.wire.http_request import body_bytes
 
-OPEN_PATHS = frozenset({"/health"})
-"""Answered without a signature: the readiness probes of compose and Kubernetes carry no credentials."""
+OPEN_PATHS = frozenset({"/health", "/metrics"})
+"""Answered without a signature: the readiness probes of compose and Kubernetes and Prometheus's scrapes carry
+no credentials (docs/operating.md#metrics)."""
 
 log = logs.get("iotjobs.sigv4")
 

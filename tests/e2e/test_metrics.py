@@ -13,7 +13,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
+from tests.support import dashboard
 from tests.support.clients import MqttDevice, data_client, iot_client, thing_arn, unique
+from tests.support.dashboard import expressions, metric_names
 from tests.support.events import read_events
 from tests.support.stack import Stack, projected_to_end
 from tests.support.waiting import until
@@ -56,7 +58,11 @@ async def test_requests_events_lag_and_rollout_progress_show_on_metrics(stack: S
     with pytest.raises(iot.exceptions.ResourceNotFoundException):
         await asyncio.to_thread(iot.describe_job, jobId=unique("missing"))
     await asyncio.to_thread(
-        iot.create_job, jobId=job, targets=[thing_arn(mqtt_thing), thing_arn(http_thing)], document='{"v": 2}'
+        iot.create_job,
+        jobId=job,
+        targets=[thing_arn(mqtt_thing), thing_arn(http_thing)],
+        document='{"v": 2}',
+        jobExecutionsRolloutConfig={"maximumPerMinute": 120},
     )
 
     async with MqttDevice(stack, mqtt_thing) as device:
@@ -158,6 +164,13 @@ async def test_requests_events_lag_and_rollout_progress_show_on_metrics(stack: S
     assert value(projector, "iotjobs_job_executions", job_id=job, status="SUCCEEDED") == 2
     assert value(projector, "iotjobs_job_executions", job_id=job, status="QUEUED") == 0
     assert value(projector, "iotjobs_job_things_notified", job_id=job) == 2
+    assert value(projector, "iotjobs_job_rollout_maximum_per_minute", job_id=job) == 120
+
+    # The Grafana dashboard reads nothing the services do not export.
+    exported = {sample.name for scraped in (control, dataplane, projector) for sample in scraped}
+    exported |= {sample.name for sample in await scrape(stack.dataplane_url)}  # the broker's count, now set
+    used = set().union(*(metric_names(e) for e in expressions(dashboard.load())))
+    assert used - exported == set()
 
     async with aiohttp.ClientSession() as http, http.get(f"{stack.projector_url}/health") as resp:
         body = await resp.json()

@@ -124,7 +124,8 @@ class Settings:
     seconds. For test environments only."""
     sigv4_credentials: str = ""
     """`ACCESS_KEY_ID:SECRET,...`: when set (or `sigv4_credentials_file`), every request to both HTTP planes but
-    `/health` must be SigV4-signed with one of these keys (docs/security.md#request-signing-sigv4). Empty: no check."""
+    `/health` and `/metrics` must be SigV4-signed with one of these keys (docs/security.md#request-signing-sigv4).
+    Empty: no check."""
     sigv4_credentials_file: str = ""
     """A file of `ACCESS_KEY_ID:SECRET` lines (a mounted secret), read at start; adds to `sigv4_credentials`."""
     public_jobs_endpoint: str = ""

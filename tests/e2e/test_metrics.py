@@ -7,17 +7,20 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import Iterable
+from typing import Any
 
 import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
+from iotjobs.runtime import pg
 from tests.support import dashboard
 from tests.support.clients import MqttDevice, data_client, iot_client, thing_arn, unique
 from tests.support.dashboard import expressions, metric_names
 from tests.support.events import read_events
-from tests.support.stack import Stack, projected_to_end
+from tests.support.servers import Servers
+from tests.support.stack import Stack, projected_to_end, running
 from tests.support.waiting import until
 
 pytestmark = pytest.mark.e2e
@@ -200,3 +203,53 @@ async def test_a_deleted_job_leaves_the_rollout_gauges(stack: Stack) -> None:
 async def _gauge(url: str, name: str) -> float | None:
     scraped = await scrape(url)
     return value(scraped, name) if present(scraped, name) else None
+
+
+async def test_a_stalled_projector_is_unhealthy_and_its_lag_grows(servers: Servers) -> None:
+    """Hold the projector's checkpoint table locked: batches wait, the log moves on without it. Past the stall
+    time its /health says 503 and names the partition; let go, and it catches up and is healthy again."""
+    async with running(servers, projector_stall_seconds=2.0, consistency="eventual") as own:
+        iot = iot_client(own)
+        blocker = await pg.connect(own.settings.pg_dsn)
+        try:
+            transaction = blocker.transaction()
+            await transaction.start()
+            await blocker.execute("LOCK TABLE projector_offsets IN ACCESS EXCLUSIVE MODE")
+            # Decided and logged at once (eventual consistency), but not projected while the lock is held.
+            await asyncio.to_thread(iot.create_thing, thingName=unique("stalled"))
+
+            async def stalled() -> dict[str, Any] | None:
+                status, body = await _health(own.projector_url)
+                return body if status == 503 and body["stalled_partitions"] else None
+
+            body = await until(stalled, timeout=30, what="the projector's health to report the stall")
+            assert body["checks"]["not_stalled"] is False and body["checks"]["projecting"] is True
+            partition = str(body["stalled_partitions"][0])
+
+            async def lagging() -> Scrape | None:  # the gauges are sampled every second
+                scraped = await scrape(own.projector_url)
+                return scraped if value(scraped, "iotjobs_projector_lag_seconds", partition=partition) >= 2 else None
+
+            scraped = await until(lagging, what="the stalled partition's lag in seconds to grow")
+            assert value(scraped, "iotjobs_projector_lag_offsets", partition=partition) >= 1
+            await transaction.rollback()
+        finally:
+            await blocker.close()
+
+        async def healthy() -> bool:
+            status, _ = await _health(own.projector_url)
+            return status == 200
+
+        await until(healthy, timeout=30, what="the projector to catch up and be healthy again")
+
+        async def caught_up() -> bool:
+            scraped = await scrape(own.projector_url)
+            lags = ("iotjobs_projector_lag_offsets", "iotjobs_projector_lag_seconds")
+            return all(value(scraped, name) == 0 for name in lags)
+
+        await until(caught_up, what="the lag gauges back to 0")
+
+
+async def _health(url: str) -> tuple[int, dict[str, Any]]:
+    async with aiohttp.ClientSession() as http, http.get(f"{url}/health") as resp:
+        return resp.status, await resp.json()

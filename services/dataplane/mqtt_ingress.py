@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import itertools
 import time
 import uuid
 from typing import Any
@@ -80,6 +81,8 @@ class MqttIngress:
         self._forwarding: asyncio.Queue[tuple[str, Any, dict[str, Any], asyncio.Future[None]]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._access_log = settings.access_log == "on"
+        self._request_ids = f"mqtt-{uuid.uuid4().hex[:12]}-"
+        self._request_numbers = itertools.count(1)
         self._broker_stats_mid: int | None = None
         metrics.mqtt_session_up.set_function(lambda: 1.0 if self.ready else 0.0)
 
@@ -138,8 +141,6 @@ class MqttIngress:
             return PUBACK_SUCCESS
         began = time.perf_counter()
         topic = mqtt.device_topic(topic)
-        # gmqtt runs each message's callback in a task of its own: what is bound here is this request's.
-        structlog.contextvars.bind_contextvars(request_id=str(uuid.uuid4()))
         done = self._take(topic, payload)
         if done is None:
             self._log_access(topic, began, durable=True)
@@ -164,12 +165,17 @@ class MqttIngress:
     def _take(self, topic: str, payload: bytes) -> asyncio.Future[None] | None:
         """Hand the request on before any await, which keeps each thing's requests in arrival order."""
         received = time.time()
+        # gmqtt runs each message's callback in a task of its own: what is bound here is this request's. A
+        # counter names the request: a uuid4 would cost more than the rest of the binding.
+        request_id = f"{self._request_ids}{next(self._request_numbers)}"
         try:
             request = mqtt.parse_request(topic, payload)
         except mqtt.MqttRejected as rejected:
+            structlog.contextvars.bind_contextvars(request_id=request_id, client_token=rejected.client_token)
             self.publish_reply(rejected.topic, rejected.client_token, rejected.rejection, received)
             return None
         structlog.contextvars.bind_contextvars(
+            request_id=request_id,
             thing_name=request.thing_name,
             job_id=getattr(request.command, "job_id", None),
             client_token=request.client_token,

@@ -7,8 +7,9 @@
 #   scripts/stack.sh down            stop the services, then the servers
 #   scripts/stack.sh status          what is running
 #
-# Ports: control IOTJOBS_CONTROL_PORT (8080), dataplane IOTJOBS_DATAPLANE_PORT (8081), Kafka 9092,
-# PostgreSQL 5432, MQTT 1883 (see docs/servers.md). Service logs go to $IOTJOBS_RUN_DIR/services/.
+# Ports: control IOTJOBS_CONTROL_PORT (8080), dataplane IOTJOBS_DATAPLANE_PORT (8081), projector's /health and
+# /metrics IOTJOBS_PROJECTOR_PORT (8082), Kafka 9092, PostgreSQL 5432, MQTT 1883 (see docs/servers.md). Service
+# logs go to $IOTJOBS_RUN_DIR/services/, as readable console lines (IOTJOBS_LOG_FORMAT=json for JSON lines).
 #
 # IOTJOBS_SECURITY_MODE=production: everything authenticates (docs/security.md). Credentials are made once in
 # IOTJOBS_CREDENTIALS_DIR ($IOTJOBS_RUN_DIR/credentials): devices connect with a password on 1883 or a
@@ -23,6 +24,9 @@ SERVICES=(projector control dataplane)
 SDIR=$RUN_DIR/services
 export IOTJOBS_CONTROL_PORT=${IOTJOBS_CONTROL_PORT:-8080}
 export IOTJOBS_DATAPLANE_PORT=${IOTJOBS_DATAPLANE_PORT:-8081}
+export IOTJOBS_PROJECTOR_PORT=${IOTJOBS_PROJECTOR_PORT:-8082}
+# The native stack's logs are read by a person at a terminal; collectors want IOTJOBS_LOG_FORMAT=json.
+export IOTJOBS_LOG_FORMAT=${IOTJOBS_LOG_FORMAT:-console}
 export IOTJOBS_KAFKA_BOOTSTRAP=${IOTJOBS_KAFKA_BOOTSTRAP:-127.0.0.1:${IOTJOBS_KAFKA_PORT:-9092}}
 export IOTJOBS_PG_DSN=${IOTJOBS_PG_DSN:-postgresql://postgres@127.0.0.1:${IOTJOBS_PG_PORT:-5432}/${IOTJOBS_PG_DB:-iotjobs}}
 export IOTJOBS_MQTT_PORT=${IOTJOBS_MQTT_PORT:-1883}
@@ -103,6 +107,7 @@ up() {
     for s in "${SERVICES[@]}"; do start_service "$s"; done
     wait_healthy control "$SCHEME://127.0.0.1:$IOTJOBS_CONTROL_PORT"
     wait_healthy dataplane "$SCHEME://127.0.0.1:$IOTJOBS_DATAPLANE_PORT"
+    wait_healthy projector "http://127.0.0.1:$IOTJOBS_PROJECTOR_PORT"
     if [ "$IOTJOBS_SECURITY_MODE" = production ]; then
         cat <<MSG
 
@@ -126,6 +131,7 @@ iotjobs is up.
   control plane (aws iot)     http://127.0.0.1:$IOTJOBS_CONTROL_PORT
   device HTTP (iot-jobs-data) http://127.0.0.1:$IOTJOBS_DATAPLANE_PORT
   device MQTT                 mqtt://127.0.0.1:$IOTJOBS_MQTT_PORT   (\$aws/things/<thing>/jobs/...)
+  metrics                     /metrics on all three; projector http://127.0.0.1:$IOTJOBS_PROJECTOR_PORT
   Kafka                       $IOTJOBS_KAFKA_BOOTSTRAP
   PostgreSQL (read models)    $IOTJOBS_PG_DSN
 

@@ -320,7 +320,7 @@ def main(argv: list[str] | None = None) -> None:
         _credentials(args)
         return
     settings = Settings.from_env()
-    logs.configure(settings.log_level)
+    logs.configure(settings.log_level, settings.log_format)
     if args.command == "clock":
         offset = asyncio.run(_clock(settings, args.advance))
         print(f"test clock offset: {offset:.0f} s")

@@ -43,7 +43,8 @@ PBKDF2_ITERATIONS = 101
 """What `mosquitto_passwd` writes for `$7$` (PBKDF2-HMAC-SHA512) entries; the broker reads the count."""
 
 # A device may publish only its own request topics and read only its own jobs topics; the services may do
-# anything on jobs topics, the loopback bridge's re-published requests, and the Jobs events.
+# anything on jobs topics, the loopback bridge's re-published requests, and the Jobs events, and read the
+# broker's count of connected clients (a metric).
 ACL = f"""\
 # Written by `iotjobs-admin credentials init`. %u is the MQTT username: the thing name (a password device's
 # username, or the common name of its client certificate).
@@ -51,6 +52,7 @@ user {SERVICE_USER}
 topic readwrite $aws/things/+/jobs/#
 topic readwrite iotjobs/things/#
 topic readwrite $aws/events/#
+topic read $SYS/broker/clients/connected
 
 pattern write $aws/things/%u/jobs/get
 pattern write $aws/things/%u/jobs/start-next

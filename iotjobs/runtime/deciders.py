@@ -35,7 +35,7 @@ from aiokafka.errors import KafkaError
 from iotjobs.domain.catalog import aggregate_for, from_message, to_message
 from iotjobs.domain.decision import Context, Decision
 from iotjobs.domain.errors import ErrorKind, Rejection
-from iotjobs.runtime import clock, logs, memory
+from iotjobs.runtime import clock, logs, memory, metrics
 from iotjobs.runtime.envelope import Positions, merge_positions
 from iotjobs.runtime.eventlog import (
     MARKER_KEY,
@@ -225,6 +225,7 @@ class DeciderRuntime:
         self._follow_always = serves_reads
         self._read_back_wanted = asyncio.Event()
         self._producer = self._new_producer()
+        metrics.partitions_owned.labels(role).set_function(lambda: len(self.owned_partitions))
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=settings.kafka_bootstrap,
             group_id=self.group,
@@ -525,6 +526,7 @@ class DeciderRuntime:
                 "replay": round(loop.time() - snapshots_read, 3),
             },
         )
+        metrics.child(metrics.restore_duration, self.scope).observe(loop.time() - began)
         memory.give_back()  # what reading the snapshots and replaying the log allocated
 
     async def _replay(self, part: _Partition, replay: Replay, start: int) -> Replay:
@@ -808,6 +810,7 @@ class DeciderRuntime:
             key, image = step.touched
             part.confirmed[key] = image
             part.dirty.add(key)
+            metrics.count_appended(decision.events)
         positions = merge_positions(request.positions, {str(part.number): max(offsets)} if offsets else {})
         if decision.sends:
             for index, entries in step.outboxes:

@@ -15,6 +15,7 @@ CHOICES = {
     "event_loop": ("uvloop", "asyncio"),
     "consistency": ("strict", "eventual"),
     "access_log": ("off", "on"),
+    "log_format": ("json", "console"),
     "test_clock": ("off", "on"),
     "security_mode": ("development", "production"),
     "dashboard_unsigned": ("off", "on"),
@@ -57,6 +58,8 @@ class Settings:
     """Where the projector serves `/health` (200 while it projects and is not stalled behind the log) and
     `/metrics`."""
     projector_port: int = 8082
+    projector_stall_seconds: float = 30.0
+    """The projector's `/health` answers 503 once it has events to apply and has applied none for this long."""
     region: str = "us-east-1"
     account_id: str = "123456789012"
     seconds_per_minute: float = 60.0
@@ -90,9 +93,11 @@ class Settings:
     process; `/health` takes it out of rotation at once. Longer than the slowest restore expected."""
     log_level: str = "INFO"
     event_loop: str = "uvloop"
-    access_log: str = "off"
-    """`on`: a line per HTTP request (aiohttp's access log); off by default, it costs a write per request."""
     """The services' event loop: `uvloop` (libuv; several times cheaper socket I/O) or the standard `asyncio`."""
+    access_log: str = "off"
+    """`on`: a JSON log line per HTTP request (docs/operating.md#logs); off by default, it costs a write each."""
+    log_format: str = "json"
+    """`json`: one JSON object per line (for log collectors); `console`: structlog's readable lines."""
     mqtt_ingress: str = "direct"
     """How dataplane instances receive device requests: `direct` (one instance, `$aws/...` topics, a persistent
     session), `bridge` (instances share the request topics Mosquitto's loopback bridge re-publishes under
@@ -125,7 +130,8 @@ class Settings:
     seconds. For test environments only."""
     sigv4_credentials: str = ""
     """`ACCESS_KEY_ID:SECRET,...`: when set (or `sigv4_credentials_file`), every request to both HTTP planes but
-    `/health` must be SigV4-signed with one of these keys (docs/security.md#request-signing-sigv4). Empty: no check."""
+    `/health` and `/metrics` must be SigV4-signed with one of these keys (docs/security.md#request-signing-sigv4).
+    Empty: no check."""
     sigv4_credentials_file: str = ""
     """A file of `ACCESS_KEY_ID:SECRET` lines (a mounted secret), read at start; adds to `sigv4_credentials`."""
     public_jobs_endpoint: str = ""

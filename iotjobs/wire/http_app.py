@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import logging
 import ssl
-import uuid
 from collections.abc import AsyncIterator, Callable
 
 import asyncpg
@@ -12,12 +10,13 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from iotjobs.domain.errors import DomainError, invalid
-from iotjobs.runtime import logs, test_clock
+from iotjobs.runtime import logs, metrics, test_clock
 from iotjobs.runtime.deciders import DeciderRuntime
 from iotjobs.runtime.settings import Settings
 from iotjobs.runtime.topics import ensure_topics
 from iotjobs.wire import http_server
 from iotjobs.wire.http_errors import ApiError, error_response, from_rejection, unavailable, unknown_operation
+from iotjobs.wire.http_observe import observing, request_id
 from iotjobs.wire.http_request import BODY_TIMEOUT_KEY
 from iotjobs.wire.http_signing import signature_middlewares
 
@@ -41,11 +40,22 @@ Resources = Callable[[web.Application], AsyncIterator[None]]
 
 
 def service_app(
-    settings: Settings, errors: dict[str, tuple[str, int]], resources: Resources, signing_names: tuple[str, ...]
+    settings: Settings,
+    errors: dict[str, tuple[str, int]],
+    resources: Resources,
+    signing_names: tuple[str, ...],
+    plane: str,
 ) -> web.Application:
-    """An HTTP plane: AWS error encoding, SigV4 verification when configured (for `signing_names`, the SigV4
-    service names the plane answers to), the service's resources, and its readiness probe."""
-    app = web.Application(middlewares=[error_middleware(errors), *signature_middlewares(settings, signing_names)])
+    """An HTTP plane: metrics and logs of every request (`plane` labels them), AWS error encoding, SigV4
+    verification when configured (for `signing_names`, the SigV4 service names the plane answers to), the
+    service's resources, its readiness probe and its metrics."""
+    app = web.Application(
+        middlewares=[
+            observing(plane, access_log=settings.access_log == "on"),
+            error_middleware(errors),
+            *signature_middlewares(settings, signing_names),
+        ]
+    )
     app[SETTINGS_KEY] = settings
     app[ERRORS_KEY] = errors
     app[BODY_TIMEOUT_KEY] = settings.body_read_timeout_seconds
@@ -55,6 +65,7 @@ def service_app(
     app.cleanup_ctx.append(resources)
     app.router.add_get("/health", health)
     app.router.add_get("/live", live)
+    app.router.add_get("/metrics", metrics.exposition)
     return app
 
 
@@ -70,11 +81,10 @@ async def _follow_the_test_clock(app: web.Application) -> AsyncIterator[None]:
 
 
 def serve(app: web.Application, settings: Settings, host: str, port: int) -> None:
-    """Run an HTTP plane until SIGTERM, over HTTPS when a certificate is configured, logging requests only
-    when `IOTJOBS_ACCESS_LOG=on`."""
-    access_log = logging.getLogger("aiohttp.access") if settings.access_log == "on" else None
+    """Run an HTTP plane until SIGTERM, over HTTPS when a certificate is configured. aiohttp's own access log
+    is off: the plane logs its requests itself (`observing`)."""
     runner = http_server.BoundedRunner(
-        app, header_timeout=settings.header_read_timeout_seconds, errors=app[ERRORS_KEY], access_log=access_log
+        app, header_timeout=settings.header_read_timeout_seconds, errors=app[ERRORS_KEY], access_log=None
     )
     http_server.run(runner, host, port, ssl_context=https_context(settings))
 
@@ -109,7 +119,7 @@ async def live(request: web.Request) -> web.Response:
 def error_middleware(table: dict[str, tuple[str, int]]) -> Middleware:
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        request_id = str(uuid.uuid4())
+        rid = request_id(request)
         response: web.StreamResponse
         try:
             response = await handler(request)
@@ -136,8 +146,8 @@ def error_middleware(table: dict[str, tuple[str, int]]) -> Middleware:
         except Exception:
             log.exception("unhandled error", method=request.method, path=request.path)
             name, status = table["Internal"]
-            response = error_response(name, status, f"internal error; request id {request_id}")
-        response.headers["x-amzn-RequestId"] = request_id
+            response = error_response(name, status, f"internal error; request id {rid}")
+        response.headers["x-amzn-RequestId"] = rid
         return response
 
     return middleware

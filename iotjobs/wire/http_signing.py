@@ -16,9 +16,9 @@ from iotjobs.wire import sigv4
 from iotjobs.wire.http_errors import ApiError
 from iotjobs.wire.http_request import body_bytes
 
-OPEN_PATHS = frozenset({"/health", "/live"})
-"""Answered without a signature: the readiness and liveness probes of compose and Kubernetes carry no
-credentials."""
+OPEN_PATHS = frozenset({"/health", "/live", "/metrics"})
+"""Answered without a signature: the readiness and liveness probes of compose and Kubernetes and Prometheus's
+scrapes carry no credentials (docs/operating.md#metrics)."""
 DASHBOARD_PREFIXES = ("/dashboard", "/_iotjobs/dashboard/", "/_iotjobs/events/", "/_iotjobs/things/")
 """The dashboard's read-only paths, answered to GET without a signature with IOTJOBS_DASHBOARD_UNSIGNED=on: a
 browser cannot sign, so the proxy in front of the port authenticates instead."""

@@ -42,6 +42,22 @@ def device_topic(topic: str) -> str:
     return DEVICE_PREFIX + topic[len(BRIDGED_PREFIX) :] if topic.startswith(BRIDGED_PREFIX) else topic
 
 
+THING_OPERATIONS = {"get": "GetPendingJobExecutions", "start-next": "StartNextPendingJobExecution"}
+
+
+def operation_of(topic: str) -> str:
+    """The device API operation a request topic names (its metrics label); `unknown` for no operation."""
+    parts = topic.split("/")
+    if len(parts) < 5 or parts[3] != "jobs":
+        return "unknown"
+    if len(parts) == 5:
+        return THING_OPERATIONS.get(parts[4], "unknown")
+    last = parts[-1]
+    if last == "get":
+        return "DescribeJobExecution"
+    return "UpdateJobExecution" if last == "update" else "unknown"
+
+
 # Domain rejection kind -> MQTT ErrorResponse code.
 CODES: dict[str, str] = {
     ErrorKind.INVALID_REQUEST: "InvalidRequest",

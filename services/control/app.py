@@ -53,7 +53,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
 
 
 def create_app(settings: Settings) -> web.Application:
-    app = service_app(settings, CONTROL, _resources, CONTROL_SIGNING_NAMES)
+    app = service_app(settings, CONTROL, _resources, CONTROL_SIGNING_NAMES, plane="control")
     if test_clock.enabled(settings):
         clock_api.add_routes(app)
     add_routes(app)

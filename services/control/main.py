@@ -8,7 +8,7 @@ from services.control.app import create_app
 
 def main() -> None:
     settings = Settings.from_env()
-    logs.configure(settings.log_level)
+    logs.configure(settings.log_level, settings.log_format)
     security.check_at_start(settings, "control")
     eventloop.install(settings)
     serve(create_app(settings), settings, settings.control_host, settings.control_port)

@@ -62,6 +62,6 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
 
 
 def create_app(settings: Settings) -> web.Application:
-    app = service_app(settings, DATA, _resources, DATA_SIGNING_NAMES)
+    app = service_app(settings, DATA, _resources, DATA_SIGNING_NAMES, plane="dataplane")
     jobs_data_api.add_routes(app)
     return app

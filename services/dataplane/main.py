@@ -8,7 +8,7 @@ from services.dataplane.app import create_app
 
 def main() -> None:
     settings = Settings.from_env()
-    logs.configure(settings.log_level)
+    logs.configure(settings.log_level, settings.log_format)
     security.check_at_start(settings, "dataplane")
     eventloop.install(settings)
     serve(create_app(settings), settings, settings.dataplane_host, settings.dataplane_port)

@@ -11,13 +11,14 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
 from iotjobs.domain.catalog import from_message
-from iotjobs.runtime import codec, logs, pg
+from iotjobs.runtime import codec, logs, metrics, pg
 from iotjobs.runtime.eventlog import Counting, is_event
 from iotjobs.runtime.projection import NOTIFY_CHANNEL
 from iotjobs.runtime.settings import Settings
 from iotjobs.runtime.topics import Topics, partitions_of
 from services.projector import folds, job_events
 from services.projector.job_events import Happened, JobEvents
+from services.projector.observed import Progress
 
 log = logs.get("iotjobs.projector")
 
@@ -65,10 +66,12 @@ async def apply_batch(
     batches: dict[TopicPartition, list[Any]],
     markers: dict[int, dict[str, str]],
     events: JobEvents | None = None,
-) -> None:
+) -> int:
     """One Postgres transaction: the rows of the events that count, the offsets and the marker each
     partition is under, and a notification for read-your-writes waiters. `markers` is updated in place.
-    With `events`, the JOB and JOB_EXECUTION events the batch causes are published before it commits."""
+    With `events`, the JOB and JOB_EXECUTION events the batch causes are published before it commits.
+    Returns how many events it applied."""
+    applied = 0
     offsets: dict[str, int] = {}
     statements = _Statements()
     transitions = _Statements()
@@ -82,6 +85,7 @@ async def apply_batch(
                 event = from_message(value)
                 await folds.apply(statements, event, value["seq"])
                 await folds.apply_history(transitions, event, value["seq"])
+                applied += 1
                 if events is not None and job_events.wanted(event):
                     happened.append(Happened(event, f"{topic}/{tp.partition}/{record.offset}"))
         moved[tp.partition] = counting.tokens
@@ -110,6 +114,7 @@ async def apply_batch(
         if events is not None and types:
             await events.publish(await events.messages(conn, happened, types, before))
     markers.update(moved)
+    return applied
 
 
 async def stored_offsets(conn: asyncpg.Connection, topic: str) -> dict[int, int]:
@@ -147,6 +152,8 @@ class Projector:
         self._task: asyncio.Task[None] | None = None
         self.markers: dict[int, dict[str, str]] = {}
         self.events = JobEvents(settings)
+        self.progress = Progress()
+        metrics.partitions_owned.labels("projector").set_function(lambda: len(self.consumer.assignment()))
 
     async def start(self) -> None:
         await self.conn.execute("SELECT pg_advisory_lock_shared($1)", PROJECTION_LOCK)
@@ -180,11 +187,17 @@ class Projector:
             if self.settings.projection_delay_max_seconds > 0:
                 # Opt-in rehearsal of eventual consistency: rows appear a random while after their events.
                 await asyncio.sleep(random.uniform(0, self.settings.projection_delay_max_seconds))
+            began = asyncio.get_running_loop().time()
             try:
-                await apply_batch(self.conn, self.topic, batches, self.markers, self.events)
+                applied = await apply_batch(self.conn, self.topic, batches, self.markers, self.events)
             except DATABASE_ERRORS as err:
                 log.warning("projecting a batch failed; retrying from the stored offsets", error=repr(err))
                 await self._recover()
+                continue
+            metrics.projector_batch_duration.observe(asyncio.get_running_loop().time() - began)
+            metrics.events_projected.inc(applied)
+            for tp, records in batches.items():
+                self.progress.applied(tp.partition, records)
 
     async def _recover(self) -> None:
         """Nothing of the failed batch was stored: reconnect if needed and go back to the stored offsets."""
@@ -207,6 +220,7 @@ class Projector:
             offset, marker = stored.get(tp.partition, (0, {}))
             self.markers[tp.partition] = marker
             self.consumer.seek(tp, offset)
+            self.progress.seeked(tp.partition, offset)
 
 
 class _SeekToStored(ConsumerRebalanceListener):  # type: ignore[misc]

@@ -45,7 +45,7 @@ class NativeStack:
             "IOTJOBS_SECURITY_MODE": "production",
             **{
                 f"IOTJOBS_{name}_PORT": str(free_port())
-                for name in ("KAFKA", "KAFKA_CONTROLLER", "PG", "MQTT", "MQTT_TLS", "CONTROL", "DATAPLANE")
+                for name in ("KAFKA", "KAFKA_CONTROLLER", "PG", "MQTT", "MQTT_TLS", "CONTROL", "DATAPLANE", "PROJECTOR")
             },
         }
         self.credentials = self.run_dir / "credentials"

@@ -198,6 +198,20 @@ async def test_probes_are_open_and_every_other_path_needs_a_signature(stack: Sta
     assert (status, code) == (404, "UnknownOperationException")
 
 
+async def test_metrics_are_open_to_an_unsigned_scrape(stack: Stack) -> None:
+    unsigned = {"plane": "control", "status": "403", "error": "MissingAuthenticationTokenException"}
+    for base in (stack.control_url, stack.dataplane_url):
+        async with aiohttp.ClientSession() as http, http.get(f"{base}/metrics") as resp:
+            assert resp.status == 200
+            assert "iotjobs_http_requests_total" in await resp.text()
+    status, code, _ = await raw("GET", f"{stack.control_url}/jobs")
+    assert (status, code) == (403, "MissingAuthenticationTokenException")
+    async with aiohttp.ClientSession() as http, http.get(f"{stack.control_url}/metrics") as resp:
+        text = await resp.text()
+    refused = [line for line in text.splitlines() if line.startswith("iotjobs_http_requests_total{")]
+    assert any(all(f'{k}="{v}"' in line for k, v in {**unsigned, "operation": "ListJobs"}.items()) for line in refused)
+
+
 async def test_the_test_clock_endpoint_needs_a_signature_too(stack: Stack) -> None:
     url = f"{stack.control_url}/_iotjobs/clock"
     status, code, _ = await raw("GET", url)

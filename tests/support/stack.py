@@ -40,6 +40,7 @@ class Stack:
             mqtt_port=servers.mqtt_port,
             control_port=free_port(),
             dataplane_port=free_port(),
+            projector_port=free_port(),
             topic_prefix=name,
             partitions=4,
             instance_id=name,
@@ -63,6 +64,11 @@ class Stack:
     def dataplane_url(self) -> str:
         return f"{self.scheme}://127.0.0.1:{self.settings.dataplane_port}"
 
+    @property
+    def projector_url(self) -> str:
+        """The projector's `/health` and `/metrics` (plain HTTP: they carry no secret)."""
+        return f"http://127.0.0.1:{self.settings.projector_port}"
+
     async def start(self) -> None:
         admin = await asyncpg.connect(self.servers.pg_dsn)
         try:
@@ -74,7 +80,7 @@ class Stack:
         for service in SERVICES:
             self.spawn(service)
         try:
-            await self.wait_ready()
+            await self.wait_ready(self.control_url, self.dataplane_url, self.projector_url)
         except BaseException:
             await self.stop()  # a stack that never came up leaves no process behind
             raise
@@ -91,7 +97,8 @@ class Stack:
             )
 
     async def wait_ready(self, *urls: str, timeout: float = 60.0) -> None:
-        """Wait until the services at `urls` (default: control and dataplane) own their partitions."""
+        """Wait until the services at `urls` (default: control and dataplane) own their partitions (the
+        projector's url: until it projects)."""
         urls = urls or (self.control_url, self.dataplane_url)
 
         async def healthy() -> bool:
@@ -109,7 +116,7 @@ class Stack:
                         return False
             return True
 
-        await until(healthy, timeout, "control and dataplane to own their partitions")
+        await until(healthy, timeout, f"{', '.join(urls)} to be ready")
 
     def add_instance(self, service: str, name: str, instance_id: str) -> str:
         """Start another instance of control or dataplane sharing the partitions of the first; returns its URL."""

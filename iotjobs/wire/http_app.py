@@ -27,6 +27,8 @@ DATABASE_UNAVAILABLE = (
     asyncpg.exceptions.OperatorInterventionError,  # shutting down, starting up (CannotConnectNowError)
     asyncpg.exceptions.InterfaceError,  # a connection the server closed
     asyncpg.exceptions.TooManyConnectionsError,
+    # A pooled connection caught mid-query by the server shutting down is left in a state it cannot leave.
+    asyncpg.exceptions.InternalClientError,
     ConnectionError,
 )
 

@@ -144,7 +144,7 @@ class Settings:
     dashboard_unsigned: str = "off"
     """`on`: with SigV4 verification on, the dashboard's read-only paths (GET `/dashboard`, `/_iotjobs/dashboard/`,
     `/_iotjobs/events/`, `/_iotjobs/things/`) answer without a signature, for a control port reached only
-    through an authenticating proxy (docs/operating-dashboard.md). `off`: they need a signature like the rest."""
+    through an authenticating proxy (docs/operating.md#dashboard). `off`: they need a signature like the rest."""
 
     def __post_init__(self) -> None:
         for name, allowed in CHOICES.items():

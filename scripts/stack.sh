@@ -131,10 +131,12 @@ iotjobs is up.
   control plane (aws iot)     http://127.0.0.1:$IOTJOBS_CONTROL_PORT
   device HTTP (iot-jobs-data) http://127.0.0.1:$IOTJOBS_DATAPLANE_PORT
   device MQTT                 mqtt://127.0.0.1:$IOTJOBS_MQTT_PORT   (\$aws/things/<thing>/jobs/...)
+  rollout dashboard           http://127.0.0.1:$IOTJOBS_CONTROL_PORT/dashboard
   metrics                     /metrics on all three; projector http://127.0.0.1:$IOTJOBS_PROJECTOR_PORT
   Kafka                       $IOTJOBS_KAFKA_BOOTSTRAP
   PostgreSQL (read models)    $IOTJOBS_PG_DSN
 
+DEVELOPMENT MODE: anonymous MQTT and unsigned HTTP; see docs/security.md before exposing it.
 Try it (any credentials do):
   export AWS_ACCESS_KEY_ID=x AWS_SECRET_ACCESS_KEY=y AWS_DEFAULT_REGION=us-east-1
   aws iot create-thing --thing-name t1 --endpoint-url http://127.0.0.1:$IOTJOBS_CONTROL_PORT

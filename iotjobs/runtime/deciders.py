@@ -811,7 +811,10 @@ class DeciderRuntime:
             part.confirmed[key] = image
             part.dirty.add(key)
             metrics.count_appended(decision.events)
-        positions = merge_positions(request.positions, {str(part.number): max(offsets)} if offsets else {})
+        # A decision with no events (an idempotent repeat, a read) stands on what the partition released
+        # before it, the key's earlier events among them: a strict write waits for those to be readable too.
+        last = max(offsets) if offsets else part.released_to - 1
+        positions = merge_positions(request.positions, {str(part.number): last} if last >= 0 else {})
         if decision.sends:
             for index, entries in step.outboxes:
                 await self._send_outbox(part, offsets[index], {"outbox": entries}, positions)

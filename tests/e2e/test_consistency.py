@@ -10,7 +10,10 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from botocore.config import Config
+from botocore.exceptions import ClientError
 
+from iotjobs.runtime import pg
 from tests.support.clients import data_client, group_arn, iot_client, thing_arn, unique
 from tests.support.servers import Servers
 from tests.support.stack import Stack, running
@@ -161,3 +164,26 @@ def _exists(iot: Any, name: str) -> bool:
     except iot.exceptions.ResourceNotFoundException:
         return False
     return True
+
+
+async def test_a_repeated_write_answers_only_once_the_first_is_readable(servers: Servers) -> None:
+    """A retried CreateThing changes nothing, but it must not answer before the first one's thing is readable:
+    while projection is held (its offsets table locked), the repeat is a 503 too, and once projection resumes
+    it answers and the thing reads back."""
+    async with running(servers, consistency="strict", request_timeout_seconds=3.0) as stack:
+        iot = iot_client(stack, config=Config(retries={"total_max_attempts": 1}))
+        thing = unique("repeat")
+        conn = await pg.connect(stack.settings.pg_dsn)
+        try:
+            holding = conn.transaction()
+            await holding.start()
+            await conn.execute("LOCK TABLE projector_offsets IN ACCESS EXCLUSIVE MODE")
+            for attempt in ("first", "repeat"):
+                with pytest.raises(ClientError) as unreadable:
+                    await asyncio.to_thread(iot.create_thing, thingName=thing)
+                assert unreadable.value.response["Error"]["Code"] == "ServiceUnavailableException", attempt
+            await holding.rollback()
+        finally:
+            await conn.close()
+        await asyncio.to_thread(iot.create_thing, thingName=thing)
+        assert (await asyncio.to_thread(iot.describe_thing, thingName=thing))["thingName"] == thing

@@ -1189,14 +1189,7 @@ def render(ctx: dict[str, Any], results: list[Result]) -> str:
         steps = ", ".join(f"{r:,}" for r in ctx["max_rates"])
         offered += f" (then, --find-max, iotjobs alone at {steps} until one fails)"
     lines = [
-        "## Device round trip (`bench/device_roundtrip.py`)",
-        "",
-        f"Run {ctx['started']} (UTC), {ctx['duration']:.0f} s in all, git {ctx['git']}.",
-        "",
-        "```sh",
-        ctx["command"],
-        "```",
-        "",
+        *report_opening("## Device round trip (`bench/device_roundtrip.py`)", ctx),
         f"- **Machine**: {facts['nproc']} CPUs ({facts['cpu']}), {facts['memory']} RAM, {facts['os']}. "
         f"Load average before the run: {ctx['load_before']}; after: {ctx['load_after']}.",
         f"- **Versions**: Kafka {info.kafka_version} ({info.java_version}), Mosquitto {info.mosquitto_version}, "
@@ -1407,6 +1400,20 @@ def run_context(module: str, started: dt.datetime) -> dict[str, Any]:
         "versions": package_versions(),
         "git": git_revision(),
     }
+
+
+def report_opening(title: str, ctx: dict[str, Any]) -> list[str]:
+    """A report's first lines: its title, when and at which revision it ran, and the command that ran it."""
+    return [
+        title,
+        "",
+        f"Run {ctx['started']} (UTC), {ctx['duration']:.0f} s in all, git {ctx['git']}.",
+        "",
+        "```sh",
+        ctx["command"],
+        "```",
+        "",
+    ]
 
 
 def write_doc(

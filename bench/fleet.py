@@ -38,7 +38,7 @@ from typing import Any
 import orjson
 from gmqtt import Client as MqttClient
 
-from bench.device_roundtrip import DOC, REPO, run_context, table, write_doc
+from bench.device_roundtrip import DOC, REPO, report_opening, run_context, table, write_doc
 from bench.http_reads import boto_iot, start_ours
 from iotjobs.runtime.topics import Topics
 from tests.support.events import largest_records
@@ -270,14 +270,7 @@ def seconds(value: float | None) -> str:
 
 def render(ctx: dict[str, Any], out: Results) -> str:
     lines = [
-        "## Fleet (`bench/fleet.py`)" + (", nested groups" if ctx["children"] else ""),
-        "",
-        f"Run {ctx['started']} (UTC), {ctx['duration']:.0f} s in all, git {ctx['git']}.",
-        "",
-        "```sh",
-        ctx["command"],
-        "```",
-        "",
+        *report_opening("## Fleet (`bench/fleet.py`)" + (", nested groups" if ctx["children"] else ""), ctx),
         "- **Machine**: {nproc} CPUs ({cpu}), {memory} RAM, {os}.".format(**ctx["machine"]),
         f"- **Stack**: {ctx['origin']}.",
         f"- **Load**: {out.things:,} things, {shape(ctx['children'])}, {ctx['clients']} concurrent boto3 clients; one "

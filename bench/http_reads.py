@@ -83,6 +83,7 @@ from bench.device_roundtrip import (
     log_lines_since,
     ms,
     pct,
+    report_opening,
     run_context,
     table,
     watch_cpu,
@@ -651,14 +652,7 @@ def render(ctx: dict[str, Any], targets: list[Target], ops: list[Operation], run
     facts, versions = ctx["machine"], ctx["versions"]
     summaries = summarise(targets, ops, runs)
     lines = [
-        "## HTTP reads (`bench/http_reads.py`)",
-        "",
-        f"Run {ctx['started']} (UTC), {ctx['duration']:.0f} s in all, git {ctx['git']}.",
-        "",
-        "```sh",
-        ctx["command"],
-        "```",
-        "",
+        *report_opening("## HTTP reads (`bench/http_reads.py`)", ctx),
         f"- **Machine**: {facts['nproc']} CPUs ({facts['cpu']}), {facts['memory']} RAM, {facts['os']}. "
         f"Load average before the run: {ctx['load_before']}; after: {ctx['load_after']}.",
         f"- **Versions**: Python {versions['Python']}, aiohttp {versions['aiohttp']} (client and iotjobs), "

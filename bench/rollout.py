@@ -25,7 +25,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from bench.device_roundtrip import DOC, REPO, run_context, table, write_doc
+from bench.device_roundtrip import DOC, REPO, report_opening, run_context, table, write_doc
 from bench.fleet import NotifyWatch, Results, register
 from bench.http_reads import boto_iot, start_ours
 from tests.support.rolling import most_in_window
@@ -126,14 +126,7 @@ async def benchmark(args: argparse.Namespace, ctx: dict[str, Any]) -> dict[str, 
 def render(ctx: dict[str, Any], args: argparse.Namespace, found: dict[str, Any]) -> str:
     minute = args.seconds_per_minute
     lines = [
-        "## Rollout pacing (`bench/rollout.py`)",
-        "",
-        f"Run {ctx['started']} (UTC), {ctx['duration']:.0f} s in all, git {ctx['git']}.",
-        "",
-        "```sh",
-        ctx["command"],
-        "```",
-        "",
+        *report_opening("## Rollout pacing (`bench/rollout.py`)", ctx),
         "- **Machine**: {nproc} CPUs ({cpu}), {memory} RAM, {os}.".format(**ctx["machine"]),
         f"- **Stack**: {ctx['origin']}; a minute lasts {minute:g} s (`IOTJOBS_SECONDS_PER_MINUTE`).",
         f"- **Load**: {found['things']:,} things in one group; CreateJob on it with `maximumPerMinute` {args.rate}; "

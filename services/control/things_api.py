@@ -60,13 +60,19 @@ def _description(properties: dict[str, Any]) -> str | None:
     return description
 
 
+def _thing_type_name(body: dict[str, Any]) -> str | None:
+    # Thing types are not modelled: any well-formed name is taken.
+    type_name: str | None = optional(body, "thingTypeName", str, "a string")
+    if type_name is not None:
+        v.check_name("thingTypeName", type_name, v.THING_NAME, 128)
+    return type_name
+
+
 async def create_thing(request: web.Request) -> web.Response:
     ctl = control(request)
     name = v.check_thing_name(request.match_info["thingName"])
     body = await json_body(request)
-    type_name = optional(body, "thingTypeName", str, "a string")
-    if type_name is not None:
-        v.check_name("thingTypeName", type_name, v.THING_NAME, 128)
+    type_name = _thing_type_name(body)
     command = thing.CreateThing(
         thing_name=name,
         thing_id=str(uuid.uuid4()),
@@ -100,10 +106,7 @@ async def update_thing(request: web.Request) -> web.Response:
     ctl = control(request)
     name = v.check_thing_name(request.match_info["thingName"])
     body = await json_body(request)
-    # Thing types are not modelled: any well-formed name is taken, as CreateThing takes it.
-    type_name = optional(body, "thingTypeName", str, "a string")
-    if type_name is not None:
-        v.check_name("thingTypeName", type_name, v.THING_NAME, 128)
+    type_name = _thing_type_name(body)
     attributes, merge = _attribute_changes(body.get("attributePayload"), "attributePayload")
     command = thing.UpdateThing(
         thing_name=name,

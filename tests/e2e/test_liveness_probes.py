@@ -9,11 +9,10 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-import aiohttp
 import pytest
 
 from tests.support.clients import iot_client, thing_arn, unique
-from tests.support.faults import health, serving_again, strict_client, timed
+from tests.support.faults import probe, serving_again, strict_client, timed
 from tests.support.servers import LocalServers, started_locally
 from tests.support.stack import Stack
 from tests.support.waiting import until
@@ -29,18 +28,6 @@ def private() -> Iterator[LocalServers]:
     """Servers of this module alone: pausing Kafka disturbs no other test."""
     with started_locally() as (local, _started):
         yield local
-
-
-async def live(url: str) -> tuple[int, dict[str, Any]]:
-    """(status, body) of a service's liveness probe; (0, {}) while nothing answers."""
-    try:
-        async with (
-            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as http,
-            http.get(f"{url}/live") as resp,
-        ):
-            return resp.status, await resp.json()
-    except (aiohttp.ClientError, TimeoutError):
-        return 0, {}
 
 
 async def test_liveness_fails_only_after_a_partition_stays_unserved_past_the_threshold(private: LocalServers) -> None:
@@ -60,7 +47,7 @@ async def test_liveness_fails_only_after_a_partition_stays_unserved_past_the_thr
         await until(queued, 30, f"the execution of {job} to be queued")
         planes = {"control": stack.control_url, "dataplane": stack.dataplane_url}
         for name, url in planes.items():
-            assert await live(url) == (200, {"live": True, "stalled": {}}), name
+            assert await probe(url, "/live") == (200, {"live": True, "stalled": {}}), name
 
         strict_iot = strict_client("iot", stack.control_url, read_timeout=4 * REQUEST_TIMEOUT)
         data = strict_client("iot-jobs-data", stack.dataplane_url, read_timeout=4 * REQUEST_TIMEOUT)
@@ -75,16 +62,16 @@ async def test_liveness_fails_only_after_a_partition_stays_unserved_past_the_thr
             assert [outcome for _s, outcome, _status in writes] == ["ServiceUnavailableException"] * 2, writes
 
             async def unready() -> bool:
-                answers = [await health(url) for url in planes.values()]
+                answers = [await probe(url) for url in planes.values()]
                 return all(status == 503 for status, _body in answers)
 
             await until(unready, 2 * REQUEST_TIMEOUT, "/health of both planes to fail")
             for name, url in planes.items():
-                status, body = await live(url)
+                status, body = await probe(url, "/live")
                 assert (status, body["live"]) == (200, True), (name, "would restart before the threshold", body)
 
             async def wedged(url: str) -> tuple[int, dict[str, Any]] | None:
-                answer = await live(url)
+                answer = await probe(url, "/live")
                 return answer if answer[0] == 503 else None
 
             for name, url in planes.items():
@@ -93,13 +80,13 @@ async def test_liveness_fails_only_after_a_partition_stays_unserved_past_the_thr
                 assert time.monotonic() - paused_at >= STALL_SECONDS, (name, body)
                 assert body["live"] is False and body["stalled"]["unserved"], (name, body)
                 assert all(age >= STALL_SECONDS for age in body["stalled"]["unserved"].values()), (name, body)
-                assert (await health(url))[0] == 503, name
+                assert (await probe(url))[0] == 503, name
 
         await serving_again(stack, timeout=60)
         for name, url in planes.items():
 
             async def alive(url: str = url) -> bool:
-                return (await live(url))[0] == 200
+                return (await probe(url, "/live"))[0] == 200
 
             await until(alive, 10, f"{name}'s /live to pass again")
         _seconds, outcome, _status = await timed(strict_iot.update_job, jobId=job, description="after the stall")

@@ -19,6 +19,7 @@ from tests.support import dashboard
 from tests.support.clients import MqttDevice, data_client, iot_client, thing_arn, unique
 from tests.support.dashboard import expressions, metric_names
 from tests.support.events import read_events
+from tests.support.faults import probe
 from tests.support.servers import Servers
 from tests.support.stack import Stack, projected_to_end, running
 from tests.support.waiting import until
@@ -219,7 +220,7 @@ async def test_a_stalled_projector_is_unhealthy_and_its_lag_grows(servers: Serve
             await asyncio.to_thread(iot.create_thing, thingName=unique("stalled"))
 
             async def stalled() -> dict[str, Any] | None:
-                status, body = await _health(own.projector_url)
+                status, body = await probe(own.projector_url)
                 return body if status == 503 and body["stalled_partitions"] else None
 
             body = await until(stalled, timeout=30, what="the projector's health to report the stall")
@@ -237,7 +238,7 @@ async def test_a_stalled_projector_is_unhealthy_and_its_lag_grows(servers: Serve
             await blocker.close()
 
         async def healthy() -> bool:
-            status, _ = await _health(own.projector_url)
+            status, _ = await probe(own.projector_url)
             return status == 200
 
         await until(healthy, timeout=30, what="the projector to catch up and be healthy again")
@@ -248,8 +249,3 @@ async def test_a_stalled_projector_is_unhealthy_and_its_lag_grows(servers: Serve
             return all(value(scraped, name) == 0 for name in lags)
 
         await until(caught_up, what="the lag gauges back to 0")
-
-
-async def _health(url: str) -> tuple[int, dict[str, Any]]:
-    async with aiohttp.ClientSession() as http, http.get(f"{url}/health") as resp:
-        return resp.status, await resp.json()

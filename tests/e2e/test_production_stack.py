@@ -12,7 +12,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,16 +21,13 @@ import pytest
 from botocore import UNSIGNED
 from botocore.config import Config
 from botocore.exceptions import ClientError
-from paho.mqtt import client as paho
-from paho.mqtt.enums import CallbackAPIVersion
 
+from tests.support.broker_probe import NOT_AUTHORIZED, connack
 from tests.support.clients import REGION, unique
 from tests.support.servers import REPO, free_port
 from tests.support.waiting import until_sync
 
 pytestmark = pytest.mark.e2e
-
-NOT_AUTHORIZED = 0x87
 
 
 class NativeStack:
@@ -91,23 +87,6 @@ def native() -> Iterator[NativeStack]:
     finally:
         stack.script("stack.sh", "down", timeout=120)
         shutil.rmtree(stack.run_dir, ignore_errors=True)
-
-
-def connack(port: int, username: str | None = None, password: str | None = None) -> int:
-    answered = threading.Event()
-    codes: list[int] = []
-    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=unique("prod"), protocol=paho.MQTTv5)
-    if username is not None:
-        client.username_pw_set(username, password)
-    client.on_connect = lambda _c, _u, _f, code, _p: (codes.append(int(code.value)), answered.set())
-    client.connect("127.0.0.1", port)
-    client.loop_start()
-    try:
-        assert answered.wait(15), "CONNACK"
-        return codes[0]
-    finally:
-        client.disconnect()
-        client.loop_stop()
 
 
 def test_the_http_planes_take_only_the_operators_key_over_https(native: NativeStack) -> None:

@@ -23,7 +23,7 @@ from iotjobs.domain.thing import ExecutionUpdated
 from iotjobs.runtime.topics import RECORD_MAX_BYTES
 from tests.support.clients import MqttDevice, group_arn, iot_client, thing_arn, unique
 from tests.support.events import read_events
-from tests.support.faults import health, serving_again, strict_client, timed
+from tests.support.faults import probe, serving_again, strict_client, timed
 from tests.support.servers import LocalServers, started_locally
 from tests.support.stack import Stack
 from tests.support.waiting import until
@@ -149,7 +149,7 @@ async def _served(stack: Stack, thing: str) -> None:
 
 async def _waithealth(stack: Stack, status: int, what: str, timeout: float = 30.0) -> dict[str, Any]:
     async def reached() -> dict[str, Any] | None:
-        code, body = await health(stack.dataplane_url)
+        code, body = await probe(stack.dataplane_url)
         return body if code == status else None
 
     return await until(reached, timeout, what)
@@ -188,7 +188,7 @@ async def test_dataplane_recovers_its_mqtt_session_after_a_broker_restart_and_a_
 
 async def _watchhealth(stack: Stack, seen: list[int]) -> None:
     while True:
-        code, _body = await health(stack.dataplane_url)
+        code, _body = await probe(stack.dataplane_url)
         if not seen or seen[-1] != code:
             seen.append(code)
         await asyncio.sleep(0.05)
@@ -247,7 +247,7 @@ async def test_oversized_updates_get_invalid_request_and_the_stack_keeps_serving
         assert accepted["executionState"]["versionNumber"] == 2
         updates = await _updates_of(stack, job)
         assert {thing: len(events) for thing, events in updates.items()} == {mqtt_thing: 1, http_thing: 1}
-        assert (await health(stack.dataplane_url))[0] == 200
+        assert (await probe(stack.dataplane_url))[0] == 200
         for size, (seconds, code, status) in answers.items():
             assert 400 <= status < 500 and code.endswith("Exception"), (size, status, code, answers)
             assert seconds < 10, (size, seconds)

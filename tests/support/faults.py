@@ -61,12 +61,13 @@ async def timed(call: Callable[..., Any], **params: Any) -> tuple[float, str, in
     return time.monotonic() - began, outcome, status
 
 
-async def health(url: str) -> tuple[int, dict[str, Any]]:
-    """(status, body) of a service's readiness probe; (0, {}) while nothing answers."""
+async def probe(url: str, path: str = "/health") -> tuple[int, dict[str, Any]]:
+    """(status, body) of a service's probe (readiness by default, `/live` for liveness); (0, {}) while nothing
+    answers."""
     try:
         async with (
             aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as http,
-            http.get(f"{url}/health") as resp,
+            http.get(f"{url}{path}") as resp,
         ):
             return resp.status, await resp.json()
     except (aiohttp.ClientError, TimeoutError):
@@ -79,7 +80,7 @@ async def serving_again(stack: Stack, timeout: float) -> None:
 
     async def ready() -> bool:
         for name, url in (("control", stack.control_url), ("dataplane", stack.dataplane_url)):
-            last[name] = await health(url)
+            last[name] = await probe(url)
         return all(code == 200 for code, _body in last.values())
 
     try:

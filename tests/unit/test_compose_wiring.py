@@ -128,6 +128,21 @@ def healthcheck_text(service: dict[str, Any]) -> str:
     return test if isinstance(test, str) else " ".join(str(t) for t in test)
 
 
+def mounts_of(service: dict[str, Any]) -> dict[str, str]:
+    """{container path: source} of a service's volumes."""
+    return {str(v).split(":")[1]: str(v).split(":")[0] for v in service.get("volumes") or []}
+
+
+def mosquitto_conf(text: str) -> dict[str, list[str]]:
+    """A Mosquitto config as {option: [its values, in order]}, comments dropped."""
+    conf: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        words = line.split("#", 1)[0].split()
+        if words:
+            conf.setdefault(words[0], []).append(" ".join(words[1:]))
+    return conf
+
+
 def settings_from(env: dict[str, str]) -> Settings:
     return Settings.from_env({**env, "IOTJOBS_INSTANCE_ID": env.get("IOTJOBS_INSTANCE_ID") or "test"})
 
@@ -288,17 +303,9 @@ def test_mqtt_host_names_the_broker_and_its_config(compose, services):
     assert s.mqtt_host in services, f"IOTJOBS_MQTT_HOST names {s.mqtt_host!r}, not a compose service"
     broker = services[s.mqtt_host]
     assert broker["image"] == "eclipse-mosquitto:2.0"
-    mounts = {}
-    for volume in broker.get("volumes") or []:
-        src, dst = str(volume).split(":")[:2]
-        mounts[dst] = src
+    mounts = mounts_of(broker)
     assert MOSQUITTO_CONF_IN_CONTAINER in mounts, "mosquitto.conf is not mounted"
-    conf_path = ROOT / mounts[MOSQUITTO_CONF_IN_CONTAINER]
-    conf: dict[str, list[str]] = {}
-    for line in conf_path.read_text().splitlines():
-        words = line.split("#", 1)[0].split()
-        if words:
-            conf.setdefault(words[0], []).append(" ".join(words[1:]))
+    conf = mosquitto_conf((ROOT / mounts[MOSQUITTO_CONF_IN_CONTAINER]).read_text())
     assert conf["listener"] == [str(s.mqtt_port)], "one listener, on IOTJOBS_MQTT_PORT, all interfaces"
     expected = {
         "allow_anonymous": "true",
@@ -620,11 +627,6 @@ def written_by_init(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return store.path
 
 
-def mounts_of(service: dict[str, Any]) -> dict[str, str]:
-    """{container path: source} of a service's volumes."""
-    return {str(v).split(":")[1]: str(v).split(":")[0] for v in service.get("volumes") or []}
-
-
 def test_production_services_are_in_production_mode_with_no_door_open(compose, production):
     overrides = production["services"]
     for name in APP_SERVICES:
@@ -653,12 +655,7 @@ def production_broker_conf(production: dict[str, Any]) -> tuple[dict[str, list[s
     broker = production["services"]["mosquitto"]
     mounts = mounts_of(broker)
     text = (ROOT / mounts[MOSQUITTO_CONF_IN_CONTAINER]).read_text()
-    conf: dict[str, list[str]] = {}
-    for line in text.splitlines():
-        words = line.split("#", 1)[0].split()
-        if words:
-            conf.setdefault(words[0], []).append(" ".join(words[1:]))
-    return conf, mounts, text
+    return mosquitto_conf(text), mounts, text
 
 
 def test_production_broker_requires_credentials_from_the_mounted_volume(production, written_by_init):

@@ -423,7 +423,7 @@ def _proc_table() -> dict[int, tuple[int, float]]:
     return out
 
 
-def _machine_ticks() -> tuple[float, float]:
+def machine_ticks() -> tuple[float, float]:
     """(busy, total) CPU seconds of the whole machine, all cores."""
     with open("/proc/stat") as f:
         values = [int(v) for v in f.readline().split()[1:]]
@@ -458,7 +458,7 @@ class CpuSample:
                 if group.with_children:
                     todo.extend(children.get(pid, []))
             self.by_group[group.name] = sum(table_[p][1] for p in seen)
-        self.busy, self.total = _machine_ticks()
+        self.busy, self.total = machine_ticks()
 
 
 def cpu_percent(a: CpuSample, b: CpuSample) -> dict[str, float]:

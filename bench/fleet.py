@@ -14,6 +14,10 @@ Against a `tests.support.stack.Stack` on this machine (private servers unless `I
 4. **Restarts.** SIGKILL then start of the dataplane, then of control: seconds until `/health` is ready.
 5. **Footprint.** RSS of each service after the fan-out and after the restarts, and the largest record on
    the events and command topics.
+6. **Floor and peer.** Alternating rounds (`--compare-rounds`, `--compare-things` things each) of the same
+   registry writes with the same clients against iotjobs, against `bench/null_registry.py` (an HTTP server
+   that answers and does nothing: what boto3 can reach on this machine at all) and against MiniStack
+   (`--no-peer` leaves it out), with the CPU the clients and the whole machine spend per write.
 
 Every phase is bounded (`--phase-timeout`); a phase that does not finish reports how far it got.
 Results go to `docs/benchmarks.md` between this benchmark's markers.
@@ -38,8 +42,8 @@ from typing import Any
 import orjson
 from gmqtt import Client as MqttClient
 
-from bench.device_roundtrip import DOC, REPO, report_opening, run_context, table, write_doc
-from bench.http_reads import boto_iot, start_ours
+from bench.device_roundtrip import DOC, REPO, machine_ticks, report_opening, run_context, table, write_doc
+from bench.http_reads import MiniStack, boto_iot, ministack_python, start_ours, version_in
 from iotjobs.runtime.topics import Topics
 from tests.support.events import largest_records
 
@@ -86,6 +90,8 @@ class Results:
     restart_s: dict[str, float | None] = field(default_factory=dict)
     rss_mb: dict[str, dict[str, float]] = field(default_factory=dict)
     largest_record: dict[str, int] = field(default_factory=dict)
+    compared: list[Compared] = field(default_factory=list)
+    compare_errors: list[str] = field(default_factory=list)
 
 
 # --- 1. registry writes --------------------------------------------------------------------------
@@ -109,14 +115,7 @@ def register(
             block = things[start : start + tenth]
             began = time.monotonic()
             cpu_before = cpu_seconds(stack)
-
-            def one(i: int, name: str) -> None:
-                client = iot[i % clients]
-                client.create_thing(thingName=name)
-                client.add_thing_to_thing_group(thingGroupName=homes[i % len(homes)], thingName=name)
-
-            for future in [pool.submit(one, start + i, name) for i, name in enumerate(block)]:
-                future.result()
+            write_block(pool, iot, homes, block, start)
             done += len(block)
             rate = 2 * len(block) / (time.monotonic() - began)
             out.tenths.append((done, rate))
@@ -128,6 +127,18 @@ def register(
             if time.monotonic() > deadline:
                 out.registry_error = f"stopped at {done:,} things: the phase's time bound was reached"
                 return
+
+
+def write_block(pool: ThreadPoolExecutor, iot: list[Any], homes: list[str], names: list[str], offset: int) -> None:
+    """Create each thing and add it to one of `homes`, the writes spread over the clients of `iot`."""
+
+    def one(i: int, name: str) -> None:
+        client = iot[i % len(iot)]
+        client.create_thing(thingName=name)
+        client.add_thing_to_thing_group(thingGroupName=homes[i % len(homes)], thingName=name)
+
+    for future in [pool.submit(one, offset + i, name) for i, name in enumerate(names)]:
+        future.result()
 
 
 # --- 2. fan-out ----------------------------------------------------------------------------------
@@ -254,6 +265,122 @@ def rss_mb(stack: Any) -> dict[str, float]:
     return found
 
 
+# --- 6. registry writes against the floor and the peer -------------------------------------------
+
+
+FLOOR = "floor: null server"
+PEER = "MiniStack"
+OURS = "iotjobs"
+
+
+@dataclass
+class Compared:
+    target: str
+    round: int
+    rate: float
+    """Registry writes per second."""
+    clients_ms: float
+    """CPU milliseconds the boto3 clients spent per write."""
+    machine_ms: float
+    """CPU milliseconds the whole machine (every process, clients included) spent per write."""
+
+
+class NullRegistry:
+    """`python -m bench.null_registry` on a free 127.0.0.1 port, waited for (bounded), stopped with SIGTERM."""
+
+    def __init__(self) -> None:
+        from tests.support.servers import free_port
+
+        self.port = free_port()
+        self.proc: asyncio.subprocess.Process | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self, timeout: float = 30.0) -> None:
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bench.null_registry", "--port", str(self.port), cwd=REPO
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.returncode is not None:
+                raise RuntimeError(f"the null registry exited with {self.proc.returncode}")
+            with contextlib.suppress(OSError):
+                _reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+                writer.close()
+                return
+            await asyncio.sleep(0.1)  # a poll interval while the port opens, bounded by the deadline
+        raise RuntimeError(f"the null registry did not listen within {timeout:g}s")
+
+    async def stop(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.terminate()
+            await self.proc.wait()
+
+
+def write_round(url: str, target: str, rnd: int, things: int, clients: int, pool: ThreadPoolExecutor) -> Compared:
+    """`things` new things created and grouped at `url` by `clients` boto3 clients; rate and CPU per write."""
+    iot = [boto_iot(url) for _ in range(clients)]
+    tag = uuid.uuid4().hex[:6]
+    group = f"cmp-{tag}"
+    iot[0].create_thing_group(thingGroupName=group)
+    names = [f"cmp-{tag}-{i:06d}" for i in range(things)]
+    began, cpu_before, (busy_before, _total) = time.monotonic(), time.process_time(), machine_ticks()
+    write_block(pool, iot, [group], names, 0)
+    wall, cpu, (busy, _total) = time.monotonic() - began, time.process_time() - cpu_before, machine_ticks()
+    writes = 2 * things
+    return Compared(target, rnd, writes / wall, 1000 * cpu / writes, 1000 * (busy - busy_before) / writes)
+
+
+async def compare(args: argparse.Namespace, stack: Any, ctx: dict[str, Any], out: Results) -> None:
+    """Alternating rounds of the same registry writes against iotjobs, the null server and MiniStack."""
+    async with contextlib.AsyncExitStack() as cleanup:
+        urls = {OURS: stack.control_url}
+        floor = NullRegistry()
+        cleanup.push_async_callback(floor.stop)
+        await floor.start()
+        urls[FLOOR] = floor.url
+        if not args.no_peer:
+            python = await asyncio.to_thread(ministack_python, args)
+            ctx["ministack_version"] = version_in(python, "ministack")
+            peer = MiniStack(python)
+            cleanup.push_async_callback(peer.stop)
+            await peer.start()
+            urls[PEER] = peer.url
+        order = list(urls)
+        with ThreadPoolExecutor(args.clients) as pool:
+            for rnd in range(1, args.compare_rounds + 1):
+                for target in order if rnd % 2 else reversed(order):
+                    try:
+                        got = await asyncio.to_thread(
+                            write_round, urls[target], target, rnd, args.compare_things, args.clients, pool
+                        )
+                    except Exception as err:
+                        out.compare_errors.append(f"{target}, round {rnd}: {type(err).__name__}: {err}")
+                        continue
+                    out.compared.append(got)
+                    print(f"  round {rnd} {target}: {got.rate:,.0f} registry writes/s", flush=True)
+
+
+def compared_rows(out: Results) -> list[list[str]]:
+    rows = []
+    for target in (OURS, PEER, FLOOR):
+        runs = [c for c in out.compared if c.target == target]
+        if runs:
+            rates = ", ".join(f"{c.rate:,.0f}" for c in runs)
+            rows.append(
+                [
+                    target,
+                    f"{statistics.median(c.rate for c in runs):,.0f}",
+                    rates,
+                    f"{statistics.median(c.clients_ms for c in runs):.2f}",
+                    f"{statistics.median(c.machine_ms for c in runs):.2f}",
+                ]
+            )
+    return rows
+
+
 # --- report --------------------------------------------------------------------------------------
 
 
@@ -316,6 +443,22 @@ def render(ctx: dict[str, Any], out: Results) -> str:
         "",
         table(["topic", "bytes"], [[t, f"{b:,}"] for t, b in out.largest_record.items()]),
     ]
+    if out.compared or out.compare_errors:
+        peer = f"MiniStack {ctx.get('ministack_version', '?')}" if PEER in {c.target for c in out.compared} else None
+        lines += [
+            "### Registry writes against the floor and the peer",
+            "",
+            f"The same {ctx['clients']} boto3 clients, {ctx['compare_things']:,} new things (two writes each) per "
+            "round, targets alternating round by round, after the phases above (so iotjobs holds the whole fleet "
+            f"and its job). The floor is `bench/null_registry.py`, one aiohttp process that answers and does "
+            f"nothing; the peer is {peer or 'not measured'}. Machine CPU counts every process, clients included.",
+            "",
+            table(
+                ["target", "registry writes/s (median)", "each round", "clients CPU ms/write", "machine CPU ms/write"],
+                compared_rows(out),
+            ),
+        ]
+        lines += [f"⚠ {error}" for error in out.compare_errors]
     return "\n".join(line.rstrip("\n") + "\n" if line.startswith("|") else line for line in lines)
 
 
@@ -374,6 +517,9 @@ async def benchmark(args: argparse.Namespace, ctx: dict[str, Any]) -> Results:
         ]
         sizes = await largest_records(stack.settings, watched, args.phase_timeout)
         out.largest_record = {topic.split(".", 1)[1]: size for topic, size in sizes.items()}  # prefix dropped
+        if args.compare_rounds:
+            print("== registry writes: iotjobs, the floor and the peer, alternating ==", flush=True)
+            await compare(args, stack, ctx, out)
     return out
 
 
@@ -383,13 +529,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--clients", type=int, default=64, help="concurrent boto3 clients writing the registry")
     p.add_argument("--children", type=int, default=0, help="child groups of the job's group holding the things")
     p.add_argument("--samples", type=int, default=100, help="DescribeJob and list calls timed")
+    p.add_argument("--compare-things", type=int, default=5_000, help="things per round of the comparison")
+    p.add_argument("--compare-rounds", type=int, default=2, help="rounds per target of the comparison (0: none)")
+    p.add_argument("--no-peer", action="store_true", help="compare with the floor only, not MiniStack")
+    p.add_argument("--ministack-python", type=Path, help="interpreter with ministack installed")
+    p.add_argument("--ministack-spec", default="ministack", help="pip requirement for the private MiniStack venv")
     p.add_argument("--phase-timeout", type=float, default=1800.0, help="bound on each phase, seconds")
     p.add_argument("--setup-timeout", type=float, default=180.0, help=argparse.SUPPRESS)
     p.add_argument("--doc", type=Path, default=DOC, help="markdown file to update")
     p.add_argument("--no-doc", action="store_true", help="print only")
     args = p.parse_args(argv)
-    if min(args.things, args.clients, args.samples) < 1 or args.children < 0:
-        p.error("--things, --clients and --samples must be positive, --children not negative")
+    if min(args.things, args.clients, args.samples, args.compare_things) < 1:
+        p.error("--things, --clients, --samples and --compare-things must be positive")
+    if min(args.children, args.compare_rounds) < 0:
+        p.error("--children and --compare-rounds must not be negative")
     return args
 
 
@@ -399,6 +552,7 @@ async def main_async(args: argparse.Namespace) -> int:
         **run_context("bench.fleet", started),
         "clients": args.clients,
         "children": args.children,
+        "compare_things": args.compare_things,
     }
     async with asyncio.timeout(5 * args.phase_timeout + 600):
         out = await benchmark(args, ctx)

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.device_roundtrip import DOC, REPO, report_opening, run_context, table, write_doc
-from bench.fleet import NotifyWatch, Results, register
+from bench.fleet import Clients, NotifyWatch, Results, register
 from bench.http_reads import boto_iot, start_ours
 from tests.support.rolling import most_in_window
 
@@ -82,7 +82,11 @@ async def benchmark(args: argparse.Namespace, ctx: dict[str, Any]) -> dict[str, 
         print(f"== registry: {args.things:,} things into {group} ==", flush=True)
         registered = Results()
         deadline = time.monotonic() + args.timeout
-        await asyncio.to_thread(register, stack, things, group, 0, 32, deadline, registered)
+        clients = Clients(stack.control_url, 32, 2)
+        try:
+            await asyncio.to_thread(register, stack, things, group, 0, clients, deadline, registered)
+        finally:
+            clients.close()
         group_arn = boto_iot(stack.control_url).describe_thing_group(thingGroupName=group)["thingGroupArn"]
         job = f"roll-{run}"
         watch = NotifyWatch(stack.settings.mqtt_host, stack.settings.mqtt_port, job)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +44,12 @@ class Execution:
     """Its job has a schedule (the pending list's cap is 15, not 10)."""
     presigned_url_expires_in_sec: int | None = None
     """The job's presignedUrlConfig.expiresInSec when it was queued (None: AWS's default of an hour)."""
+
+    def __post_init__(self) -> None:
+        # Every execution of a job holds the same document (up to 32 KB); each arrives in its own record, so
+        # without this a thing owner holding a 100,000-thing job would keep 100,000 copies of it.
+        object.__setattr__(self, "document", sys.intern(self.document))
+        object.__setattr__(self, "job_id", sys.intern(self.job_id))
 
     @property
     def deadline(self) -> float | None:

@@ -211,11 +211,12 @@ class CommandBus:
                         continue
                     try:
                         envelope = orjson.loads(record.value)
-                        if "progress" in envelope:
+                        if "progress" in envelope:  # alone, or riding with the reply to the same write
                             step = envelope.get("step", "")
                             self.progress(envelope["progress"], envelope["positions"], envelope["caused"], step)
-                            continue
-                        self.resolve(envelope["correlation"], from_message(envelope), envelope.get("positions") or {})
+                        if "correlation" in envelope:
+                            positions = envelope.get("positions") or {}
+                            self.resolve(envelope["correlation"], from_message(envelope), positions)
                     except Exception:
                         log.exception("unreadable reply skipped", offset=record.offset)
 

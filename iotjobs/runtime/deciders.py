@@ -226,6 +226,7 @@ class DeciderRuntime:
         self._read_back_wanted = asyncio.Event()
         self._producer = self._new_producer()
         metrics.partitions_owned.labels(role).set_function(lambda: len(self.owned_partitions))
+        metrics.requests_queued.labels(role).set_function(lambda: sum(len(p.inbox) for p in self._parts.values()))
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=settings.kafka_bootstrap,
             group_id=self.group,
@@ -821,10 +822,11 @@ class DeciderRuntime:
         if request.command_offset is not None:
             part.commit_to = request.command_offset + 1
         released = Released(effects=list(decision.effects))
+        report = None if request.trace is None else self._report(request.trace, positions, len(decision.sends))
         if decision.reply is not None and request.reply_to is not None:
-            await self._reply(request.reply_to, decision.reply, positions, released)
-        if request.trace is not None:
-            await self._report(request.trace, positions, len(decision.sends))
+            report = await self._reply(request.reply_to, decision.reply, positions, released, report)
+        if report is not None:
+            await self._send_reply(report["to"], report)
         if request.done is not None and not request.done.done():
             request.done.set_result(None)
         if self.on_released is not None and (released.replies or released.effects):
@@ -833,27 +835,52 @@ class DeciderRuntime:
             except Exception:
                 log.exception("publishing replies and notifications failed")
 
-    async def _reply(self, reply_to: dict[str, Any], reply: Any, positions: Positions, released: Released) -> None:
+    async def _reply(
+        self,
+        reply_to: dict[str, Any],
+        reply: Any,
+        positions: Positions,
+        released: Released,
+        report: dict[str, Any] | None,
+    ) -> dict[str, Any] | None:
+        """Route a reply; a progress report for the same instance rides in the reply's record. Returns the
+        report still to send (None once it went with the reply)."""
         if reply_to.get("kind") != "kafka":
             released.replies.append((reply_to, reply))
-            return
+            return report
         if self.replies is not None and reply_to.get("instance") == self.replies.instance:
             self.replies.resolve(reply_to["id"], reply, positions)
-            return
-        value = orjson.dumps(
-            {**to_message(reply), "to": reply_to["instance"], "correlation": reply_to["id"], "positions": positions}
-        )
-        with contextlib.suppress(Exception):  # the caller times out and retries
-            await self._producer.send(self.topics.replies, value, key=reply_to["instance"].encode())
+            return report
+        message = {
+            **to_message(reply),
+            "to": reply_to["instance"],
+            "correlation": reply_to["id"],
+            "positions": positions,
+        }
+        if report is not None and report["to"] == reply_to["instance"]:
+            message.update(report)
+            report = None
+        await self._send_reply(reply_to["instance"], message)
+        return report
 
-    async def _report(self, trace: dict[str, Any], positions: Positions, caused: int) -> None:
+    def _report(self, trace: dict[str, Any], positions: Positions, caused: int) -> dict[str, Any] | None:
+        """Tell a strict write where this decision's events are and how many commands it caused: at once if
+        the writer is in this process, else the report to send through the replies topic."""
         step = trace.get("step", "")
         if self.replies is not None and trace.get("instance") == self.replies.instance:
             self.replies.progress(trace["id"], positions, caused, step)
-            return
-        value = orjson.dumps({"progress": trace["id"], "positions": positions, "caused": caused, "step": step})
-        with contextlib.suppress(Exception):  # the writer stops waiting at its timeout
-            await self._producer.send(self.topics.replies, value, key=trace["instance"].encode())
+            return None
+        return {
+            "to": trace["instance"],
+            "progress": trace["id"],
+            "positions": positions,
+            "caused": caused,
+            "step": step,
+        }
+
+    async def _send_reply(self, instance: str, message: dict[str, Any]) -> None:
+        with contextlib.suppress(Exception):  # the caller times out and retries
+            await self._producer.send(self.topics.replies, orjson.dumps(message), key=instance.encode())
 
     async def _send_outbox(
         self, part: _Partition, offset: int, record: dict[str, Any], positions: Positions | None = None

@@ -65,6 +65,16 @@ mqtt_connected_clients = Gauge(
     "iotjobs_mqtt_broker_connected_clients",
     "Clients connected to the broker, as its $SYS/broker/clients/connected last said (Mosquitto).",
 )
+mqtt_outgoing_waiting = Gauge(
+    "iotjobs_mqtt_outgoing_waiting",
+    "Replies and notifications waiting for the broker's receive window, by role.",
+    ["role"],
+)
+requests_queued = Gauge(
+    "iotjobs_requests_queued",
+    "Commands and requests taken by this process's owned partitions and not yet decided, by role.",
+    ["role"],
+)
 events_appended = Counter(
     "iotjobs_events_appended",
     "Events appended to the event log and confirmed, by event type.",

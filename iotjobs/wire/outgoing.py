@@ -7,7 +7,7 @@ from collections import deque
 
 from gmqtt import Client
 
-from iotjobs.runtime import logs
+from iotjobs.runtime import logs, metrics
 
 log = logs.get("iotjobs.mqtt")
 
@@ -24,10 +24,11 @@ class Outgoing:
     What does not fit waits here, in order, and goes out as acknowledgements free the window.
     """
 
-    def __init__(self, client: Client) -> None:
+    def __init__(self, client: Client, role: str) -> None:
         self.client = client
         self.waiting: deque[tuple[str, bytes]] = deque()
         self._retry: asyncio.TimerHandle | None = None
+        metrics.mqtt_outgoing_waiting.labels(role).set_function(lambda: len(self.waiting))
 
     def publish(self, topic: str, payload: bytes) -> None:
         self.waiting.append((topic, payload))

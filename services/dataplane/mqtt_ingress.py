@@ -73,7 +73,7 @@ class MqttIngress:
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_subscribe = self._on_subscribe
-        self.outgoing = Outgoing(self.client)
+        self.outgoing = Outgoing(self.client, "dataplane")
         self.throttle = Throttle(settings.device_requests_per_second, settings.device_request_burst)
         self._connected = False
         self._subscribed = False

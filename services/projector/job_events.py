@@ -182,7 +182,7 @@ class JobEvents:
             self._next_try = time.monotonic() + RETRY_CONNECT_AFTER
             log.warning("cannot connect to the broker for events", error=repr(err))
             return None
-        self._client, self._outgoing = client, Outgoing(client)
+        self._client, self._outgoing = client, Outgoing(client, "projector")
         return self._outgoing
 
     async def stop(self) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+import orjson
 import pytest
 
 from iotjobs.domain import thing as t
@@ -1332,3 +1333,20 @@ def test_an_earlier_execution_is_described_as_terminal_and_deleted_by_its_number
     after = t.fold(state, deleted.events)
     assert after.past == {} and after.executions["j1"].execution_number == 2
     rejected(when(after, t.DeleteExecution("j1", 1)), NOT_FOUND)
+
+
+# --- memory at fleet scale ----------------------------------------------------------------------------
+
+
+def test_every_thing_holding_a_job_shares_one_copy_of_its_document() -> None:
+    # Each thing's execution arrives in its own record (its own string); an owner of 100,000 things keeps
+    # one document per job, whether the execution was queued live or restored from a snapshot.
+    big = '{"files": "' + "x" * 30_000 + '"}'
+    copies = ["".join(list(big)) for _ in range(3)]
+    assert copies[0] is not copies[1]
+    states = [given(registered(), queued("j1", 1, doc=doc)) for doc in copies]
+    live = [state.executions["j1"].document for state in states]
+    restored = [t.ThingState.from_dict(orjson.loads(orjson.dumps(s.to_dict()))) for s in states]
+    again = [state.executions["j1"].document for state in restored]
+    assert all(doc == big for doc in live + again)
+    assert all(doc is live[0] for doc in live + again)

@@ -4,7 +4,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from tests.support.servers import Servers, from_environment, started_locally
+from tests.support.servers import LocalServers, Servers, from_environment, started_locally
 from tests.support.stack import Stack
 
 
@@ -16,6 +16,13 @@ def servers() -> Iterator[Servers]:
         return
     with started_locally() as (_local, started):
         yield started
+
+
+@pytest.fixture(scope="module")
+def private() -> Iterator[LocalServers]:
+    """Servers of the requesting module alone: pausing, stopping or restarting them disturbs no other test."""
+    with started_locally() as (local, _started):
+        yield local
 
 
 @pytest.fixture(scope="module")

@@ -48,7 +48,7 @@ from tests.support.clients import MqttDevice, group_arn, thing_arn, unique
 from tests.support.events import read_events
 from tests.support.faults import create_things, serving_again, strict_client, timed
 from tests.support.rolling import most_in_window
-from tests.support.servers import LocalServers, started_locally
+from tests.support.servers import LocalServers
 from tests.support.stack import Stack, projected_to_end, read_model_rows, rebuild_read_models, running
 from tests.support.waiting import until
 
@@ -77,13 +77,6 @@ POLL = 3.0
 """Seconds a device that has nothing to do waits for notify-next before it asks start-next again."""
 FINISH_BOUND = 150.0
 """Seconds the whole fleet may take, fault included."""
-
-
-@pytest.fixture(scope="module")
-def private() -> Iterator[LocalServers]:
-    """Servers of this module alone: restarting them disturbs no other test."""
-    with started_locally() as (local, _started):
-        yield local
 
 
 OUTCOMES: list[dict[str, Any]] = []

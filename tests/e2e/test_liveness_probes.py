@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from tests.support.clients import iot_client, thing_arn, unique
 from tests.support.faults import probe, serving_again, strict_client, timed
-from tests.support.servers import LocalServers, started_locally
+from tests.support.servers import LocalServers
 from tests.support.stack import Stack
 from tests.support.waiting import until
 
@@ -21,13 +20,6 @@ pytestmark = pytest.mark.e2e
 
 STALL_SECONDS = 8.0
 REQUEST_TIMEOUT = 3.0
-
-
-@pytest.fixture(scope="module")
-def private() -> Iterator[LocalServers]:
-    """Servers of this module alone: pausing Kafka disturbs no other test."""
-    with started_locally() as (local, _started):
-        yield local
 
 
 async def test_liveness_fails_only_after_a_partition_stays_unserved_past_the_threshold(private: LocalServers) -> None:

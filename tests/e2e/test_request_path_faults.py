@@ -10,7 +10,7 @@ import contextlib
 import functools
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import orjson
@@ -24,18 +24,11 @@ from iotjobs.runtime.topics import RECORD_MAX_BYTES
 from tests.support.clients import MqttDevice, group_arn, iot_client, thing_arn, unique
 from tests.support.events import read_events
 from tests.support.faults import probe, serving_again, strict_client, timed
-from tests.support.servers import LocalServers, started_locally
+from tests.support.servers import LocalServers
 from tests.support.stack import Stack
 from tests.support.waiting import until
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(scope="module")
-def private() -> Iterator[LocalServers]:
-    """Servers of this module alone: pausing or restarting them disturbs no other test."""
-    with started_locally() as (local, _started):
-        yield local
 
 
 @contextlib.asynccontextmanager

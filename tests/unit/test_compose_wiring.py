@@ -74,8 +74,8 @@ MOSQUITTO_CONF_IN_CONTAINER = "/mosquitto/config/mosquitto.conf"
 # --- helpers ---------------------------------------------------------------------------------------
 
 
-def load_compose() -> dict[str, Any]:
-    with COMPOSE_FILE.open() as f:
+def load_compose(path: Path = COMPOSE_FILE) -> dict[str, Any]:
+    with path.open() as f:
         data = yaml.safe_load(f)
     assert isinstance(data, dict) and isinstance(data.get("services"), dict)
     return data
@@ -612,10 +612,7 @@ def test_k8s_runs_in_production_mode_with_no_door_open(k8s):
 
 @pytest.fixture(scope="module")
 def production() -> dict[str, Any]:
-    with PRODUCTION_FILE.open() as f:
-        data = yaml.safe_load(f)
-    assert isinstance(data, dict) and isinstance(data.get("services"), dict)
-    return data
+    return load_compose(PRODUCTION_FILE)
 
 
 @pytest.fixture(scope="module")

@@ -152,6 +152,8 @@ class _Partition:
     has_work: asyncio.Event = field(default_factory=asyncio.Event)
     steps: deque[_Step] = field(default_factory=deque)
     has_steps: asyncio.Event = field(default_factory=asyncio.Event)
+    has_room: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set once the decisions awaiting confirmation fall to half of `Settings.max_unconfirmed`."""
     read_to: int = 0
     progress: asyncio.Event = field(default_factory=asyncio.Event)
     marker_offset: int = -1
@@ -227,6 +229,7 @@ class DeciderRuntime:
         self._producer = self._new_producer()
         metrics.partitions_owned.labels(role).set_function(lambda: len(self.owned_partitions))
         metrics.requests_queued.labels(role).set_function(lambda: sum(len(p.inbox) for p in self._parts.values()))
+        metrics.decisions_unconfirmed.labels(role).set_function(lambda: sum(len(p.steps) for p in self._parts.values()))
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=settings.kafka_bootstrap,
             group_id=self.group,
@@ -679,8 +682,14 @@ class DeciderRuntime:
                 part.has_work.clear()
                 await part.has_work.wait()
                 continue
+            room = self.settings.max_unconfirmed - len(part.steps)
+            if room <= 0:
+                # A burst (a release to 100,000 things) waits here rather than in memory as decisions.
+                part.has_room.clear()
+                await part.has_room.wait()
+                continue
             ctx = self._context()
-            for _ in range(min(MAX_BATCH, len(part.inbox))):
+            for _ in range(min(MAX_BATCH, len(part.inbox), room)):
                 request = part.inbox.popleft()
                 step = self._decide(part, request, ctx)
                 try:
@@ -697,6 +706,9 @@ class DeciderRuntime:
                 part.has_steps.set()
                 if step.deliveries:
                     self._read_back_wanted.set()
+            # Appends rarely suspend: without this, a long inbox would be decided in one go while the
+            # confirmer, the read-back and the command consumer wait.
+            await asyncio.sleep(0)
 
     def _decide(self, part: _Partition, request: _Request, ctx: Context) -> _Step:
         aggregate = aggregate_for(request.key)
@@ -801,6 +813,8 @@ class DeciderRuntime:
                     self._fail(part, "another owner marked the partition", producer_broken=False)
                     return
             part.steps.popleft()
+            if len(part.steps) <= self.settings.max_unconfirmed // 2:
+                part.has_room.set()
             await self._let_out(part, step, offsets)
             if offsets:
                 part.released_to = max(offsets) + 1
@@ -980,7 +994,8 @@ class DeciderRuntime:
     # --- reading the events back ---------------------------------------------------------------
 
     async def _tail_loop(self) -> None:
-        while self._running:
+        # Also after `stop` began: the partitions it hands over confirm what they decided by reading it back.
+        while self._running or self._parts:
             try:
                 batches = await self._tail.getmany(timeout_ms=200, max_records=5000)
             except KafkaError as err:
@@ -1018,8 +1033,9 @@ class DeciderRuntime:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._read_back_wanted.wait(), IDLE_CATCH_UP)
         finally:
-            # A partition released meanwhile stays paused; one taken meanwhile was resumed by its restore.
-            following = [tp for tp in idle if (part := self._parts.get(tp.partition)) is not None and part.ready]
+            # A partition dropped meanwhile stays paused; one taken meanwhile was resumed by its restore. One
+            # being handed over is still read: draining it confirms what it decides until it goes.
+            following = [tp for tp in idle if tp.partition in self._parts]
             self._tail.resume(*following)
 
     def _read_back(self, part: _Partition, record: Any) -> None:

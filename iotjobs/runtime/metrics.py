@@ -75,6 +75,11 @@ requests_queued = Gauge(
     "Commands and requests taken by this process's owned partitions and not yet decided, by role.",
     ["role"],
 )
+decisions_unconfirmed = Gauge(
+    "iotjobs_decisions_unconfirmed",
+    "Decisions taken by this process's owned partitions and not yet confirmed (appended and read back), by role.",
+    ["role"],
+)
 events_appended = Counter(
     "iotjobs_events_appended",
     "Events appended to the event log and confirmed, by event type.",

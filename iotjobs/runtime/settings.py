@@ -87,6 +87,9 @@ class Settings:
     """How often an owner writes the changed keys' state to the snapshot topic; bounds restore time."""
     snapshot_part_bytes: int = 256 * 1024
     """The largest snapshot record: a key's image larger than this is written in parts of this size."""
+    max_unconfirmed: int = 1000
+    """Decisions an owner may hold per partition decided but not yet confirmed (appended and read back) before
+    it stops deciding more: enough to keep Kafka's batches full; fewer keeps less in memory during a burst."""
     liveness_stall_seconds: float = 300.0
     """`/live` on control and dataplane fails once a partition assigned to the process has gone unserved (its
     restore stalled, or its owner stuck retaking it) for longer than this, so an orchestrator restarts the
@@ -154,6 +157,8 @@ class Settings:
                 )
         if not self.liveness_stall_seconds > 0:
             raise ValueError(f"IOTJOBS_LIVENESS_STALL_SECONDS must be positive, got {self.liveness_stall_seconds}")
+        if self.max_unconfirmed < 1:
+            raise ValueError(f"{self.env_name('max_unconfirmed')} must be at least 1, got {self.max_unconfirmed}")
         if not self.dashboard_poll_seconds > 0:
             raise ValueError(
                 f"{self.env_name('dashboard_poll_seconds')} must be above 0, got {self.dashboard_poll_seconds}"

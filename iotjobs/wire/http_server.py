@@ -176,6 +176,13 @@ async def _serve_forever(runner: BoundedRunner, host: str, port: int, ssl_contex
 
 def run(runner: BoundedRunner, host: str, port: int, ssl_context: ssl.SSLContext | None = None) -> None:
     """Serve (over HTTPS with `ssl_context`) until SIGTERM or SIGINT, then shut the app down as `web.run_app`
-    does."""
-    with asyncio.Runner() as loop, contextlib.suppress(web.GracefulExit, KeyboardInterrupt):
-        loop.run(_serve_forever(runner, host, port, ssl_context))
+    does: the app's cleanup (which hands the owned partitions over) runs while every other task still runs;
+    only then is what is left cancelled."""
+    with asyncio.Runner() as session:
+        loop = session.get_loop()
+        serving = loop.create_task(_serve_forever(runner, host, port, ssl_context))
+        with contextlib.suppress(web.GracefulExit, KeyboardInterrupt):
+            loop.run_until_complete(serving)
+        serving.cancel()
+        with contextlib.suppress(asyncio.CancelledError, web.GracefulExit, KeyboardInterrupt):
+            loop.run_until_complete(serving)

@@ -1,5 +1,6 @@
-"""A fleet of a few thousand things in one group: one CreateJob reaches every device, and no Kafka record
-grows with the fleet (a job's commands to its things span as many records as they need).
+"""A fleet of a few thousand things in one group: one CreateJob reaches every device, no Kafka record
+grows with the fleet (a job's commands to its things span as many records as they need), and the owners hold
+no more decisions awaiting confirmation than IOTJOBS_MAX_UNCONFIRMED allows.
 
 The 100,000-thing runs are `bench/fleet.py`; this is the same path, scaled to the test suite."""
 
@@ -16,6 +17,7 @@ from aiokafka import ConsumerRecord
 from iotjobs.runtime.topics import RECORD_MAX_BYTES, Topics
 from tests.support.clients import TopicWatch, group_arn, iot_client, unique
 from tests.support.events import largest_records, scan_topics
+from tests.support.metrics import scrape, value
 from tests.support.servers import Servers
 from tests.support.stack import Stack, running
 from tests.support.waiting import until
@@ -27,6 +29,8 @@ FLEET = 4000
 1 MB record limit."""
 CLIENTS = 16
 PART_BYTES = 16 * 1024
+UNCONFIRMED = 25
+"""Far below what the release to FLEET things would otherwise hold in flight on the dataplane."""
 
 
 def _register(stack: Stack, group: str, things: list[str]) -> None:
@@ -46,7 +50,7 @@ def _register(stack: Stack, group: str, things: list[str]) -> None:
 async def test_one_create_job_reaches_a_fleet_of_thousands_and_no_record_grows_with_it(servers: Servers) -> None:
     # Its own log, so the largest record is this test's; snapshot parts small enough that the job's image
     # (an execution per thing) is stored in parts, as a 100,000-thing job's is with the default size.
-    async with running(servers, snapshot_part_bytes=PART_BYTES) as stack:
+    async with running(servers, snapshot_part_bytes=PART_BYTES, max_unconfirmed=UNCONFIRMED) as stack:
         job = await _fan_out(stack)
         await _restart_from_parted_snapshots(stack, job)
 
@@ -63,15 +67,23 @@ async def _fan_out(stack: Stack) -> str:
 
         iot = iot_client(stack)
         began = time.monotonic()
+        in_flight: list[float] = []
+        sampling = asyncio.create_task(_sample_unconfirmed(stack, in_flight))
         await asyncio.to_thread(iot.create_job, jobId=job, targets=[group_arn(group)], document='{"fleet": true}')
 
         async def every_device_notified() -> bool:
             return len(notified()) == FLEET
 
-        await until(every_device_notified, 120, f"all {FLEET} devices to get notify-next for {job}")
+        try:
+            await until(every_device_notified, 120, f"all {FLEET} devices to get notify-next for {job}")
+        finally:
+            sampling.cancel()
         print(f"{FLEET} devices notified {time.monotonic() - began:.1f}s after CreateJob was sent")
         seen = notified()
     assert seen == set(things)
+    bound = UNCONFIRMED * stack.settings.partitions
+    assert max(in_flight, default=0) > 0, "no decision of the release was seen awaiting confirmation"
+    assert max(in_flight) <= bound, f"{max(in_flight)} decisions awaited confirmation at once, more than {bound}"
 
     async def all_queued() -> bool:
         described = await asyncio.to_thread(iot.describe_job, jobId=job)
@@ -84,6 +96,14 @@ async def _fan_out(stack: Stack) -> str:
     largest = max(sizes.values())
     assert largest <= RECORD_MAX_BYTES // 2, f"a record of {largest} bytes: records grow with the fleet"
     return job
+
+
+async def _sample_unconfirmed(stack: Stack, samples: list[float]) -> None:
+    """The dataplane's decisions awaiting confirmation, read from its /metrics until cancelled."""
+    while True:
+        scraped = await scrape(stack.dataplane_url)
+        samples.append(value(scraped, "iotjobs_decisions_unconfirmed", role="dataplane"))
+        await asyncio.sleep(0.01)  # the sampling interval
 
 
 async def _restart_from_parted_snapshots(stack: Stack, job: str) -> None:
@@ -119,3 +139,56 @@ async def _restart_from_parted_snapshots(stack: Stack, job: str) -> None:
         restored = [orjson.loads(line) for line in lines if line.startswith(b"{")]
     assert not [r for r in restored if "from the start" in r.get("event", "")], "a snapshot was not used"
     assert any(r.get("event") == "partition taken" and r.get("replayed_from", 0) > 0 for r in restored)
+
+
+HANDED_OVER = 3000
+"""A release long enough, with one decision in flight per partition, for SIGTERM to land in the middle of it."""
+GRACEFUL_EXIT_SECONDS = 10.0
+"""Well inside the 30 s a container runtime gives a stopping process before it kills it."""
+
+
+async def test_a_dataplane_stopped_in_the_middle_of_a_release_hands_it_over_and_loses_nothing(
+    servers: Servers,
+) -> None:
+    # One decision awaiting confirmation per partition: the release crawls, and whatever SIGTERM finds is
+    # either decided and awaiting confirmation, or queued, on every partition.
+    async with running(servers, max_unconfirmed=1) as stack:
+        group, job = unique("handover"), unique("handover-job")
+        things = [f"{group}-{i:05d}" for i in range(HANDED_OVER)]
+        await asyncio.to_thread(_register, stack, group, things)
+        async with TopicWatch(stack, "$aws/things/+/jobs/notify-next") as watch:
+
+            def notified() -> set[str]:
+                return {
+                    t.split("/")[2] for t, body, _at in watch.seen if (body.get("execution") or {}).get("jobId") == job
+                }
+
+            iot = iot_client(stack)
+            await asyncio.to_thread(iot.create_job, jobId=job, targets=[group_arn(group)], document='{"a": 1}')
+
+            async def release_under_way() -> bool:
+                return bool(notified())
+
+            await until(release_under_way, 60, f"the first notify-next of {job}")
+            dataplane = stack.processes["dataplane"]
+            dataplane.terminate()
+            at_stop = len(notified())
+            stopping = time.monotonic()
+            await asyncio.to_thread(dataplane.wait, GRACEFUL_EXIT_SECONDS)
+            print(f"dataplane exited {time.monotonic() - stopping:.1f}s after SIGTERM, {at_stop} devices notified")
+            assert dataplane.returncode == 0, stack.log_tail("dataplane")
+            assert at_stop < HANDED_OVER, "the release ended before SIGTERM: nothing was handed over"
+
+            stack.spawn("dataplane")
+            await stack.wait_ready()
+
+            async def every_device_notified() -> bool:
+                return len(notified()) == HANDED_OVER
+
+            await until(every_device_notified, 120, f"all {HANDED_OVER} devices to get notify-next after the restart")
+
+        async def all_queued() -> bool:
+            described = await asyncio.to_thread(iot.describe_job, jobId=job)
+            return bool(described["job"]["jobProcessDetails"]["numberOfQueuedThings"] == HANDED_OVER)
+
+        await until(all_queued, 60, f"DescribeJob to count {HANDED_OVER} QUEUED executions")

@@ -11,7 +11,6 @@ from typing import Any
 
 import aiohttp
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
 from iotjobs.runtime import pg
@@ -20,26 +19,12 @@ from tests.support.clients import MqttDevice, data_client, iot_client, thing_arn
 from tests.support.dashboard import expressions, metric_names
 from tests.support.events import read_events
 from tests.support.faults import probe
+from tests.support.metrics import Scrape, scrape, value
 from tests.support.servers import Servers
 from tests.support.stack import Stack, projected_to_end, running
 from tests.support.waiting import until
 
 pytestmark = pytest.mark.e2e
-
-Scrape = list[Sample]
-
-
-async def scrape(url: str) -> Scrape:
-    async with aiohttp.ClientSession() as http, http.get(f"{url}/metrics") as resp:
-        assert resp.status == 200, await resp.text()
-        assert resp.headers["Content-Type"].startswith("text/plain")
-        text = await resp.text()
-    return [sample for family in text_string_to_metric_families(text) for sample in family.samples]
-
-
-def value(samples: Iterable[Sample], name: str, **labels: str) -> float:
-    """The sum of the samples named `name` whose labels include `labels` (0 when there are none)."""
-    return sum(s.value for s in samples if s.name == name and labels.items() <= s.labels.items())
 
 
 def present(samples: Iterable[Sample], name: str, **labels: str) -> bool:

@@ -7,6 +7,7 @@ The 100,000-thing runs are `bench/fleet.py`; this is the same path, scaled to th
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -55,6 +56,11 @@ async def test_one_create_job_reaches_a_fleet_of_thousands_and_no_record_grows_w
         await _restart_from_parted_snapshots(stack, job)
 
 
+def _notified(watch: TopicWatch, job: str) -> set[str]:
+    """The things whose notify-next has named `job`."""
+    return {t.split("/")[2] for t, body, _at in watch.seen if (body.get("execution") or {}).get("jobId") == job}
+
+
 async def _fan_out(stack: Stack) -> str:
     group, job = unique("fleet"), unique("fleet-job")
     things = [f"{group}-{i:05d}" for i in range(FLEET)]
@@ -63,7 +69,7 @@ async def _fan_out(stack: Stack) -> str:
     async with TopicWatch(stack, "$aws/things/+/jobs/notify-next") as watch:
 
         def notified() -> set[str]:
-            return {t.split("/")[2] for t, body, _at in watch.seen if (body.get("execution") or {}).get("jobId") == job}
+            return _notified(watch, job)
 
         iot = iot_client(stack)
         began = time.monotonic()
@@ -159,9 +165,7 @@ async def test_a_dataplane_stopped_in_the_middle_of_a_release_hands_it_over_and_
         async with TopicWatch(stack, "$aws/things/+/jobs/notify-next") as watch:
 
             def notified() -> set[str]:
-                return {
-                    t.split("/")[2] for t, body, _at in watch.seen if (body.get("execution") or {}).get("jobId") == job
-                }
+                return _notified(watch, job)
 
             iot = iot_client(stack)
             await asyncio.to_thread(iot.create_job, jobId=job, targets=[group_arn(group)], document='{"a": 1}')
@@ -174,7 +178,11 @@ async def test_a_dataplane_stopped_in_the_middle_of_a_release_hands_it_over_and_
             dataplane.terminate()
             at_stop = len(notified())
             stopping = time.monotonic()
-            await asyncio.to_thread(dataplane.wait, GRACEFUL_EXIT_SECONDS)
+            try:
+                await asyncio.to_thread(dataplane.wait, GRACEFUL_EXIT_SECONDS)
+            except subprocess.TimeoutExpired:
+                late = f"the dataplane still runs {GRACEFUL_EXIT_SECONDS:g}s after SIGTERM"
+                raise AssertionError(f"{late}:\n{stack.log_tail('dataplane')}") from None
             print(f"dataplane exited {time.monotonic() - stopping:.1f}s after SIGTERM, {at_stop} devices notified")
             assert dataplane.returncode == 0, stack.log_tail("dataplane")
             assert at_stop < HANDED_OVER, "the release ended before SIGTERM: nothing was handed over"

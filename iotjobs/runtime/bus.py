@@ -141,7 +141,8 @@ class CommandBus:
         reply_to = {"kind": "kafka", "instance": self.instance, "id": correlation}
         trace = None
         if effects:
-            trace = {"instance": self.instance, "id": correlation}
+            # The budget: the reports the writer counts at most (iotjobs/runtime/trace.py).
+            trace = {"instance": self.instance, "id": correlation, "budget": self.settings.consistency_max_things}
             self._effects[correlation] = Effects()
         try:
             async with asyncio.timeout_at(deadline):

@@ -141,8 +141,7 @@ class CommandBus:
         reply_to = {"kind": "kafka", "instance": self.instance, "id": correlation}
         trace = None
         if effects:
-            # The budget: the reports the writer counts at most (iotjobs/runtime/trace.py).
-            trace = {"instance": self.instance, "id": correlation, "budget": self.settings.consistency_max_things}
+            trace = {"instance": self.instance, "id": correlation}
             self._effects[correlation] = Effects()
         try:
             async with asyncio.timeout_at(deadline):

@@ -57,7 +57,6 @@ from iotjobs.runtime.snapshots import (
     part_key,
 )
 from iotjobs.runtime.topics import RECORD_MAX_BYTES, STATE_MAX_BYTES, Topics, partition_for
-from iotjobs.runtime.trace import caused_traces, traced_count
 
 PRODUCER_BATCH_BYTES = 1024 * 1024
 
@@ -837,9 +836,7 @@ class DeciderRuntime:
         if request.command_offset is not None:
             part.commit_to = request.command_offset + 1
         released = Released(effects=list(decision.effects))
-        report = None
-        if request.trace is not None:
-            report = self._report(request.trace, positions, traced_count(request.trace, len(decision.sends)))
+        report = None if request.trace is None else self._report(request.trace, positions, len(decision.sends))
         if decision.reply is not None and request.reply_to is not None:
             report = await self._reply(request.reply_to, decision.reply, positions, released, report)
         if report is not None:
@@ -1172,16 +1169,22 @@ def _copy(image: KeyImage) -> KeyImage:
 
 def _outbox(step: _Step) -> list[dict[str, Any]]:
     request = step.request
-    sends = step.decision.sends
     return [
         {
             "key": send.key,
             "command": _message(send.command),
             "reply_to": request.reply_to if send.forward_reply else None,
-            "trace": carried,
+            "trace": _caused_step(request.trace, index),
         }
-        for send, carried in zip(sends, caused_traces(request.trace, len(sends)), strict=True)
+        for index, send in enumerate(step.decision.sends)
     ]
+
+
+def _caused_step(trace: dict[str, Any] | None, index: int) -> dict[str, Any] | None:
+    """The trace a caused command carries on: its own step, so that its report names its cause (bus.Effects)."""
+    if trace is None:
+        return None
+    return {**trace, "step": f"{trace.get('step', '')}.{index}"}
 
 
 def _outbox_chunks(entries: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import time
-from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import orjson
@@ -102,24 +101,7 @@ async def _fan_out(stack: Stack) -> str:
     sizes = await largest_records(stack.settings, watched)
     largest = max(sizes.values())
     assert largest <= RECORD_MAX_BYTES // 2, f"a record of {largest} bytes: records grow with the fleet"
-    await _reports_stay_within_the_budget(stack)
     return job
-
-
-async def _reports_stay_within_the_budget(stack: Stack) -> None:
-    """CreateJob waits for the effects on at most IOTJOBS_CONSISTENCY_MAX_THINGS things; the others must not
-    report to it at all (one progress report per execution would be FLEET records on the replies topic)."""
-    reports: Counter[str] = Counter()
-
-    def visit(_topic: str, record: ConsumerRecord[bytes, bytes]) -> None:
-        body = orjson.loads(record.value) if record.value else {}
-        if "progress" in body:
-            reports[body["progress"]] += 1
-
-    await scan_topics(stack.settings, [Topics.of(stack.settings).replies], visit, 30)
-    most = max(reports.values(), default=0)
-    print(f"the most progress reports one write got: {most}")
-    assert most <= stack.settings.consistency_max_things, f"one write got {most} progress reports"
 
 
 async def _sample_unconfirmed(stack: Stack, samples: list[float]) -> None:

@@ -56,15 +56,32 @@ async def test_one_create_job_reaches_a_fleet_of_thousands_and_no_record_grows_w
         await _restart_from_parted_snapshots(stack, job)
 
 
+async def _registered_group(stack: Stack, prefix: str, size: int) -> tuple[str, list[str]]:
+    """A new group of `size` new things, registered through boto3."""
+    group = unique(prefix)
+    things = [f"{group}-{i:05d}" for i in range(size)]
+    await asyncio.to_thread(_register, stack, group, things)
+    return group, things
+
+
+async def _until_all_queued(stack: Stack, job: str, size: int) -> None:
+    iot = iot_client(stack)
+
+    async def all_queued() -> bool:
+        described = await asyncio.to_thread(iot.describe_job, jobId=job)
+        return bool(described["job"]["jobProcessDetails"]["numberOfQueuedThings"] == size)
+
+    await until(all_queued, 60, f"DescribeJob to count {size} QUEUED executions")
+
+
 def _notified(watch: TopicWatch, job: str) -> set[str]:
     """The things whose notify-next has named `job`."""
     return {t.split("/")[2] for t, body, _at in watch.seen if (body.get("execution") or {}).get("jobId") == job}
 
 
 async def _fan_out(stack: Stack) -> str:
-    group, job = unique("fleet"), unique("fleet-job")
-    things = [f"{group}-{i:05d}" for i in range(FLEET)]
-    await asyncio.to_thread(_register, stack, group, things)
+    group, things = await _registered_group(stack, "fleet", FLEET)
+    job = unique("fleet-job")
 
     async with TopicWatch(stack, "$aws/things/+/jobs/notify-next") as watch:
 
@@ -91,11 +108,7 @@ async def _fan_out(stack: Stack) -> str:
     assert max(in_flight, default=0) > 0, "no decision of the release was seen awaiting confirmation"
     assert max(in_flight) <= bound, f"{max(in_flight)} decisions awaited confirmation at once, more than {bound}"
 
-    async def all_queued() -> bool:
-        described = await asyncio.to_thread(iot.describe_job, jobId=job)
-        return bool(described["job"]["jobProcessDetails"]["numberOfQueuedThings"] == FLEET)
-
-    await until(all_queued, 60, f"DescribeJob to count {FLEET} QUEUED executions")
+    await _until_all_queued(stack, job, FLEET)
     topics = Topics.of(stack.settings)
     watched = [topics.events, topics.thing_commands, topics.control_commands, topics.thing_state, topics.control_state]
     sizes = await largest_records(stack.settings, watched)
@@ -159,9 +172,8 @@ async def test_a_dataplane_stopped_in_the_middle_of_a_release_hands_it_over_and_
     # One decision awaiting confirmation per partition: the release crawls, and whatever SIGTERM finds is
     # either decided and awaiting confirmation, or queued, on every partition.
     async with running(servers, max_unconfirmed=1) as stack:
-        group, job = unique("handover"), unique("handover-job")
-        things = [f"{group}-{i:05d}" for i in range(HANDED_OVER)]
-        await asyncio.to_thread(_register, stack, group, things)
+        group, _things = await _registered_group(stack, "handover", HANDED_OVER)
+        job = unique("handover-job")
         async with TopicWatch(stack, "$aws/things/+/jobs/notify-next") as watch:
 
             def notified() -> set[str]:
@@ -195,8 +207,4 @@ async def test_a_dataplane_stopped_in_the_middle_of_a_release_hands_it_over_and_
 
             await until(every_device_notified, 120, f"all {HANDED_OVER} devices to get notify-next after the restart")
 
-        async def all_queued() -> bool:
-            described = await asyncio.to_thread(iot.describe_job, jobId=job)
-            return bool(described["job"]["jobProcessDetails"]["numberOfQueuedThings"] == HANDED_OVER)
-
-        await until(all_queued, 60, f"DescribeJob to count {HANDED_OVER} QUEUED executions")
+        await _until_all_queued(stack, job, HANDED_OVER)

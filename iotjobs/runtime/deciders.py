@@ -738,7 +738,7 @@ class DeciderRuntime:
         aggregate = aggregate_for(request.key)
         decision = aggregate.decide(image.state, request.command, ctx)
         step = _Step(request, decision)
-        if not (decision.events or decision.sends):
+        if not (decision.events or decision.sends) or _passes_on(request, decision):
             return step, []
         state, seq = image.state, image.seq
         for event in decision.events:  # all of a decision's events, or none of them
@@ -830,7 +830,9 @@ class DeciderRuntime:
         # before it, the key's earlier events among them: a strict write waits for those to be readable too.
         last = max(offsets) if offsets else part.released_to - 1
         positions = merge_positions(request.positions, {str(part.number): last} if last >= 0 else {})
-        if decision.sends:
+        if decision.sends and step.touched is None:
+            await self._pass_on(part, step, positions)
+        elif decision.sends:
             for index, entries in step.outboxes:
                 await self._send_outbox(part, offsets[index], {"outbox": entries}, positions)
         if request.command_offset is not None:
@@ -920,6 +922,23 @@ class DeciderRuntime:
                 self._fail(part, f"sending a command failed: {err!r}", producer_broken=True)
                 return
             part.outstanding_sends.append(delivery)
+
+    async def _pass_on(self, part: _Partition, step: _Step, positions: Positions) -> None:
+        """A request this key only checks and hands on (`_passes_on`) goes to the next key unrecorded: its
+        caller, who awaits the reply, is what makes it at least once (a lost hand-on times out and is
+        retried), and the receiver applies it once by its command-topic offset."""
+        request = step.request
+        for index, send in enumerate(step.decision.sends):
+            command_id = f"{request.command_id}.{index}"
+            trace = _caused_step(request.trace, index)
+            try:
+                delivery = await self._produce_command(
+                    send.key, send.command, command_id, request.reply_to, positions, trace=trace
+                )
+            except Exception as err:
+                self._fail(part, f"handing a request on failed: {err!r}", producer_broken=True)
+                return
+            delivery.add_done_callback(_ignore_failure)
 
     async def _produce_command(
         self,
@@ -1178,6 +1197,22 @@ def _outbox(step: _Step) -> list[dict[str, Any]]:
         }
         for index, send in enumerate(step.decision.sends)
     ]
+
+
+def _passes_on(request: _Request, decision: Decision) -> bool:
+    """A decision that records nothing and hands the request itself on, reply and all, to other keys (a
+    group checking that it exists and passing a join to the thing): there is nothing to append for it."""
+    return (
+        request.reply_to is not None
+        and not decision.events
+        and bool(decision.sends)
+        and all(send.forward_reply for send in decision.sends)
+    )
+
+
+def _ignore_failure(delivery: asyncio.Future[Any]) -> None:
+    if not delivery.cancelled():
+        delivery.exception()  # retrieved: the caller of a lost hand-on times out and retries
 
 
 def _caused_step(trace: dict[str, Any] | None, index: int) -> dict[str, Any] | None:

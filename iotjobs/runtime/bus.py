@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from iotjobs.domain.catalog import from_message, to_message
@@ -89,7 +89,11 @@ class CommandBus:
             bootstrap_servers=self.settings.kafka_bootstrap, enable_auto_commit=False, fetch_max_wait_ms=20
         )
         await self._replies.start()
-        tps = await partitions_of(self.settings.kafka_bootstrap, self.topics.replies)
+        # Replies are keyed by the instance they are for and land where the default partitioner puts that
+        # key: only that partition holds ours, and following the others would wake this consumer for
+        # every reply to every other instance.
+        everyone = await partitions_of(self.settings.kafka_bootstrap, self.topics.replies)
+        tps = [TopicPartition(self.topics.replies, partition_for(self.instance, len(everyone)))]
         self._replies.assign(tps)
         await self._replies.seek_to_end(*tps)
         for tp in tps:

@@ -129,5 +129,11 @@ def to_message(obj: Any) -> dict[str, Any]:
     return {"type": type(obj).__name__, "data": asdict(obj)}
 
 
+def serialisable_message(obj: Any) -> dict[str, Any]:
+    """`to_message` for the hot path, to be passed to orjson: it serialises the dataclass itself, in C, to
+    the same JSON."""
+    return {"type": type(obj).__name__, "data": obj}
+
+
 def from_message(message: dict[str, Any]) -> Any:
     return MESSAGE_TYPES[message["type"]](**message["data"])

@@ -16,7 +16,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from iotjobs.domain.catalog import from_message, to_message
+from iotjobs.domain.catalog import from_message, serialisable_message
 from iotjobs.runtime import logs
 from iotjobs.runtime.deciders import DeciderRuntime, NotOwner, Unavailable
 from iotjobs.runtime.envelope import Positions, merge_positions
@@ -122,7 +122,7 @@ class CommandBus:
         envelope = {"key": key, "id": uuid.uuid4().hex, "reply_to": reply_to, "positions": {}, "trace": trace}
         delivery: asyncio.Future[Any] = await self._producer.send(
             self.topics.commands_for(key),
-            orjson.dumps({**envelope, **to_message(command)}),
+            orjson.dumps({**envelope, **serialisable_message(command)}),
             key=key.encode(),
             partition=partition_for(key, self.settings.partitions),
         )

@@ -32,7 +32,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
-from iotjobs.domain.catalog import aggregate_for, from_message, to_message
+from iotjobs.domain.catalog import aggregate_for, from_message, serialisable_message
 from iotjobs.domain.decision import Context, Decision
 from iotjobs.domain.errors import ErrorKind, Rejection
 from iotjobs.runtime import clock, logs, memory, metrics
@@ -757,7 +757,7 @@ class DeciderRuntime:
     # --- dead letters --------------------------------------------------------------------------
 
     def _park(self, request: _Request, reason: str) -> None:
-        value = orjson.dumps({"key": request.key, "id": request.command_id, **_message(request.command)})
+        value = orjson.dumps({"key": request.key, "id": request.command_id, **serialisable_message(request.command)})
         source = (
             "timer"
             if request.command_offset is None
@@ -868,7 +868,7 @@ class DeciderRuntime:
             self.replies.resolve(reply_to["id"], reply, positions)
             return report
         message = {
-            **to_message(reply),
+            **serialisable_message(reply),
             "to": reply_to["instance"],
             "correlation": reply_to["id"],
             "positions": positions,
@@ -955,7 +955,7 @@ class DeciderRuntime:
             envelope["cause"] = [cause[0], *cause[1]]
         if trace is not None:
             envelope["trace"] = trace
-        value = orjson.dumps({**envelope, **_message(command)})
+        value = orjson.dumps({**envelope, **serialisable_message(command)})
         delivery: asyncio.Future[Any] = await self._producer.send(
             self.topics.commands_for(key), value, key=key.encode(), partition=self.partition_of(key)
         )
@@ -1177,11 +1177,6 @@ class DeciderRuntime:
                 await asyncio.wait_for(self._timer_wakeup.wait(), timeout=sleep)
 
 
-def _message(obj: Any) -> dict[str, Any]:
-    """`catalog.to_message` for the hot path: orjson serialises the dataclass itself, in C, to the same JSON."""
-    return {"type": type(obj).__name__, "data": obj}
-
-
 def _copy(image: KeyImage) -> KeyImage:
     return KeyImage(image.seq, image.state, dict(image.applied))
 
@@ -1191,7 +1186,7 @@ def _outbox(step: _Step) -> list[dict[str, Any]]:
     return [
         {
             "key": send.key,
-            "command": _message(send.command),
+            "command": serialisable_message(send.command),
             "reply_to": request.reply_to if send.forward_reply else None,
             "trace": _caused_step(request.trace, index),
         }
@@ -1250,7 +1245,9 @@ def _records(part: _Partition, step: _Step) -> tuple[list[tuple[bytes, bytes]], 
     common: dict[str, Any] = {"key": key, "id": request.command_id, "scope": part.scope, "owner": part.token}
     if request.cause is not None:
         common["cause"] = [request.cause[0], *request.cause[1]]
-    records = [{**_message(event), **common, "seq": first_seq + i} for i, event in enumerate(decision.events)]
+    records = [
+        {**serialisable_message(event), **common, "seq": first_seq + i} for i, event in enumerate(decision.events)
+    ]
     outboxes: list[tuple[int, list[dict[str, Any]]]] = []
     if decision.sends:
         chunks = _outbox_chunks(_outbox(step))

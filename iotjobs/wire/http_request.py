@@ -30,17 +30,26 @@ async def body_bytes(request: web.Request) -> bytes:
         raise invalid(f"the request body could not be read: {reason}") from None
 
 
+PARSED_BODY = "iotjobs.json_body"
+
+
 async def json_body(request: web.Request) -> dict[str, Any]:
+    """The body as a JSON object, parsed once: the model check and the handler both read it."""
+    parsed = request.get(PARSED_BODY)
+    if parsed is not None:
+        return parsed  # type: ignore[no-any-return]
     raw = await body_bytes(request)
     if not raw.strip():
-        return {}
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise invalid(f"request body is not valid JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise invalid("request body must be a JSON object")
-    return body
+        body: Any = {}
+    else:
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise invalid(f"request body is not valid JSON: {exc}") from None
+        if not isinstance(body, dict):
+            raise invalid("request body must be a JSON object")
+    request[PARSED_BODY] = body
+    return body  # type: ignore[no-any-return]
 
 
 def query_bool(request: web.Request, name: str) -> bool | None:

@@ -97,19 +97,24 @@ async def apply_batch(
                 await conn.execute(sql, *rows[0])
             else:
                 await conn.executemany(sql, rows)
+        partitions = [tp.partition for tp in batches]
         for tp, records in batches.items():
-            next_offset = records[-1].offset + 1
-            offsets[str(tp.partition)] = next_offset
-            await conn.execute(
-                """INSERT INTO projector_offsets (topic, partition, next_offset, marker) VALUES ($1, $2, $3, $4)
-                   ON CONFLICT (topic, partition) DO UPDATE SET next_offset = $3, marker = $4""",
-                topic,
-                tp.partition,
-                next_offset,
-                codec.dumps(moved[tp.partition]).decode(),
-            )
+            offsets[str(tp.partition)] = records[-1].offset + 1
+        # Every partition's checkpoint and the notification in one round trip (NOTIFY leaves at commit).
         await conn.execute(
-            "SELECT pg_notify($1, $2)", NOTIFY_CHANNEL, codec.dumps({"topic": topic, "offsets": offsets}).decode()
+            """WITH checkpoints AS (
+                   INSERT INTO projector_offsets (topic, partition, next_offset, marker)
+                   SELECT $1, * FROM unnest($2::int[], $3::bigint[], $4::text[])
+                   ON CONFLICT (topic, partition)
+                   DO UPDATE SET next_offset = EXCLUDED.next_offset, marker = EXCLUDED.marker
+               )
+               SELECT pg_notify($5, $6)""",
+            topic,
+            partitions,
+            [offsets[str(p)] for p in partitions],
+            [codec.dumps(moved[p]).decode() for p in partitions],
+            NOTIFY_CHANNEL,
+            codec.dumps({"topic": topic, "offsets": offsets}).decode(),
         )
         if events is not None and types:
             await events.publish(await events.messages(conn, happened, types, before))

@@ -13,6 +13,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from tests.support.clients import MqttDevice, data_client, group_arn, iot_client, thing_arn, unique
+from tests.support.events import read_records
 from tests.support.stack import Stack
 from tests.support.waiting import until, until_sync
 
@@ -322,6 +323,30 @@ def test_membership_listings_and_removal(stack: Stack) -> None:
     assert [g["groupName"] for g in iot.list_thing_groups_for_thing(thingName=things[0])["thingGroups"]] == [grandchild]
     assert iot.list_thing_groups_for_thing(thingName=things[1])["thingGroups"] == []
     assert iot.describe_thing(thingName=things[1])["version"] == 3  # one add, one removal
+
+
+async def test_a_group_hands_joins_and_leaves_on_to_the_thing_without_recording_them(stack: Stack) -> None:
+    """The group only checks that it exists before the thing decides (ADR 0007, handing a request on): its
+    log holds what it records of its members, and nothing for the hand-on itself."""
+    iot = iot_client(stack)
+    thing, group, child = unique("h"), unique("hg"), unique("hc")
+    iot.create_thing(thingName=thing)
+    iot.create_thing_group(thingGroupName=group)
+    iot.create_thing_group(thingGroupName=child, parentGroupName=group)
+    iot.add_thing_to_thing_group(thingGroupName=child, thingName=thing)
+    assert iot.list_things_in_thing_group(thingGroupName=group, recursive=True)["things"] == [thing]
+    iot.remove_thing_from_thing_group(thingGroupName=child, thingName=thing)
+    assert iot.list_things_in_thing_group(thingGroupName=group, recursive=True)["things"] == []
+
+    records = await read_records(stack.settings)
+    # An outbox record of its own has no event type: the group's hand-ons would show as such.
+    written = {
+        name: [r.get("type", "outbox") for r in records if r.get("key") == f"group/{name}"] for name in (group, child)
+    }
+    assert written == {
+        group: ["ThingGroupCreated", "ChildGroupAdded"],
+        child: ["ThingGroupCreated", "GroupMemberAdded", "GroupMemberRemoved"],
+    }
 
 
 def test_membership_errors(stack: Stack) -> None:

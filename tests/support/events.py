@@ -47,6 +47,12 @@ async def read_events(settings: Settings, timeout: float = 30.0) -> list[tuple[A
     ]
 
 
+async def read_records(settings: Settings, timeout: float = 30.0) -> list[dict[str, Any]]:
+    """Every record of the events topic, counted or not, event or not (markers, outbox records)."""
+    records, _end = await _read_log(settings, timeout)
+    return [value for _partition, value in records]
+
+
 async def next_offsets(settings: Settings, timeout: float = 30.0) -> dict[int, int]:
     """Per partition that has records, the offset one past its last record."""
     _records, end = await _read_log(settings, timeout)

@@ -325,12 +325,19 @@ def ministack_python(args: argparse.Namespace) -> str:
 
     if importlib.util.find_spec("ministack") is not None:
         return sys.executable
-    python = MINISTACK_VENV / "bin" / "python"
-    probe = subprocess.run([str(python), "-c", "import ministack"], capture_output=True) if python.exists() else None
+    # its own venv: its botocore pin conflicts with ours
+    return venv_python(MINISTACK_VENV, args.ministack_spec, "ministack")
+
+
+def venv_python(venv: Path, spec: str, module: str, *, system_site_packages: bool = False) -> str:
+    """The interpreter of a private venv that can import `module`, installing `spec` into it if need be."""
+    python = venv / "bin" / "python"
+    probe = subprocess.run([str(python), "-c", f"import {module}"], capture_output=True) if python.exists() else None
     if probe is None or probe.returncode != 0:
-        print(f"installing {args.ministack_spec} into {MINISTACK_VENV} (its botocore pin conflicts with ours)")
-        subprocess.run([sys.executable, "-m", "venv", str(MINISTACK_VENV)], check=True, timeout=120)
-        subprocess.run([str(python), "-m", "pip", "install", "--quiet", args.ministack_spec], check=True, timeout=600)
+        print(f"installing {spec} into {venv}")
+        shared = ["--system-site-packages"] if system_site_packages else []
+        subprocess.run([sys.executable, "-m", "venv", *shared, str(venv)], check=True, timeout=120)
+        subprocess.run([str(python), "-m", "pip", "install", "--quiet", spec], check=True, timeout=600)
     return str(python)
 
 

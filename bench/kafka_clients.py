@@ -243,19 +243,6 @@ def worker_main(args: argparse.Namespace) -> int:
 # --- the driver ----------------------------------------------------------------------------------------------
 
 
-def confluent_python() -> str:
-    """An interpreter with confluent-kafka and, through the system site packages, everything else we use."""
-    python = VENV / "bin" / "python"
-    probe = (
-        subprocess.run([str(python), "-c", "import confluent_kafka"], capture_output=True) if python.exists() else None
-    )
-    if probe is None or probe.returncode != 0:
-        print(f"installing confluent-kafka into {VENV}")
-        subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(VENV)], check=True, timeout=120)
-        subprocess.run([str(python), "-m", "pip", "install", "--quiet", "confluent-kafka"], check=True, timeout=600)
-    return str(python)
-
-
 def broker_cpu(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -292,12 +279,14 @@ async def create_topics(bootstrap: str, tags: list[str]) -> None:
 
 def run(args: argparse.Namespace) -> tuple[dict[str, Any], dict[tuple[int, str], list[dict[str, float]]]]:
     from bench.device_roundtrip import run_context
-    from bench.http_reads import version_in
+    from bench.http_reads import venv_python, version_in
     from tests.support.servers import LocalServers
 
     started = dt.datetime.now(dt.UTC)
     ctx = run_context("bench.kafka_clients", started)
-    pythons = {"aiokafka": sys.executable, "confluent-kafka": confluent_python()}
+    # confluent-kafka is not ours to depend on; the system site packages give its worker everything else.
+    confluent = venv_python(VENV, "confluent-kafka", "confluent_kafka", system_site_packages=True)
+    pythons = {"aiokafka": sys.executable, "confluent-kafka": confluent}
     ctx["confluent"] = version_in(pythons["confluent-kafka"], "confluent-kafka")
     ctx["aiokafka"] = ctx["versions"]["aiokafka"]
     servers = LocalServers()

@@ -830,7 +830,7 @@ class DeciderRuntime:
         # before it, the key's earlier events among them: a strict write waits for those to be readable too.
         last = max(offsets) if offsets else part.released_to - 1
         positions = merge_positions(request.positions, {str(part.number): last} if last >= 0 else {})
-        if decision.sends and step.touched is None:
+        if _passes_on(request, decision):
             await self._pass_on(part, step, positions)
         elif decision.sends:
             for index, entries in step.outboxes:
